@@ -1,0 +1,161 @@
+// Wires one job: restores the newest checkpoint, opens sinks at their checkpointed progress,
+// starts the partition actors, the sink actor and the source actor, all talking over NATS.
+
+import { join } from 'node:path';
+import type { NatsConnection, JetStreamManager } from 'nats';
+import { TidemarkError } from '../errors.js';
+import { stateFingerprint, type JobConfig } from '../config.js';
+import { CheckpointStore, type CheckpointMeta } from '../io/checkpoint-store.js';
+import { ensureStream, JetStreamSource } from '../io/jetstream-source.js';
+import { createSink } from '../io/sinks.js';
+import { formatWindowSpec } from '../runtime/windows.js';
+import { formatDuration } from '../runtime/duration.js';
+import type { Logger } from '../log.js';
+import { PartitionActor } from './partition-actor.js';
+import { SinkActor, type SinkSet } from './sink-actor.js';
+import { SourceActor } from './source-actor.js';
+
+/** Where a job keeps its LevelDB state. */
+export const checkpointDir = (stateDir: string, job: string): string => join(stateDir, job, 'checkpoints');
+
+/** Compares saved state's fingerprint with this run's; names every difference. */
+export function incompatibility(saved: Record<string, string>, now: Record<string, string>): string | undefined {
+  const diffs = Object.keys({ ...saved, ...now })
+    .filter((k) => saved[k] !== now[k])
+    .map((k) => `--${k} was ${saved[k] ?? '(unset)'}, now ${now[k] ?? '(unset)'}`);
+  return diffs.length ? diffs.join('; ') : undefined;
+}
+
+export interface JobStatus {
+  seq: number;
+  watermark: number;
+}
+
+/** A running job. */
+export class Job {
+  readonly partitions: PartitionActor[];
+  readonly sink: SinkActor;
+  readonly source: SourceActor;
+  readonly restoredFrom?: CheckpointMeta;
+  private runPromise?: Promise<number>;
+
+  private constructor(
+    readonly cfg: JobConfig,
+    readonly nc: NatsConnection,
+    readonly store: CheckpointStore,
+    parts: PartitionActor[],
+    sink: SinkActor,
+    source: SourceActor,
+    restored: CheckpointMeta | undefined,
+    readonly endSeq: number | undefined,
+  ) {
+    this.partitions = parts;
+    this.sink = sink;
+    this.source = source;
+    if (restored) this.restoredFrom = restored;
+  }
+
+  /** Restores state and starts every actor; the source begins reading. */
+  static async start(cfg: JobConfig, nc: NatsConnection, log: Logger): Promise<Job> {
+    const t0 = performance.now();
+    const store = await CheckpointStore.open(checkpointDir(cfg.stateDir, cfg.job));
+    try {
+      if (cfg.resetState) {
+        await store.level.clear();
+        log.warn({ stateDir: cfg.stateDir }, 'state reset: starting from the beginning of the input');
+      }
+      const fingerprint = stateFingerprint(cfg);
+      const restored = await store.restore(cfg.fromCheckpoint === undefined ? undefined : Number(cfg.fromCheckpoint));
+      if (restored) {
+        for (const s of restored.skipped) log.error({ checkpoint: s.id, problem: s.problem }, `checkpoint ${s.id} is unusable (${s.problem}); falling back to checkpoint ${restored.meta.id}`);
+        const diff = incompatibility(restored.meta.fingerprint, fingerprint);
+        if (diff) {
+          throw new TidemarkError('STATE_INCOMPATIBLE', `state in ${cfg.stateDir} was written by an incompatible configuration (${diff}); use the old settings, another --state-dir, or --reset-state to discard it`);
+        }
+        if (restored.skipped.length) await store.prune(cfg.retain, restored.skipped.map((s) => s.id));
+      }
+      const meta = restored?.meta;
+      const jsm: JetStreamManager = await nc.jetstreamManager();
+      const js = nc.jetstream();
+      const input = await ensureStream(jsm, cfg.inputStream, cfg.inputSubjects);
+      const sinkSet: SinkSet = {
+        results: cfg.sinks.map((s) => createSink(s, nc, js, jsm, cfg.job)),
+        late: createSink(cfg.lateSink, nc, js, jsm, cfg.job),
+        dead: createSink(cfg.dlqSink, nc, js, jsm, cfg.job),
+      };
+      const sink = new SinkActor(nc, cfg.job, cfg.partitions, sinkSet, store, fingerprint, cfg.retain, log, meta?.id ?? 0);
+      await sink.openSinks(meta?.sinks);
+      if (meta) {
+        sink.counts.results = meta.counters.results ?? 0;
+        sink.counts.late = meta.counters.late ?? 0;
+        sink.counts.dead = meta.counters.dead ?? 0;
+      }
+      const parts = Array.from({ length: cfg.partitions }, (_, p) => new PartitionActor(nc, p, { job: cfg.job, window: cfg.window, lateness: cfg.lateness, mode: cfg.emit }));
+      if (restored) parts.forEach((pa) => pa.restore(restored.windows.get(pa.partition) ?? [], restored.meta.watermark.wm));
+      for (const pa of parts) pa.start(cfg.job);
+      sink.start();
+      const endSeq = cfg.drain ? input.lastSeq : undefined;
+      const source = new SourceActor(
+        nc,
+        new JetStreamSource(js, cfg.inputStream),
+        cfg,
+        { partitions: cfg.partitions, batchSize: cfg.batchSize, maxInflight: 4, checkpointInterval: cfg.checkpointInterval, idleTimeout: cfg.idleTimeout, ...(endSeq !== undefined ? { endSeq } : {}) },
+        meta ? { seq: meta.seq, cp: meta.id, watermark: meta.watermark } : { seq: 0, cp: (await store.list()).metas[0]?.id ?? 0 },
+      );
+      if (meta) {
+        source.ingest.postsIn = meta.counters.postsIn ?? 0;
+        source.ingest.deadCount = meta.counters.dead ?? 0;
+      }
+      source.listen();
+      await nc.flush();
+      const ms = Math.round(performance.now() - t0);
+      if (meta) {
+        const windows = [...restored!.windows.values()].reduce((a, w) => a + w.length, 0);
+        log.info({ checkpoint: meta.id, seq: meta.seq, windows, recoveryMs: ms }, `recovered from checkpoint ${meta.id} in ${ms} ms (${windows} windows, resuming after input sequence ${meta.seq})`);
+      }
+      log.info(
+        {
+          job: cfg.job,
+          window: formatWindowSpec(cfg.window),
+          maxOutOfOrderness: formatDuration(cfg.maxOutOfOrderness),
+          allowedLateness: formatDuration(cfg.lateness),
+          emit: cfg.emit,
+          idleTimeout: formatDuration(cfg.idleTimeout),
+          partitions: cfg.partitions,
+          input: `${cfg.inputStream} (${cfg.inputSubjects.join(',')})`,
+          drain: cfg.drain,
+        },
+        `job ${cfg.job}: window ${formatWindowSpec(cfg.window)}, watermark = max(ts) - ${formatDuration(cfg.maxOutOfOrderness)}, allowed lateness ${formatDuration(cfg.lateness)}, emit ${cfg.emit}`,
+      );
+      return new Job(cfg, nc, store, parts, sink, source, meta, endSeq);
+    } catch (e) {
+      await store.close().catch(() => undefined);
+      throw e;
+    }
+  }
+
+  /** Runs until end of input (drain) or stop(); resolves when everything is flushed and checkpointed. */
+  run(): Promise<number> {
+    this.runPromise ??= (async () => {
+      const seq = await this.source.run();
+      await Promise.all(this.partitions.map((p) => p.finished()));
+      await this.sink.finished();
+      return seq;
+    })();
+    return this.runPromise;
+  }
+
+  /** Graceful stop: stop intake, flush, final checkpoint. */
+  async stop(): Promise<void> {
+    this.source.stop();
+    await this.run();
+  }
+
+  /** Releases the state store and subscriptions. */
+  async close(): Promise<void> {
+    for (const p of this.partitions) p.stop();
+    this.sink.stop();
+    await this.sink.closeSinks();
+    await this.store.close();
+  }
+}

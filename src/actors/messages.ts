@@ -1,0 +1,36 @@
+// Messages the actors exchange over NATS (msgpackr-encoded). One batch message carries
+// many posts; barriers travel in the same streams as data (aligned checkpoints).
+
+import type { Op, PersistedWindow, WindowView } from '../runtime/window-operator.js';
+import type { DeadLetterRecord, LateRecord, ResultRecord } from '../runtime/records.js';
+
+/** source → partition actor */
+export type PartitionMsg =
+  | { t: 'batch'; n: number; ops: Op[] }
+  | { t: 'barrier'; cp: number; full: boolean }
+  | { t: 'end' };
+
+/** partition actors and source → sink actor. `from` is the partition, or -1 for the source. */
+export type OutMsg =
+  | { t: 'out'; from: number; n: number; results: ResultRecord[]; late: LateRecord[]; dead: DeadLetterRecord[] }
+  | { t: 'barrier'; from: number; cp: number; upserts: PersistedWindow[]; deletes: string[]; windows: number }
+  | { t: 'source-barrier'; from: -1; cp: number; seq: number; watermark: { wm: number; maxTs: Array<[string, number]> }; full: boolean; savepoint?: string; counters: Record<string, number> }
+  | { t: 'end'; from: number };
+
+/** sink actor → source: flow-control credit and checkpoint completion. */
+export type CreditMsg =
+  | { t: 'credit'; n: number }
+  | { t: 'checkpointed'; cp: number; ms: number; bytes: number; entries: number; error?: string };
+
+/** request to a partition actor for the `query` endpoint */
+export interface QueryRequest {
+  key?: string;
+  from?: number;
+  to?: number;
+}
+
+export interface QueryReply {
+  partition: number;
+  watermark: number;
+  windows: WindowView[];
+}

@@ -1,0 +1,75 @@
+// A partition actor: the per-key actors of one key range. It subscribes to its partition
+// subject, applies batches to its window operator (one xstate actor per window) and
+// publishes results, late records and checkpoint barriers to the sink actor.
+
+import type { NatsConnection, Subscription } from 'nats';
+import { encode, decode } from '../io/codec.js';
+import { subjectsFor } from '../io/subjects.js';
+import { WindowOperator, type OperatorConfig, type PersistedWindow } from '../runtime/window-operator.js';
+import type { OutMsg, PartitionMsg, QueryReply, QueryRequest } from './messages.js';
+
+export class PartitionActor {
+  readonly operator: WindowOperator;
+  private sub?: Subscription;
+  private querySub?: Subscription;
+  private done?: Promise<void>;
+  batches = 0;
+
+  constructor(
+    private readonly nc: NatsConnection,
+    readonly partition: number,
+    cfg: OperatorConfig,
+  ) {
+    this.operator = new WindowOperator(cfg);
+  }
+
+  /** Rebuilds windows from a checkpoint before start. */
+  restore(windows: readonly PersistedWindow[], watermark: number): void {
+    this.operator.restore(windows, watermark);
+  }
+
+  /** Subscribes and processes messages in order until `end`. */
+  start(job: string): void {
+    const subj = subjectsFor(job);
+    const out = (m: OutMsg): void => this.nc.publish(subj.out, encode(m));
+    this.sub = this.nc.subscribe(subj.partition(this.partition));
+    this.querySub = this.nc.subscribe(`${subj.partition(this.partition)}.query`, {
+      callback: (err, msg) => {
+        if (err) return;
+        const req = msg.data.length ? decode<QueryRequest>(msg.data) : {};
+        const reply: QueryReply = { partition: this.partition, watermark: this.operator.watermark, windows: this.operator.query(req.key, req.from, req.to) };
+        msg.respond(encode(reply));
+      },
+    });
+    const sub = this.sub;
+    this.done = (async () => {
+      for await (const m of sub) {
+        const msg = decode<PartitionMsg>(m.data);
+        if (msg.t === 'batch') {
+          this.operator.apply(msg.ops);
+          this.batches++;
+          const { results, late } = this.operator.drainOutput();
+          out({ t: 'out', from: this.partition, n: msg.n, results, late, dead: [] });
+        } else if (msg.t === 'barrier') {
+          const delta = msg.full ? { upserts: this.operator.fullSnapshot(), deletes: [] } : this.operator.takeDelta();
+          if (msg.full) this.operator.takeDelta();
+          out({ t: 'barrier', from: this.partition, cp: msg.cp, upserts: delta.upserts, deletes: delta.deletes, windows: this.operator.size });
+        } else {
+          out({ t: 'end', from: this.partition });
+          break;
+        }
+      }
+    })();
+  }
+
+  /** Resolves when the actor has processed `end` (or was stopped). */
+  async finished(): Promise<void> {
+    await this.done;
+  }
+
+  /** Stops listening (without processing further messages). */
+  stop(): void {
+    this.sub?.unsubscribe();
+    this.querySub?.unsubscribe();
+  }
+}

@@ -1,0 +1,190 @@
+// The sink actor: writes results, late records and dead letters to their sinks, and completes
+// aligned checkpoints: once every input channel has delivered barrier n it flushes the sinks
+// and writes window deltas, watermark, input sequence and sink progress in one LevelDB batch.
+
+import type { NatsConnection, Subscription } from 'nats';
+import { encode, decode } from '../io/codec.js';
+import { subjectsFor } from '../io/subjects.js';
+import type { Sink, SinkProgress } from '../io/sinks.js';
+import type { CheckpointStore, CheckpointMeta } from '../io/checkpoint-store.js';
+import type { Logger } from '../log.js';
+import type { CreditMsg, OutMsg } from './messages.js';
+import type { PersistedWindow } from '../runtime/window-operator.js';
+
+export interface SinkSet {
+  results: Sink[];
+  late: Sink;
+  dead: Sink;
+}
+
+interface Alignment {
+  cp: number;
+  arrived: Map<number, Extract<OutMsg, { t: 'barrier' | 'source-barrier' }>>;
+}
+
+export interface CheckpointEvent {
+  meta: CheckpointMeta;
+  ms: number;
+}
+
+export class SinkActor {
+  private sub?: Subscription;
+  private done?: Promise<void>;
+  private readonly lastN: number[];
+  private credit = 0;
+  private aligning?: Alignment;
+  private held: OutMsg[] = [];
+  private ended = new Set<number>();
+  private lastCheckpoint: number;
+  counts = { results: 0, late: 0, dead: 0 };
+  onCheckpoint?: (e: CheckpointEvent) => void;
+  onResults?: (n: number) => void;
+
+  constructor(
+    private readonly nc: NatsConnection,
+    private readonly job: string,
+    private readonly partitions: number,
+    readonly sinks: SinkSet,
+    private readonly store: CheckpointStore,
+    private readonly fingerprint: Record<string, string>,
+    private readonly retain: number,
+    private readonly log: Logger,
+    lastCheckpoint: number,
+  ) {
+    this.lastN = Array.from({ length: partitions }, () => 0);
+    this.lastCheckpoint = lastCheckpoint;
+  }
+
+  /** Stable names of every sink, used as keys of their progress in checkpoints. */
+  static progressKeys(s: SinkSet): Array<[string, Sink]> {
+    return [...s.results.map((k) => [`result:${k.name}`, k] as [string, Sink]), [`late:${s.late.name}`, s.late], [`dlq:${s.dead.name}`, s.dead]];
+  }
+
+  /** Recovers every sink to the checkpointed progress. */
+  async openSinks(progress: Record<string, SinkProgress> | undefined): Promise<void> {
+    for (const [key, sink] of SinkActor.progressKeys(this.sinks)) await sink.open(progress?.[key]);
+  }
+
+  start(): void {
+    const subj = subjectsFor(this.job);
+    this.sub = this.nc.subscribe(subj.out);
+    const sub = this.sub;
+    this.done = (async () => {
+      for await (const m of sub) {
+        await this.handle(decode<OutMsg>(m.data));
+        if (this.ended.size === this.partitions) break;
+      }
+      for (const [, s] of SinkActor.progressKeys(this.sinks)) await s.flush();
+    })();
+  }
+
+  /** Resolves when every partition has ended and the sinks are flushed. */
+  async finished(): Promise<void> {
+    await this.done;
+  }
+
+  stop(): void {
+    this.sub?.unsubscribe();
+  }
+
+  /** Closes every sink. */
+  async closeSinks(): Promise<void> {
+    for (const [, s] of SinkActor.progressKeys(this.sinks)) await s.close();
+  }
+
+  private async handle(msg: OutMsg): Promise<void> {
+    if (this.aligning && this.aligning.arrived.has(msg.from)) {
+      // This channel is past the barrier: hold its messages until the checkpoint completes.
+      this.held.push(msg);
+      return;
+    }
+    if (msg.t === 'out') {
+      await this.write(msg);
+    } else if (msg.t === 'barrier' || msg.t === 'source-barrier') {
+      this.aligning ??= { cp: msg.cp, arrived: new Map() };
+      this.aligning.arrived.set(msg.from, msg);
+      if (this.aligning.arrived.size === this.partitions + 1) {
+        const a = this.aligning;
+        await this.complete(a);
+        this.aligning = undefined;
+        const held = this.held;
+        this.held = [];
+        for (const h of held) await this.handle(h);
+      }
+    } else {
+      this.ended.add(msg.from);
+    }
+  }
+
+  private async write(msg: Extract<OutMsg, { t: 'out' }>): Promise<void> {
+    if (msg.results.length) {
+      for (const s of this.sinks.results) await s.write(msg.results);
+      this.counts.results += msg.results.length;
+      this.onResults?.(msg.results.length);
+    }
+    if (msg.late.length) {
+      await this.sinks.late.write(msg.late);
+      this.counts.late += msg.late.length;
+    }
+    if (msg.dead.length) {
+      await this.sinks.dead.write(msg.dead);
+      this.counts.dead += msg.dead.length;
+    }
+    if (msg.from >= 0 && msg.n > this.lastN[msg.from]!) {
+      this.lastN[msg.from] = msg.n;
+      const credit = Math.min(...this.lastN);
+      if (credit > this.credit) {
+        this.credit = credit;
+        this.reply({ t: 'credit', n: credit });
+      }
+    }
+  }
+
+  private async complete(a: Alignment): Promise<void> {
+    const t0 = performance.now();
+    const src = a.arrived.get(-1) as Extract<OutMsg, { t: 'source-barrier' }>;
+    const sinks: Record<string, SinkProgress> = {};
+    for (const [key, s] of SinkActor.progressKeys(this.sinks)) sinks[key] = await s.flush();
+    const upserts: Array<[number, PersistedWindow]> = [];
+    const deletes: Array<[number, string]> = [];
+    let windows = 0;
+    for (const [from, m] of a.arrived) {
+      if (m.t !== 'barrier') continue;
+      for (const w of m.upserts) upserts.push([from, w]);
+      for (const d of m.deletes) deletes.push([from, d]);
+      windows += m.windows;
+    }
+    try {
+      const meta = await this.store.write({
+        meta: {
+          id: a.cp,
+          time: Date.now(),
+          seq: src.seq,
+          watermark: src.watermark,
+          sinks,
+          parent: src.full ? 0 : this.lastCheckpoint,
+          full: src.full,
+          windows,
+          counters: { ...src.counters, results: this.counts.results, late: this.counts.late, dead: this.counts.dead },
+          fingerprint: this.fingerprint,
+          ...(src.savepoint ? { savepoint: src.savepoint } : {}),
+        },
+        upserts,
+        deletes,
+      });
+      this.lastCheckpoint = a.cp;
+      await this.store.prune(this.retain);
+      const ms = performance.now() - t0;
+      this.log.debug({ checkpoint: a.cp, seq: src.seq, entries: meta.entries, bytes: meta.bytes, ms: Math.round(ms) }, 'checkpoint complete');
+      this.onCheckpoint?.({ meta, ms });
+      this.reply({ t: 'checkpointed', cp: a.cp, ms, bytes: meta.bytes, entries: meta.entries });
+    } catch (e) {
+      this.log.error({ err: e, checkpoint: a.cp }, 'checkpoint failed');
+      this.reply({ t: 'checkpointed', cp: a.cp, ms: 0, bytes: 0, entries: 0, error: (e as Error).message });
+    }
+  }
+
+  private reply(m: CreditMsg): void {
+    this.nc.publish(subjectsFor(this.job).credit, encode(m));
+  }
+}

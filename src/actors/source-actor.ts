@@ -1,0 +1,217 @@
+// The source actor: reads the input stream in order, validates, scores and keys each post
+// (runtime/ingest), and publishes one batch per partition per tick; it paces itself by the
+// sink's credits and injects checkpoint barriers between batches.
+
+import type { NatsConnection, Subscription } from 'nats';
+import { encode, decode } from '../io/codec.js';
+import { subjectsFor } from '../io/subjects.js';
+import type { JetStreamSource } from '../io/jetstream-source.js';
+import { Ingestor, type JobSemantics } from '../runtime/ingest.js';
+import type { CreditMsg, OutMsg, PartitionMsg } from './messages.js';
+
+export interface SourceOptions {
+  partitions: number;
+  batchSize: number;
+  /** Batches allowed in flight beyond the sink's credit: bounds how far a barrier trails. */
+  maxInflight: number;
+  checkpointInterval: number;
+  /** Stop at this sequence (drain mode); undefined: run until stopped. */
+  endSeq?: number;
+  idleTimeout: number;
+}
+
+export class SourceActor {
+  readonly ingest: Ingestor;
+  private readonly subj: ReturnType<typeof subjectsFor>;
+  private n = 0;
+  private credit = 0;
+  private creditWaiters: Array<() => void> = [];
+  private cpWaiters = new Map<number, (m: Extract<CreditMsg, { t: 'checkpointed' }>) => void>();
+  private creditSub?: Subscription;
+  private nextCp: number;
+  private cpDue = false;
+  private fullEvery = 20;
+  private sinceFull = 0;
+  private lastCpSeq: number;
+  private flushing: Promise<void> = Promise.resolve();
+  private immediate?: NodeJS.Immediate;
+  private stopping = false;
+  private timer?: NodeJS.Timeout;
+  private pendingSavepoints: Array<{ name: string; resolve: (cp: number) => void }> = [];
+  seq: number;
+  lastCheckpoint?: { cp: number; at: number; ms: number; bytes: number };
+  startedAt = Date.now();
+
+  constructor(
+    private readonly nc: NatsConnection,
+    private readonly source: JetStreamSource,
+    private readonly sem: JobSemantics,
+    private readonly opts: SourceOptions,
+    restored: { seq: number; cp: number; watermark?: { wm: number; maxTs: Array<[string, number]> } } = { seq: 0, cp: 0 },
+  ) {
+    this.subj = subjectsFor(sem.job);
+    this.ingest = new Ingestor(sem, opts.partitions, opts.idleTimeout);
+    if (restored.watermark) {
+      this.ingest.tracker.restore(restored.watermark);
+      this.ingest.router.reset(restored.watermark.wm);
+    }
+    this.seq = restored.seq;
+    this.lastCpSeq = restored.seq;
+    this.nextCp = restored.cp + 1;
+    // The first checkpoint after a start is full, so a chain never depends on a pre-restart delta it cannot see.
+    this.sinceFull = this.fullEvery;
+  }
+
+  /** Listens for credits and checkpoint completions. */
+  listen(): void {
+    this.creditSub = this.nc.subscribe(this.subj.credit, {
+      callback: (err, m) => {
+        if (err) return;
+        const msg = decode<CreditMsg>(m.data);
+        if (msg.t === 'credit') {
+          this.credit = Math.max(this.credit, msg.n);
+          const w = this.creditWaiters;
+          this.creditWaiters = [];
+          for (const f of w) f();
+        } else {
+          if (!msg.error) this.lastCheckpoint = { cp: msg.cp, at: Date.now(), ms: msg.ms, bytes: msg.bytes };
+          this.cpWaiters.get(msg.cp)?.(msg);
+          this.cpWaiters.delete(msg.cp);
+        }
+      },
+    });
+    if (this.opts.checkpointInterval > 0) {
+      this.timer = setInterval(() => {
+        this.cpDue = true;
+        // Idle input: take the checkpoint without waiting for the next post.
+        if (this.seq !== this.lastCpSeq) this.schedule(true);
+      }, this.opts.checkpointInterval);
+      this.timer.unref();
+    }
+  }
+
+  /** Consumes the input until end of input (drain) or stop(). Returns the last sequence read. */
+  async run(): Promise<number> {
+    if (this.opts.endSeq !== undefined && this.seq >= this.opts.endSeq) {
+      await this.finish();
+      return this.seq;
+    }
+    const messages = await this.source.open(this.seq, Math.max(this.opts.batchSize, 256));
+    let inBatch = 0;
+    for await (const m of messages) {
+      if (this.stopping) break;
+      this.ingest.accept(m.data, m.subject, m.seq);
+      this.seq = m.seq;
+      inBatch++;
+      // Drain: stop at the sequence the stream held at start (or earlier when its tail was deleted).
+      const atEnd = this.opts.endSeq !== undefined && (m.seq >= this.opts.endSeq || m.info.pending === 0);
+      if (inBatch >= this.opts.batchSize || atEnd) {
+        inBatch = 0;
+        this.schedule(false);
+        // Backpressure: wait for the flush (and credit) before reading further.
+        await this.flushing;
+      } else this.schedule(true);
+      if (atEnd) break;
+    }
+    await this.flushing;
+    await this.source.close();
+    await this.finish();
+    return this.seq;
+  }
+
+  /** Graceful stop: the run loop ends, a final checkpoint is taken, partitions get `end`. */
+  stop(): void {
+    this.stopping = true;
+    void this.source.close();
+  }
+
+  /** Takes a savepoint now; resolves with its id once written. */
+  savepoint(name: string): Promise<number> {
+    return new Promise((resolve) => {
+      this.pendingSavepoints.push({ name, resolve });
+      this.cpDue = true;
+      this.schedule(false);
+    });
+  }
+
+  /** Posts accepted, dead letters, batches sent. */
+  get counters(): { postsIn: number; dead: number; batches: number } {
+    return { postsIn: this.ingest.postsIn, dead: this.ingest.deadCount, batches: this.n };
+  }
+
+  private schedule(deferred: boolean): void {
+    if (deferred) {
+      // Flush what arrived in this I/O tick once the tick's messages are consumed.
+      this.immediate ??= setImmediate(() => {
+        this.immediate = undefined;
+        this.schedule(false);
+      });
+      return;
+    }
+    if (this.immediate) {
+      clearImmediate(this.immediate);
+      this.immediate = undefined;
+    }
+    this.flushing = this.flushing.then(() => this.flushBatch());
+  }
+
+  private publishPartition(p: number, msg: PartitionMsg): void {
+    this.nc.publish(this.subj.partition(p), encode(msg));
+  }
+
+  private publishOut(msg: OutMsg): void {
+    this.nc.publish(this.subj.out, encode(msg));
+  }
+
+  private async flushBatch(): Promise<void> {
+    const ops = this.ingest.router.take();
+    const dead = this.ingest.takeDead();
+    if (ops.some((o) => o.length > 0) || dead.length > 0) {
+      const n = ++this.n;
+      for (let p = 0; p < this.opts.partitions; p++) this.publishPartition(p, { t: 'batch', n, ops: ops[p]! });
+      this.publishOut({ t: 'out', from: -1, n, results: [], late: [], dead });
+    }
+    if (this.cpDue) this.barrier();
+    while (this.n - this.credit > this.opts.maxInflight) await new Promise<void>((r) => this.creditWaiters.push(r));
+  }
+
+  /** Injects barrier `cp` after everything sent so far; resolves when the checkpoint is written. */
+  private barrier(): Promise<Extract<CreditMsg, { t: 'checkpointed' }>> {
+    this.cpDue = false;
+    const cp = this.nextCp++;
+    const full = this.sinceFull >= this.fullEvery;
+    this.sinceFull = full ? 1 : this.sinceFull + 1;
+    const sp = this.pendingSavepoints.shift();
+    const done = new Promise<Extract<CreditMsg, { t: 'checkpointed' }>>((r) => this.cpWaiters.set(cp, r));
+    if (sp) void done.then(() => sp.resolve(cp));
+    for (let p = 0; p < this.opts.partitions; p++) this.publishPartition(p, { t: 'barrier', cp, full });
+    this.publishOut({
+      t: 'source-barrier',
+      from: -1,
+      cp,
+      seq: this.seq,
+      watermark: this.ingest.tracker.toJSON(),
+      full,
+      ...(sp ? { savepoint: sp.name } : {}),
+      counters: { postsIn: this.ingest.postsIn, dead: this.ingest.deadCount },
+    });
+    this.lastCpSeq = this.seq;
+    if (this.pendingSavepoints.length) this.cpDue = true;
+    return done;
+  }
+
+  private async finish(): Promise<void> {
+    if (this.opts.endSeq !== undefined && !this.stopping) this.ingest.end();
+    let last: Promise<unknown> = Promise.resolve();
+    this.flushing = this.flushing.then(async () => {
+      await this.flushBatch();
+      last = this.barrier();
+    });
+    await this.flushing;
+    const result = (await last) as Extract<CreditMsg, { t: 'checkpointed' }>;
+    for (let p = 0; p < this.opts.partitions; p++) this.publishPartition(p, { t: 'end' });
+    clearInterval(this.timer);
+    this.creditSub?.unsubscribe();
+    if (result.error) throw new Error(`final checkpoint failed: ${result.error}`);
+  }
+}

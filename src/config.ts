@@ -1,0 +1,240 @@
+// Job configuration: one table of options that drives flag parsing, `--config FILE`,
+// `--help` and the start-up log line, so no default is hidden anywhere else.
+
+import { readFileSync } from 'node:fs';
+import { TidemarkError } from './errors.js';
+import { parseDuration, formatDuration } from './runtime/duration.js';
+import { parseWindowSpec, formatWindowSpec } from './runtime/windows.js';
+import { parseKeySpec, type KeySpec } from './runtime/keys.js';
+import type { JobSemantics } from './runtime/ingest.js';
+import type { WindowSpec } from './runtime/windows.js';
+import { JOB_NAME } from './io/subjects.js';
+
+export type SinkSpec = { kind: 'jsonl'; path: string } | { kind: 'nats'; subject: string } | { kind: 'jetstream'; stream: string; subject?: string };
+
+export interface JobConfig extends JobSemantics {
+  nats?: string;
+  inputStream: string;
+  inputSubjects: string[];
+  idleTimeout: number;
+  sinks: SinkSpec[];
+  lateSink: SinkSpec;
+  dlqSink: SinkSpec;
+  stateDir: string;
+  checkpointInterval: number;
+  drain: boolean;
+  partitions: number;
+  batchSize: number;
+  retain: number;
+  resetState: boolean;
+  fromCheckpoint?: string;
+  logLevel: string;
+  metricsPort?: number;
+}
+
+type Kind = 'string' | 'dur' | 'int' | 'bool' | 'list';
+
+export interface OptionDef {
+  flag: string;
+  key: string;
+  kind: Kind;
+  arg?: string;
+  help: string;
+  default?: string;
+  repeat?: boolean;
+}
+
+/** Options of `tidemark run`. */
+export const RUN_OPTIONS: OptionDef[] = [
+  { flag: '--nats', key: 'nats', kind: 'string', arg: 'URL', help: 'NATS server to use; without it an embedded nats-server is started' },
+  { flag: '--job', key: 'job', kind: 'string', arg: 'NAME', help: 'job name (scopes subjects, consumers and state)', default: 'sentiment' },
+  { flag: '--input-stream', key: 'inputStream', kind: 'string', arg: 'NAME', help: 'JetStream stream holding the posts (created when missing)', default: 'POSTS' },
+  { flag: '--input-subjects', key: 'inputSubjects', kind: 'list', arg: 'SUBJ', help: 'subjects of the input stream, comma-separated', default: 'posts.>' },
+  { flag: '--window', key: 'window', kind: 'string', arg: 'SPEC', help: 'tumbling:SIZE | sliding:SIZE,SLIDE | session:GAP (required)' },
+  { flag: '--max-out-of-orderness', key: 'maxOutOfOrderness', kind: 'dur', arg: 'DUR', help: 'watermark = max event time seen minus this bound', default: '5s' },
+  { flag: '--allowed-lateness', key: 'lateness', kind: 'dur', arg: 'DUR', help: 'how long after firing a window still accepts late posts', default: '0s' },
+  { flag: '--idle-timeout', key: 'idleTimeout', kind: 'dur', arg: 'DUR', help: 'an input partition with no post for this long stops holding the watermark back (0 = never)', default: '0s' },
+  { flag: '--keys', key: 'keys', kind: 'string', arg: 'LIST', help: 'comma-separated: hashtags, all, keyword:WORD', default: 'hashtags' },
+  { flag: '--emit', key: 'emit', kind: 'string', arg: 'MODE', help: 'updates (a revision per change, final record at close) | final (one record per window)', default: 'updates' },
+  { flag: '--sink', key: 'sinks', kind: 'string', arg: 'SPEC', repeat: true, help: 'jsonl:PATH | nats:SUBJECT | jetstream:STREAM[:SUBJECT]; repeatable', default: 'nats:tidemark.<job>.results' },
+  { flag: '--late-sink', key: 'lateSink', kind: 'string', arg: 'SPEC', help: 'where late records go', default: 'nats:tidemark.<job>.late' },
+  { flag: '--dlq-sink', key: 'dlqSink', kind: 'string', arg: 'SPEC', help: 'where dead-letter records go', default: 'nats:tidemark.<job>.dlq' },
+  { flag: '--state-dir', key: 'stateDir', kind: 'string', arg: 'DIR', help: 'checkpoints (LevelDB) and the embedded server store', default: '.tidemark' },
+  { flag: '--checkpoint-interval', key: 'checkpointInterval', kind: 'dur', arg: 'DUR', help: 'time between checkpoints (0 = only at shutdown)', default: '1s' },
+  { flag: '--retain', key: 'retain', kind: 'int', arg: 'N', help: 'complete checkpoints kept', default: '3' },
+  { flag: '--from-checkpoint', key: 'fromCheckpoint', kind: 'string', arg: 'ID', help: 'start from this checkpoint or savepoint instead of the newest' },
+  { flag: '--reset-state', key: 'resetState', kind: 'bool', help: 'discard the state in --state-dir and start from the beginning of the input' },
+  { flag: '--drain', key: 'drain', kind: 'bool', help: 'process what the input holds at start, emit every window, exit 0' },
+  { flag: '--partitions', key: 'partitions', kind: 'int', arg: 'N', help: 'key partitions (window actors grouped by key hash)', default: '2' },
+  { flag: '--batch-size', key: 'batchSize', kind: 'int', arg: 'N', help: 'posts per batch between actors', default: '1000' },
+  { flag: '--log-level', key: 'logLevel', kind: 'string', arg: 'LEVEL', help: 'fatal | error | warn | info | debug | trace', default: 'info' },
+  { flag: '--metrics-port', key: 'metricsPort', kind: 'int', arg: 'PORT', help: 'serve Prometheus metrics on this port' },
+  { flag: '--config', key: 'config', kind: 'string', arg: 'FILE', help: 'JSON file with the same options (keys as flag names without --); flags win' },
+];
+
+/** Parses a sink spec: `jsonl:PATH`, `nats:SUBJECT`, `jetstream:STREAM[:SUBJECT]`. */
+export function parseSinkSpec(text: string, flag: string): SinkSpec {
+  const m = /^(jsonl|nats|jetstream):(.+)$/.exec(String(text));
+  const accepted = 'accepted: jsonl:PATH, nats:SUBJECT, jetstream:STREAM';
+  if (!m) throw new TidemarkError('BAD_FLAG', `${flag}: "${text}" is not a sink; ${accepted}`);
+  const rest = m[2]!;
+  if (m[1] === 'jsonl') return { kind: 'jsonl', path: rest };
+  if (m[1] === 'nats') {
+    if (/\s|[*>]/.test(rest)) throw new TidemarkError('BAD_FLAG', `${flag}: "${rest}" is not a publishable NATS subject`);
+    return { kind: 'nats', subject: rest };
+  }
+  const [stream, subject] = rest.split(':');
+  if (!stream || !/^[A-Za-z0-9_-]+$/.test(stream)) throw new TidemarkError('BAD_FLAG', `${flag}: "${rest}" is not a stream name (letters, digits, _ and -)`);
+  return subject ? { kind: 'jetstream', stream, subject } : { kind: 'jetstream', stream };
+}
+
+/** Canonical text of a sink spec. */
+export function formatSinkSpec(s: SinkSpec): string {
+  if (s.kind === 'jsonl') return `jsonl:${s.path}`;
+  if (s.kind === 'nats') return `nats:${s.subject}`;
+  return `jetstream:${s.stream}${s.subject ? `:${s.subject}` : ''}`;
+}
+
+export type RawOptions = Record<string, string | string[] | boolean>;
+
+/** Splits argv into options (by the table) and positional arguments; unknown flags are errors. */
+export function parseFlags(argv: readonly string[], table: readonly OptionDef[]): { opts: RawOptions; positional: string[] } {
+  const opts: RawOptions = {};
+  const positional: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (!a.startsWith('--')) {
+      positional.push(a);
+      continue;
+    }
+    const eq = a.indexOf('=');
+    const name = eq > 0 ? a.slice(0, eq) : a;
+    const def = table.find((d) => d.flag === name);
+    if (!def) {
+      const known = table.map((d) => d.flag).join(', ');
+      throw new TidemarkError('BAD_FLAG', `${name}: unknown option; accepted: ${known}`);
+    }
+    let value: string | boolean;
+    if (def.kind === 'bool') {
+      if (eq > 0) throw new TidemarkError('BAD_FLAG', `${name}: takes no value`);
+      value = true;
+    } else if (eq > 0) value = a.slice(eq + 1);
+    else {
+      const next = argv[i + 1];
+      if (next === undefined || next.startsWith('--')) throw new TidemarkError('BAD_FLAG', `${name}: needs a value (${def.arg ?? 'VALUE'})`);
+      value = next;
+      i++;
+    }
+    if (def.repeat) opts[def.key] = [...((opts[def.key] as string[] | undefined) ?? []), String(value)];
+    else opts[def.key] = value;
+  }
+  return { opts, positional };
+}
+
+const asString = (v: unknown): string => (Array.isArray(v) ? v.map(String).join(',') : String(v));
+
+/** Reads `--config FILE` (JSON, keys are flag names without `--`) into raw options. */
+export function readConfigFile(path: string, table: readonly OptionDef[]): RawOptions {
+  let json: unknown;
+  try {
+    json = JSON.parse(readFileSync(path, 'utf8'));
+  } catch (e) {
+    throw new TidemarkError('BAD_CONFIG', `--config: cannot read ${path}: ${(e as Error).message}`);
+  }
+  if (typeof json !== 'object' || json === null || Array.isArray(json)) throw new TidemarkError('BAD_CONFIG', `--config: ${path} must hold a JSON object`);
+  const out: RawOptions = {};
+  for (const [name, value] of Object.entries(json as Record<string, unknown>)) {
+    const def = table.find((d) => d.flag === `--${name}`);
+    if (!def || def.key === 'config') throw new TidemarkError('BAD_CONFIG', `--config: ${path}: unknown option "${name}"`);
+    if (def.kind === 'bool') out[def.key] = value === true;
+    else if (def.repeat) out[def.key] = Array.isArray(value) ? value.map(String) : [String(value)];
+    else out[def.key] = asString(value);
+  }
+  return out;
+}
+
+function int(v: string, flag: string, min: number, max: number): number {
+  const n = Number(v);
+  if (!/^\d+$/.test(v) || n < min || n > max) throw new TidemarkError('BAD_FLAG', `${flag}: "${v}" is not accepted; an integer from ${min} to ${max}`);
+  return n;
+}
+
+/** Resolves raw options (config file, then flags) into a validated job configuration. */
+export function resolveJobConfig(flags: RawOptions): JobConfig {
+  const file = typeof flags.config === 'string' ? readConfigFile(flags.config, RUN_OPTIONS) : {};
+  const raw: RawOptions = { ...file, ...flags };
+  const get = (key: string): string | undefined => {
+    const def = RUN_OPTIONS.find((d) => d.key === key)!;
+    const v = raw[key];
+    if (v === undefined) return def.default;
+    return Array.isArray(v) ? v[v.length - 1] : String(v);
+  };
+  const job = get('job')!;
+  if (!JOB_NAME.test(job)) throw new TidemarkError('BAD_FLAG', `--job: "${job}" is not accepted; 1-64 letters, digits, _ or -`);
+  const windowText = get('window');
+  if (windowText === undefined) throw new TidemarkError('BAD_FLAG', '--window: required; accepted: tumbling:SIZE, sliding:SIZE,SLIDE, session:GAP');
+  const window: WindowSpec = parseWindowSpec(windowText);
+  const emit = get('emit');
+  if (emit !== 'updates' && emit !== 'final') throw new TidemarkError('BAD_FLAG', `--emit: "${emit}" is not accepted; updates or final`);
+  const logLevel = get('logLevel')!;
+  if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(logLevel)) {
+    throw new TidemarkError('BAD_FLAG', `--log-level: "${logLevel}" is not accepted; fatal, error, warn, info, debug, trace, silent`);
+  }
+  const sinksRaw = raw.sinks === undefined ? [`nats:tidemark.${job}.results`] : (raw.sinks as string[]);
+  const keys: KeySpec = parseKeySpec(get('keys')!);
+  const metrics = get('metricsPort');
+  const inputSubjects = get('inputSubjects')!.split(',').map((s) => s.trim()).filter(Boolean);
+  if (inputSubjects.length === 0) throw new TidemarkError('BAD_FLAG', '--input-subjects: needs at least one subject');
+  const cfg: JobConfig = {
+    job,
+    window,
+    maxOutOfOrderness: parseDuration(get('maxOutOfOrderness')!, '--max-out-of-orderness'),
+    lateness: parseDuration(get('lateness')!, '--allowed-lateness'),
+    keys,
+    emit,
+    inputStream: get('inputStream')!,
+    inputSubjects,
+    idleTimeout: parseDuration(get('idleTimeout')!, '--idle-timeout'),
+    sinks: sinksRaw.map((s) => parseSinkSpec(s, '--sink')),
+    lateSink: parseSinkSpec(raw.lateSink === undefined ? `nats:tidemark.${job}.late` : get('lateSink')!, '--late-sink'),
+    dlqSink: parseSinkSpec(raw.dlqSink === undefined ? `nats:tidemark.${job}.dlq` : get('dlqSink')!, '--dlq-sink'),
+    stateDir: get('stateDir')!,
+    checkpointInterval: parseDuration(get('checkpointInterval')!, '--checkpoint-interval'),
+    drain: raw.drain === true,
+    partitions: int(get('partitions')!, '--partitions', 1, 256),
+    batchSize: int(get('batchSize')!, '--batch-size', 1, 100_000),
+    retain: int(get('retain')!, '--retain', 1, 1000),
+    resetState: raw.resetState === true,
+    logLevel,
+  };
+  if (!/^[A-Za-z0-9_-]+$/.test(cfg.inputStream)) throw new TidemarkError('BAD_FLAG', `--input-stream: "${cfg.inputStream}" is not a stream name (letters, digits, _ and -)`);
+  const from = get('fromCheckpoint');
+  if (from !== undefined) cfg.fromCheckpoint = from;
+  if (metrics !== undefined) cfg.metricsPort = int(metrics, '--metrics-port', 0, 65535);
+  if (typeof flags.nats === 'string' || typeof file.nats === 'string') cfg.nats = get('nats')!;
+  return cfg;
+}
+
+/** The settings that make saved state incompatible when they change. */
+export function stateFingerprint(cfg: JobConfig): Record<string, string> {
+  return {
+    job: cfg.job,
+    window: formatWindowSpec(cfg.window),
+    'allowed-lateness': formatDuration(cfg.lateness),
+    'max-out-of-orderness': formatDuration(cfg.maxOutOfOrderness),
+    keys: [cfg.keys.hashtags ? 'hashtags' : '', cfg.keys.all ? 'all' : '', ...cfg.keys.keywords.map((k) => `keyword:${k}`)].filter(Boolean).join(','),
+    emit: cfg.emit,
+    partitions: String(cfg.partitions),
+    'input-stream': cfg.inputStream,
+  };
+}
+
+/** Help text for a table of options. */
+export function optionHelp(table: readonly OptionDef[]): string {
+  return table
+    .map((d) => {
+      const left = `  ${d.flag}${d.arg ? ` ${d.arg}` : ''}`;
+      return `${left.padEnd(34)} ${d.help}${d.default !== undefined ? ` (default: ${d.default})` : ''}`;
+    })
+    .join('\n');
+}

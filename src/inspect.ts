@@ -1,0 +1,63 @@
+// `tidemark inspect`: what the state directory holds, for an operator at a terminal.
+
+import { existsSync } from 'node:fs';
+import { TidemarkError } from './errors.js';
+import { parseFlags, type OptionDef } from './config.js';
+import { CheckpointStore } from './io/checkpoint-store.js';
+import { checkpointDir } from './actors/job.js';
+import type { WindowContext } from './runtime/window-machine.js';
+
+export const INSPECT_OPTIONS: OptionDef[] = [
+  { flag: '--state-dir', key: 'stateDir', kind: 'string', arg: 'DIR', help: 'state directory of the job', default: '.tidemark' },
+  { flag: '--job', key: 'job', kind: 'string', arg: 'NAME', help: 'job name', default: 'sentiment' },
+  { flag: '--checkpoint', key: 'checkpoint', kind: 'string', arg: 'ID', help: 'checkpoint to read (default: newest usable)' },
+  { flag: '--key', key: 'key', kind: 'string', arg: 'KEY', help: "dump this key's windows" },
+  { flag: '--json', key: 'json', kind: 'bool', help: 'print JSON' },
+  { flag: '--help', key: 'help', kind: 'bool', help: 'this help' },
+];
+
+const wm = (w: number): string => (w === Infinity ? '+inf' : w === -Infinity ? '-inf' : new Date(w).toISOString());
+
+/** Lists checkpoints, or dumps one key's windows. */
+export async function inspectCommand(argv: string[]): Promise<number> {
+  const { opts } = parseFlags(argv, INSPECT_OPTIONS);
+  const stateDir = String(opts.stateDir ?? '.tidemark');
+  const job = String(opts.job ?? 'sentiment');
+  const dir = checkpointDir(stateDir, job);
+  if (!existsSync(dir)) throw new TidemarkError('BAD_FLAG', `--state-dir: no state for job "${job}" in ${stateDir}`);
+  const store = await CheckpointStore.open(dir);
+  try {
+    if (typeof opts.key === 'string') {
+      const r = await store.restore(opts.checkpoint === undefined ? undefined : Number(opts.checkpoint));
+      if (!r) throw new TidemarkError('CHECKPOINT_NOT_FOUND', 'no checkpoint yet');
+      const windows = [...r.windows.values()].flat().filter((w) => w.key === opts.key).sort((a, b) => a.start - b.start);
+      const rows = windows.map((w) => {
+        const snap = w.snapshot as unknown as { value: string; context: WindowContext };
+        return { window: { start: w.start, end: w.end }, state: snap.value, ...snap.context.agg, nextRevision: snap.context.revision };
+      });
+      if (opts.json) process.stdout.write(JSON.stringify({ checkpoint: r.meta.id, key: opts.key, windows: rows }) + '\n');
+      else {
+        process.stdout.write(`checkpoint ${r.meta.id}, key ${opts.key}: ${rows.length} windows\n`);
+        for (const w of rows) process.stdout.write(`  [${w.window.start}, ${w.window.end})  ${String(w.state).padEnd(8)} count ${w.count}  +${w.positive} -${w.negative} =${w.neutral}  scoreSum ${w.scoreSum}\n`);
+      }
+      return 0;
+    }
+    const { metas, bad } = await store.list();
+    const rows = [];
+    for (const m of metas) {
+      rows.push({ id: m.id, time: new Date(m.time).toISOString(), seq: m.seq, watermark: wm(m.watermark.wm), windows: m.windows, bytes: m.bytes, kind: m.full ? 'full' : `delta of ${m.parent}`, savepoint: m.savepoint ?? '', problem: (await store.verify(m)) ?? '' });
+    }
+    for (const b of bad) rows.push({ id: b.id, time: '', seq: 0, watermark: '', windows: 0, bytes: 0, kind: '', savepoint: '', problem: b.problem });
+    if (opts.json) {
+      process.stdout.write(JSON.stringify(rows) + '\n');
+      return 0;
+    }
+    const head = ['id', 'time', 'input seq', 'watermark', 'windows', 'bytes', 'kind', 'savepoint', 'problem'];
+    const table = [head, ...rows.map((r) => [r.id, r.time, r.seq, r.watermark, r.windows, r.bytes, r.kind, r.savepoint, r.problem].map(String))];
+    const widths = head.map((_, i) => Math.max(...table.map((r) => String(r[i]).length)));
+    for (const r of table) process.stdout.write(r.map((c, i) => String(c).padEnd(widths[i]!)).join('  ').trimEnd() + '\n');
+    return 0;
+  } finally {
+    await store.close();
+  }
+}

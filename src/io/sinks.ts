@@ -1,0 +1,206 @@
+// Output adapters with an explicit lifecycle: open (recover to the checkpointed progress),
+// write, flush (returns progress for the checkpoint), close. One class per sink kind.
+
+import { openSync, writeSync, fsyncSync, closeSync, ftruncateSync, fstatSync, mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { type JetStreamClient, type JetStreamManager, type NatsConnection, type PubAck } from 'nats';
+import { TidemarkError } from '../errors.js';
+import type { SinkSpec } from '../config.js';
+
+/** Anything a sink writes: every record has a stable id. */
+export interface OutRecord {
+  id: string;
+}
+
+/** Progress a sink needs to recover exactly: written into each checkpoint. */
+export type SinkProgress = { offset: number } | { lastSeq: number } | Record<string, never>;
+
+/** A sink of records. */
+export interface Sink {
+  readonly name: string;
+  /** Recovers to `progress` (undefined: nothing was checkpointed yet). */
+  open(progress: SinkProgress | undefined): Promise<void>;
+  /** Writes records; may apply backpressure by returning a promise. */
+  write(records: readonly OutRecord[]): Promise<void> | void;
+  /** Makes everything written durable; returns the progress to checkpoint. */
+  flush(): Promise<SinkProgress>;
+  close(): Promise<void>;
+  /** Records written since start. */
+  readonly written: number;
+}
+
+const enc = new TextEncoder();
+
+/** JSON lines in a file; exactly-once by truncating back to the checkpointed offset. */
+export class JsonlSink implements Sink {
+  private fd = -1;
+  private offset = 0;
+  private chunks: string[] = [];
+  private pendingBytes = 0;
+  written = 0;
+
+  constructor(readonly path: string) {}
+
+  get name(): string {
+    return `jsonl:${this.path}`;
+  }
+
+  async open(progress: SinkProgress | undefined): Promise<void> {
+    mkdirSync(dirname(this.path), { recursive: true });
+    this.fd = openSync(this.path, 'a+');
+    const size = fstatSync(this.fd).size;
+    const target = progress && 'offset' in progress ? progress.offset : 0;
+    if (size < target) {
+      throw new TidemarkError('STATE_INCOMPATIBLE', `${this.name}: file is ${size} bytes but the checkpoint says ${target} were written; it was changed outside Tidemark (use --reset-state to start over)`);
+    }
+    // The bytes after the checkpoint were written by a run that did not finish: they are produced again.
+    if (size > target) ftruncateSync(this.fd, target);
+    this.offset = target;
+  }
+
+  write(records: readonly OutRecord[]): void {
+    for (const r of records) {
+      const line = JSON.stringify(r) + '\n';
+      this.chunks.push(line);
+      this.pendingBytes += line.length;
+    }
+    this.written += records.length;
+    if (this.pendingBytes > 1 << 16) this.writeOut();
+  }
+
+  async flush(): Promise<SinkProgress> {
+    this.writeOut();
+    fsyncSync(this.fd);
+    return { offset: this.offset };
+  }
+
+  async close(): Promise<void> {
+    if (this.fd < 0) return;
+    this.writeOut();
+    closeSync(this.fd);
+    this.fd = -1;
+  }
+
+  private writeOut(): void {
+    if (this.chunks.length === 0) return;
+    const buf = enc.encode(this.chunks.join(''));
+    let done = 0;
+    while (done < buf.length) done += writeSync(this.fd, buf, done, buf.length - done, this.offset + done);
+    this.offset += buf.length;
+    this.chunks = [];
+    this.pendingBytes = 0;
+  }
+}
+
+/** Core NATS subject: at-least-once; consumers deduplicate on the record id. */
+export class NatsSubjectSink implements Sink {
+  written = 0;
+
+  constructor(
+    private readonly nc: NatsConnection,
+    readonly subject: string,
+  ) {}
+
+  get name(): string {
+    return `nats:${this.subject}`;
+  }
+
+  async open(): Promise<void> {}
+
+  write(records: readonly OutRecord[]): void {
+    for (const r of records) this.nc.publish(this.subject, enc.encode(JSON.stringify(r)));
+    this.written += records.length;
+  }
+
+  async flush(): Promise<SinkProgress> {
+    await this.nc.flush();
+    return {};
+  }
+
+  async close(): Promise<void> {}
+}
+
+/** JetStream stream: Nats-Msg-Id = record id, plus a scan of what a failed run already stored. */
+export class JetStreamSink implements Sink {
+  private inflight: Promise<PubAck>[] = [];
+  private lastSeq = 0;
+  private skip = new Set<string>();
+  private subject: string;
+  written = 0;
+
+  constructor(
+    private readonly js: JetStreamClient,
+    private readonly jsm: JetStreamManager,
+    readonly stream: string,
+    subject: string,
+    private readonly maxInflight = 2000,
+  ) {
+    this.subject = subject;
+  }
+
+  get name(): string {
+    return `jetstream:${this.stream}`;
+  }
+
+  async open(progress: SinkProgress | undefined): Promise<void> {
+    let info;
+    try {
+      info = await this.jsm.streams.info(this.stream);
+    } catch {
+      info = await this.jsm.streams.add({ name: this.stream, subjects: [this.subject] });
+    }
+    const subjects = info.config.subjects ?? [];
+    if (!subjects.includes(this.subject)) {
+      if (subjects.length === 1 && !/[*>]/.test(subjects[0]!)) this.subject = subjects[0]!;
+      else throw new TidemarkError('BAD_CONFIG', `jetstream:${this.stream}: the stream does not take subject ${this.subject}; use jetstream:${this.stream}:SUBJECT`);
+    }
+    const from = progress && 'lastSeq' in progress ? progress.lastSeq : 0;
+    this.lastSeq = from;
+    // Records stored after the checkpoint by a failed run: produced again, so skip them
+    // (JetStream's own deduplication only covers its duplicate window).
+    const last = info.state.last_seq;
+    if (last > from) {
+      const consumer = await this.js.consumers.get(this.stream, { opt_start_seq: from + 1, filterSubjects: [this.subject] });
+      for (let seq = from; seq < last; ) {
+        const m = await consumer.next({ expires: 2000 });
+        if (!m) break;
+        seq = m.seq;
+        const id = m.headers?.get('Nats-Msg-Id');
+        if (id) this.skip.add(id);
+        if (m.info.pending === 0) break;
+      }
+    }
+  }
+
+  async write(records: readonly OutRecord[]): Promise<void> {
+    for (const r of records) {
+      if (this.skip.delete(r.id)) continue;
+      this.inflight.push(this.js.publish(this.subject, enc.encode(JSON.stringify(r)), { msgID: r.id }));
+      if (this.inflight.length >= this.maxInflight) await this.settle();
+    }
+    this.written += records.length;
+  }
+
+  async flush(): Promise<SinkProgress> {
+    await this.settle();
+    return { lastSeq: this.lastSeq };
+  }
+
+  async close(): Promise<void> {
+    await this.settle();
+  }
+
+  private async settle(): Promise<void> {
+    const acks = await Promise.all(this.inflight);
+    this.inflight = [];
+    for (const a of acks) if (a.seq > this.lastSeq) this.lastSeq = a.seq;
+  }
+}
+
+/** Builds the sink for a spec. */
+export function createSink(spec: SinkSpec, nc: NatsConnection, js: JetStreamClient, jsm: JetStreamManager, job: string): Sink {
+  if (spec.kind === 'jsonl') return new JsonlSink(spec.path);
+  if (spec.kind === 'nats') return new NatsSubjectSink(nc, spec.subject);
+  return new JetStreamSink(js, jsm, spec.stream, spec.subject ?? `tidemark.${job}.js.${spec.stream}`);
+}
+

@@ -1,0 +1,26 @@
+// The one place that knows Tidemark's NATS subject names, stream and consumer names.
+// Everything a job publishes or subscribes to is scoped by the job name.
+
+/** Subjects and names of one job. */
+export function subjectsFor(job: string) {
+  const base = `tidemark.${job}`;
+  return {
+    /** source → partition p: batches of ops, barriers, end of input */
+    partition: (p: number) => `${base}.part.${p}`,
+    /** partitions and source → sink actor */
+    out: `${base}.out`,
+    /** sink actor → source: credits (flow control) and checkpoint completion */
+    credit: `${base}.credit`,
+    /** default late output */
+    late: `${base}.late`,
+    /** default dead-letter output */
+    dlq: `${base}.dlq`,
+    /** micro service group */
+    serviceGroup: base,
+    /** lock held by the instance that runs the job */
+    lockBucket: 'tidemark_locks',
+  };
+}
+
+/** Valid job name: it becomes a subject token and a directory name. */
+export const JOB_NAME = /^[A-Za-z0-9_-]{1,64}$/;

