@@ -26,8 +26,11 @@ export function parseEventTime(ts: unknown): number | string {
     const t = ts.trim();
     if (!ISO_8601.test(t)) return `ts "${ts.slice(0, 64)}" is not ISO-8601`;
     let norm = t.replace(' ', 'T').replace(',', '.');
-    if (norm.includes('T') && !/(?:Z|[+-]\d{2}(?::?\d{2})?)$/i.test(norm)) norm += 'Z';
-    norm = norm.replace(/([+-]\d{2})(\d{2})$/, '$1:$2').replace(/([+-]\d{2})$/, '$1:00');
+    // Only a date-time has an offset; a date alone is midnight UTC (as Date.parse reads it).
+    if (norm.includes('T')) {
+      if (!/(?:Z|[+-]\d{2}(?::?\d{2})?)$/i.test(norm)) norm += 'Z';
+      norm = norm.replace(/([+-]\d{2})(\d{2})$/, '$1:$2').replace(/([+-]\d{2})$/, '$1:00');
+    }
     const ms = Date.parse(norm);
     return Number.isFinite(ms) ? ms : `ts "${ts.slice(0, 64)}" is not a valid date`;
   }
