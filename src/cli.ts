@@ -186,28 +186,57 @@ async function run(argv: string[]): Promise<number> {
   }
   mkdirSync(cfg.stateDir, { recursive: true });
   const nc = await connectNats(url, `tidemark-${cfg.job}`);
+  // Core NATS is at-most-once between actors: when the connection drops, batches in flight may be
+  // lost, so the job restarts from its last checkpoint once NATS is back (Flink's failover).
+  let connectionLost: () => void = () => undefined;
+  let reconnected: () => void = () => undefined;
+  void (async () => {
+    for await (const s of nc.status()) {
+      if (s.type === 'disconnect') {
+        log.warn({ server: s.data }, 'NATS connection lost; reconnecting with backoff');
+        connectionLost();
+      } else if (s.type === 'reconnect') {
+        log.info({ server: s.data }, 'NATS connection re-established');
+        reconnected();
+      } else if (s.type === 'reconnecting') log.debug('reconnecting to NATS');
+    }
+  })();
   let job: Job | undefined;
   let service: { stop(): Promise<void> } | undefined;
+  let stopRequested = false;
+  const onSignal = (sig: string): void => {
+    if (stopRequested) return;
+    stopRequested = true;
+    log.info({ signal: sig }, 'stopping: no more intake, flushing, final checkpoint');
+    void job?.stop();
+  };
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
   try {
-    job = await Job.start(cfg, nc, log);
-    const running = job;
-    const { startService } = await import('./service.js');
-    service = await startService(running, log, VERSION);
-    let signalled = false;
-    const onSignal = (sig: string): void => {
-      if (signalled) return;
-      signalled = true;
-      log.info({ signal: sig }, 'stopping: no more intake, flushing, final checkpoint');
-      void running.stop();
-    };
-    process.on('SIGTERM', onSignal);
-    process.on('SIGINT', onSignal);
-    const seq = await running.run();
-    log.info({ seq, results: running.sink.counts.results, late: running.sink.counts.late, dead: running.sink.counts.dead }, 'job finished');
+    for (;;) {
+      const lost = new Promise<'lost'>((r) => (connectionLost = () => r('lost')));
+      const back = new Promise<void>((r) => (reconnected = r));
+      job = await Job.start(cfg, nc, log);
+      const running = job;
+      const { startService } = await import('./service.js');
+      service = await startService(running, log, VERSION);
+      if (stopRequested) void running.stop();
+      const outcome = await Promise.race([running.run().then(() => 'done' as const), lost]);
+      if (outcome === 'done') {
+        log.info({ seq: running.source.seq, results: running.sink.counts.results, late: running.sink.counts.late, dead: running.sink.counts.dead }, 'job finished');
+        return 0;
+      }
+      await running.abort();
+      job = undefined;
+      if (nc.isClosed()) throw new TidemarkError('NATS_UNAVAILABLE', `lost the connection to NATS at ${url} for good`);
+      await back;
+      await service.stop().catch(() => undefined);
+      service = undefined;
+      log.warn('restarting the job from its last checkpoint');
+    }
+  } finally {
     process.off('SIGTERM', onSignal);
     process.off('SIGINT', onSignal);
-    return 0;
-  } finally {
     await service?.stop().catch(() => undefined);
     await job?.close().catch(() => undefined);
     await nc.drain().catch(() => undefined);

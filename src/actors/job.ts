@@ -100,7 +100,8 @@ export class Job {
         new JetStreamSource(js, cfg.inputStream),
         cfg,
         { partitions: cfg.partitions, batchSize: cfg.batchSize, maxInflight: 4, checkpointInterval: cfg.checkpointInterval, idleTimeout: cfg.idleTimeout, ...(endSeq !== undefined ? { endSeq } : {}) },
-        meta ? { seq: meta.seq, cp: meta.id, watermark: meta.watermark } : { seq: 0, cp: (await store.list()).metas[0]?.id ?? 0 },
+        // New checkpoint ids continue after the newest stored one (also when restoring an older one).
+        { seq: meta?.seq ?? 0, cp: (await store.list()).metas[0]?.id ?? 0, ...(meta ? { watermark: meta.watermark } : {}) },
       );
       if (meta) {
         source.ingest.postsIn = meta.counters.postsIn ?? 0;
@@ -149,6 +150,15 @@ export class Job {
   async stop(): Promise<void> {
     this.source.stop();
     await this.run();
+  }
+
+  /** Failure (e.g. NATS connection lost): stop every actor at once, keep the last checkpoint. */
+  async abort(): Promise<void> {
+    this.source.abort();
+    this.sink.abort();
+    for (const p of this.partitions) p.stop();
+    await this.sink.finished().catch(() => undefined);
+    await this.close();
   }
 
   /** Releases the state store and subscriptions. */

@@ -3,16 +3,17 @@
 
 import type { Op, PersistedWindow, WindowView } from '../runtime/window-operator.js';
 import type { DeadLetterRecord, LateRecord, ResultRecord } from '../runtime/records.js';
+import type { KeyCount } from '../runtime/top-keys.js';
 
 /** source → partition actor */
 export type PartitionMsg =
-  | { t: 'batch'; n: number; ops: Op[] }
+  | { t: 'batch'; n: number; ops: Op[]; /** wall-clock ms when the source sent it (latency metric) */ at?: number }
   | { t: 'barrier'; cp: number; full: boolean }
   | { t: 'end' };
 
 /** partition actors and source → sink actor. `from` is the partition, or -1 for the source. */
 export type OutMsg =
-  | { t: 'out'; from: number; n: number; results: ResultRecord[]; late: LateRecord[]; dead: DeadLetterRecord[] }
+  | { t: 'out'; from: number; n: number; results: ResultRecord[]; late: LateRecord[]; dead: DeadLetterRecord[]; /** `at` of the batch it answers */ at?: number }
   | { t: 'barrier'; from: number; cp: number; upserts: PersistedWindow[]; deletes: string[]; windows: number }
   | { t: 'source-barrier'; from: -1; cp: number; seq: number; watermark: { wm: number; maxTs: Array<[string, number]> }; full: boolean; savepoint?: string; counters: Record<string, number> }
   | { t: 'end'; from: number };
@@ -27,10 +28,13 @@ export interface QueryRequest {
   key?: string;
   from?: number;
   to?: number;
+  /** Also rank this partition's busiest keys in open windows (the `keys` endpoint). */
+  top?: number;
 }
 
 export interface QueryReply {
   partition: number;
   watermark: number;
   windows: WindowView[];
+  keys?: KeyCount[];
 }

@@ -6,6 +6,7 @@ import type { NatsConnection, Subscription } from 'nats';
 import { encode, decode } from '../io/codec.js';
 import { subjectsFor } from '../io/subjects.js';
 import { WindowOperator, type OperatorConfig, type PersistedWindow } from '../runtime/window-operator.js';
+import { topKeys } from '../runtime/top-keys.js';
 import type { OutMsg, PartitionMsg, QueryReply, QueryRequest } from './messages.js';
 
 export class PartitionActor {
@@ -36,8 +37,12 @@ export class PartitionActor {
     this.querySub = this.nc.subscribe(`${subj.partition(this.partition)}.query`, {
       callback: (err, msg) => {
         if (err) return;
-        const req = msg.data.length ? decode<QueryRequest>(msg.data) : {};
-        const reply: QueryReply = { partition: this.partition, watermark: this.operator.watermark, windows: this.operator.query(req.key, req.from, req.to) };
+        const req: QueryRequest = msg.data.length ? decode<QueryRequest>(msg.data) : {};
+        // A ranking request answers with the short list only, never every window of the partition.
+        const reply: QueryReply =
+          req.top !== undefined
+            ? { partition: this.partition, watermark: this.operator.watermark, windows: [], keys: topKeys(this.operator.query(), req.top) }
+            : { partition: this.partition, watermark: this.operator.watermark, windows: this.operator.query(req.key, req.from, req.to) };
         msg.respond(encode(reply));
       },
     });
@@ -49,7 +54,7 @@ export class PartitionActor {
           this.operator.apply(msg.ops);
           this.batches++;
           const { results, late } = this.operator.drainOutput();
-          out({ t: 'out', from: this.partition, n: msg.n, results, late, dead: [] });
+          out({ t: 'out', from: this.partition, n: msg.n, results, late, dead: [], ...(msg.at !== undefined ? { at: msg.at } : {}) });
         } else if (msg.t === 'barrier') {
           const delta = msg.full ? { upserts: this.operator.fullSnapshot(), deletes: [] } : this.operator.takeDelta();
           if (msg.full) this.operator.takeDelta();

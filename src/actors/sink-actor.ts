@@ -10,6 +10,7 @@ import type { CheckpointStore, CheckpointMeta } from '../io/checkpoint-store.js'
 import type { Logger } from '../log.js';
 import type { CreditMsg, OutMsg } from './messages.js';
 import type { PersistedWindow } from '../runtime/window-operator.js';
+import { faultPoint } from '../io/fault.js';
 
 export interface SinkSet {
   results: Sink[];
@@ -36,9 +37,12 @@ export class SinkActor {
   private held: OutMsg[] = [];
   private ended = new Set<number>();
   private lastCheckpoint: number;
+  private aborted = false;
   counts = { results: 0, late: 0, dead: 0 };
   onCheckpoint?: (e: CheckpointEvent) => void;
   onResults?: (n: number) => void;
+  /** Every data message the sink writes (metrics: counts and source-to-sink latency). */
+  onOut?: (m: Extract<OutMsg, { t: 'out' }>) => void;
 
   constructor(
     private readonly nc: NatsConnection,
@@ -71,10 +75,11 @@ export class SinkActor {
     const sub = this.sub;
     this.done = (async () => {
       for await (const m of sub) {
+        if (this.aborted) break;
         await this.handle(decode<OutMsg>(m.data));
         if (this.ended.size === this.partitions) break;
       }
-      for (const [, s] of SinkActor.progressKeys(this.sinks)) await s.flush();
+      if (!this.aborted) for (const [, s] of SinkActor.progressKeys(this.sinks)) await s.flush();
     })();
   }
 
@@ -84,6 +89,12 @@ export class SinkActor {
   }
 
   stop(): void {
+    this.sub?.unsubscribe();
+  }
+
+  /** Failure: stop at once, write nothing more (recovery restarts from the last checkpoint). */
+  abort(): void {
+    this.aborted = true;
     this.sub?.unsubscribe();
   }
 
@@ -130,6 +141,7 @@ export class SinkActor {
       await this.sinks.dead.write(msg.dead);
       this.counts.dead += msg.dead.length;
     }
+    this.onOut?.(msg);
     if (msg.from >= 0 && msg.n > this.lastN[msg.from]!) {
       this.lastN[msg.from] = msg.n;
       const credit = Math.min(...this.lastN);
@@ -145,6 +157,7 @@ export class SinkActor {
     const src = a.arrived.get(-1) as Extract<OutMsg, { t: 'source-barrier' }>;
     const sinks: Record<string, SinkProgress> = {};
     for (const [key, s] of SinkActor.progressKeys(this.sinks)) sinks[key] = await s.flush();
+    faultPoint('checkpoint-before-write');
     const upserts: Array<[number, PersistedWindow]> = [];
     const deletes: Array<[number, string]> = [];
     let windows = 0;
@@ -154,6 +167,7 @@ export class SinkActor {
       for (const d of m.deletes) deletes.push([from, d]);
       windows += m.windows;
     }
+    if (this.aborted) return;
     try {
       const meta = await this.store.write({
         meta: {
@@ -172,6 +186,7 @@ export class SinkActor {
         upserts,
         deletes,
       });
+      faultPoint('checkpoint-after-write');
       this.lastCheckpoint = a.cp;
       await this.store.prune(this.retain);
       const ms = performance.now() - t0;

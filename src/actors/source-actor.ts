@@ -36,6 +36,7 @@ export class SourceActor {
   private flushing: Promise<void> = Promise.resolve();
   private immediate?: NodeJS.Immediate;
   private stopping = false;
+  private aborted = false;
   private timer?: NodeJS.Timeout;
   private pendingSavepoints: Array<{ name: string; resolve: (cp: number) => void }> = [];
   seq: number;
@@ -115,13 +116,24 @@ export class SourceActor {
     }
     await this.flushing;
     await this.source.close();
-    await this.finish();
+    if (!this.aborted) await this.finish();
     return this.seq;
   }
 
   /** Graceful stop: the run loop ends, a final checkpoint is taken, partitions get `end`. */
   stop(): void {
     this.stopping = true;
+    void this.source.close();
+  }
+
+  /** Failure: stop reading and publishing at once; no final checkpoint. */
+  abort(): void {
+    this.aborted = true;
+    this.stopping = true;
+    clearInterval(this.timer);
+    this.creditSub?.unsubscribe();
+    for (const w of this.creditWaiters) w();
+    this.creditWaiters = [];
     void this.source.close();
   }
 
@@ -164,15 +176,17 @@ export class SourceActor {
   }
 
   private async flushBatch(): Promise<void> {
+    if (this.aborted) return;
     const ops = this.ingest.router.take();
     const dead = this.ingest.takeDead();
     if (ops.some((o) => o.length > 0) || dead.length > 0) {
       const n = ++this.n;
-      for (let p = 0; p < this.opts.partitions; p++) this.publishPartition(p, { t: 'batch', n, ops: ops[p]! });
+      const at = Date.now();
+      for (let p = 0; p < this.opts.partitions; p++) this.publishPartition(p, { t: 'batch', n, ops: ops[p]!, at });
       this.publishOut({ t: 'out', from: -1, n, results: [], late: [], dead });
     }
     if (this.cpDue) this.barrier();
-    while (this.n - this.credit > this.opts.maxInflight) await new Promise<void>((r) => this.creditWaiters.push(r));
+    while (!this.aborted && this.n - this.credit > this.opts.maxInflight) await new Promise<void>((r) => this.creditWaiters.push(r));
   }
 
   /** Injects barrier `cp` after everything sent so far; resolves when the checkpoint is written. */
