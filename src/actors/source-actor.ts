@@ -8,6 +8,7 @@ import { subjectsFor } from '../io/subjects.js';
 import type { JetStreamSource } from '../io/jetstream-source.js';
 import { Ingestor, type JobSemantics } from '../runtime/ingest.js';
 import type { CreditMsg, OutMsg, PartitionMsg } from './messages.js';
+import { TidemarkError } from '../errors.js';
 
 export interface SourceOptions {
   partitions: number;
@@ -37,6 +38,7 @@ export class SourceActor {
   private immediate?: NodeJS.Immediate;
   private stopping = false;
   private aborted = false;
+  private failure?: TidemarkError;
   private timer?: NodeJS.Timeout;
   private pendingSavepoints: Array<{ name: string; resolve: (cp: number) => void }> = [];
   seq: number;
@@ -76,6 +78,11 @@ export class SourceActor {
           for (const f of w) f();
         } else {
           if (!msg.error) this.lastCheckpoint = { cp: msg.cp, at: Date.now(), ms: msg.ms, bytes: msg.bytes };
+          // A checkpoint that cannot be written stops the job; the last complete one stays intact.
+          else if (!this.failure) {
+            this.failure = new TidemarkError('STATE_WRITE_FAILED', `checkpoint ${msg.cp} failed: ${msg.error}; the job stops, the last complete checkpoint is intact`);
+            this.abort();
+          }
           this.cpWaiters.get(msg.cp)?.(msg);
           this.cpWaiters.delete(msg.cp);
         }
@@ -117,6 +124,7 @@ export class SourceActor {
     await this.flushing;
     await this.source.close();
     if (!this.aborted) await this.finish();
+    if (this.failure) throw this.failure;
     return this.seq;
   }
 
@@ -223,9 +231,10 @@ export class SourceActor {
     });
     await this.flushing;
     const result = (await last) as Extract<CreditMsg, { t: 'checkpointed' }>;
+    if (this.aborted) return;
     for (let p = 0; p < this.opts.partitions; p++) this.publishPartition(p, { t: 'end' });
     clearInterval(this.timer);
     this.creditSub?.unsubscribe();
-    if (result.error) throw new Error(`final checkpoint failed: ${result.error}`);
+    if (result.error) throw new TidemarkError('STATE_WRITE_FAILED', `final checkpoint failed: ${result.error}`);
   }
 }

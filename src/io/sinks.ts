@@ -160,7 +160,7 @@ export class JetStreamSink implements Sink {
     // (JetStream's own deduplication only covers its duplicate window).
     const last = info.state.last_seq;
     if (last > from) {
-      const consumer = await this.js.consumers.get(this.stream, { opt_start_seq: from + 1, filterSubjects: [this.subject] });
+      const consumer = await this.js.consumers.get(this.stream, { opt_start_seq: from + 1, filterSubjects: this.subject });
       for (let seq = from; seq < last; ) {
         const m = await consumer.next({ expires: 2000 });
         if (!m) break;

@@ -1,13 +1,12 @@
 // The implementation (runInMemory) against the brute-force reference model, on hand-written
 // cases that read like DESIGN.md §3 and on many seeded random streams.
 
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { isDeepStrictEqual } from 'node:util';
 import { runInMemory } from '../../src/runtime/pipeline.js';
-import { referenceRun, type RefConfig, type Result, type Late } from '../helpers/reference.js';
+import { referenceRun, ruleCounts, type RefConfig, type Result, type Late } from '../helpers/reference.js';
 import { genStream, KEYWORDS } from '../helpers/streams.js';
 
-type Test = typeof t;
 type Run = { results: Result[]; late: Late[]; dead: { id: string }[] };
 
 // ---------------------------------------------------------------------------------------------
@@ -374,14 +373,22 @@ const SEEDS = Array.from({ length: 30 }, (_, i) => 1000 + i * 7919);
 // step: typical clock advance per post; latenesses: the allowed lateness values tried. Sessions
 // get a denser stream and a larger lateness so that pending sessions are updated in place and
 // merged often.
-const WINDOWS: { name: string; window: RefConfig['window']; unit: number; step: number; latenesses: number[] }[] = [
-  { name: 'tumbling:1000', window: tumbling(1000), unit: 1000, step: 250, latenesses: [0, 1200] },
-  { name: 'sliding:3000,1000', window: sliding(3000, 1000), unit: 1000, step: 250, latenesses: [0, 1200] },
-  { name: 'session:700', window: session(700), unit: 700, step: 90, latenesses: [0, 3000] },
+// rules: the model's rules the generated streams must exercise (a guard against toothless streams).
+const FIXED_RULES = ['fixed: late', 'fixed: late accepted', 'fixed: late accepted, creates window', 'fixed: fire and close at one watermark'];
+const SESSION_RULES = [
+  'session: late', 'session: update in place (open)', 'session: update in place (pending)', 'session: merge of 1',
+  'session: merge of 2', 'session: merge absorbing a pending session', 'session: pending at once',
+];
+const WINDOWS: { name: string; window: RefConfig['window']; unit: number; step: number; latenesses: number[]; rules: string[] }[] = [
+  { name: 'tumbling:1000', window: tumbling(1000), unit: 1000, step: 250, latenesses: [0, 1200], rules: FIXED_RULES },
+  { name: 'sliding:3000,1000', window: sliding(3000, 1000), unit: 1000, step: 250, latenesses: [0, 1200], rules: FIXED_RULES },
+  { name: 'session:700', window: session(700), unit: 700, step: 90, latenesses: [0, 3000], rules: SESSION_RULES },
 ];
 
 for (const w of WINDOWS) {
   t.test(`random streams, ${w.name}`, async (t) => {
+    const rulesBefore = { ...ruleCounts };
+    let dead = 0;
     for (const seed of SEEDS) {
       const maxOutOfOrderness = [0, 400, 1500][seed % 3]!;
       const payloads = genStream(seed, { n: 150, unit: w.unit, step: w.step, maxOutOfOrderness });
@@ -392,6 +399,7 @@ for (const w of WINDOWS) {
           const cfg = config(w.window, { maxOutOfOrderness, lateness, keys, emit });
           const label = `seed=${seed} M=${maxOutOfOrderness} L=${lateness} ${emit}${drain ? '' : ' no-drain'}`;
           const expected = referenceRun(payloads, cfg, drain);
+          dead += expected.dead.length;
           for (const v of VARIANTS) {
             const actual = implRun(payloads, cfg, { ...v, drain });
             const d = [diff(actual.results, expected.results), diff(actual.late, expected.late), diff(actual.dead, expected.dead, true)];
@@ -400,5 +408,7 @@ for (const w of WINDOWS) {
         }
       }
     }
+    for (const r of w.rules) t.ok((ruleCounts[r] ?? 0) - (rulesBefore[r] ?? 0) >= 5, `the streams exercise "${r}"`);
+    t.ok(dead > 0, 'the streams hold malformed messages');
   });
 }
