@@ -14,6 +14,8 @@ import { syntheticPosts } from './runtime/synthetic.js';
 import { runDemo } from './demo.js';
 import { inspectCommand, INSPECT_OPTIONS } from './inspect.js';
 import { clientCommands } from './service-client.js';
+import { reconnectBackoff } from './io/reconnect.js';
+import { Instance } from './instance.js';
 
 const VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
@@ -72,7 +74,7 @@ function intFlag(o: RawOptions, table: OptionDef[], key: string, min = 0): numbe
 /** Connects to NATS or fails with one clear line. */
 export async function connectNats(url: string, name = 'tidemark'): Promise<NatsConnection> {
   try {
-    return await connect({ servers: url, name, maxReconnectAttempts: -1, reconnectTimeWait: 250, timeout: 5000 });
+    return await connect({ servers: url, name, maxReconnectAttempts: -1, reconnectDelayHandler: reconnectBackoff(), timeout: 5000 });
   } catch (e) {
     throw new TidemarkError('NATS_UNAVAILABLE', `cannot connect to NATS at ${url}: ${(e as Error).message}`, { cause: e });
   }
@@ -203,6 +205,8 @@ async function run(argv: string[]): Promise<number> {
   })();
   let job: Job | undefined;
   let service: { stop(): Promise<void> } | undefined;
+  let instance: Instance | undefined;
+  let lockLost: string | undefined;
   let stopRequested = false;
   const onSignal = (sig: string): void => {
     if (stopRequested) return;
@@ -213,10 +217,15 @@ async function run(argv: string[]): Promise<number> {
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
   try {
+    instance = await Instance.start(nc, cfg, log, VERSION, (why) => {
+      lockLost = why;
+      void job?.stop();
+    });
     for (;;) {
       const lost = new Promise<'lost'>((r) => (connectionLost = () => r('lost')));
       const back = new Promise<void>((r) => (reconnected = r));
       job = await Job.start(cfg, nc, log);
+      instance.attach(job);
       const running = job;
       const { startService } = await import('./service.js');
       service = await startService(running, log, VERSION);
@@ -224,6 +233,7 @@ async function run(argv: string[]): Promise<number> {
       const outcome = await Promise.race([running.run().then(() => 'done' as const), lost]);
       if (outcome === 'done') {
         log.info({ seq: running.source.seq, results: running.sink.counts.results, late: running.sink.counts.late, dead: running.sink.counts.dead }, 'job finished');
+        if (lockLost) throw new TidemarkError('STATE_LOCKED', lockLost);
         return 0;
       }
       await running.abort();
@@ -239,6 +249,7 @@ async function run(argv: string[]): Promise<number> {
     process.off('SIGINT', onSignal);
     await service?.stop().catch(() => undefined);
     await job?.close().catch(() => undefined);
+    await instance?.close().catch(() => undefined);
     await nc.drain().catch(() => undefined);
     await embedded?.stop();
   }

@@ -1,109 +1,290 @@
 // The job as a NATS micro service: `$SRV.PING/INFO/STATS` discovery and JSON endpoints
-// in a group per job (tidemark.<job>.status, .query, .checkpoint, ...).
+// in a group per job (tidemark.<job>.status, .query, .keys, .explain, .checkpoint).
 
-import type { Service, ServiceMsg } from 'nats';
+import { hostname } from 'node:os';
+import { resolve } from 'node:path';
+import { ServiceError, type JetStreamManager, type Service, type ServiceMsg } from 'nats';
 import type { Job } from './actors/job.js';
 import type { Logger } from './log.js';
 import { subjectsFor } from './io/subjects.js';
 import { encode, decode } from './io/codec.js';
 import type { QueryReply, QueryRequest } from './actors/messages.js';
-import { formatWindowSpec } from './runtime/windows.js';
+import { fixedWindows, formatWindowSpec, type Window } from './runtime/windows.js';
 import { formatDuration } from './runtime/duration.js';
+import { parseEventTime } from './runtime/post.js';
+import { partitionOf } from './runtime/partitioner.js';
+import { explainKey, type LiveWindow } from './runtime/explain.js';
+import { mergeTopKeys } from './runtime/top-keys.js';
+import type { WindowView } from './runtime/window-operator.js';
+import { formatSinkSpec, stateFingerprint } from './config.js';
 
-const wmJson = (w: number): number | null | string => (Number.isFinite(w) ? w : w > 0 ? '+inf' : null);
+/** How long an endpoint waits for a partition actor or a savepoint before answering with an error. */
+const PARTITION_TIMEOUT = 5000;
+const SAVEPOINT_TIMEOUT = 30_000;
+const MAX_TOP = 1000;
 
-/** Status of a running job, as the `status` endpoint answers it. */
-export function jobStatus(job: Job): Record<string, unknown> {
-  const now = Date.now();
+/** Window counts by lifecycle state, summed over the job's partitions. */
+export function windowsByState(job: Job): { open: number; pending: number; closedAwaitingCheckpoint: number } {
+  const c = { open: 0, pending: 0, closedAwaitingCheckpoint: 0 };
+  for (const p of job.partitions) {
+    const s = p.operator.countsByState();
+    c.open += s.open;
+    c.pending += s.pending;
+    c.closedAwaitingCheckpoint += p.operator.closedAwaitingCheckpoint;
+  }
+  return c;
+}
+
+/** Status of a running job, as the `status` endpoint answers it (consumer lag aside). */
+export function jobStatus(job: Job, now = Date.now()): Record<string, unknown> {
   const src = job.source;
   const wm = src.ingest.watermark;
-  const counts = job.partitions.reduce(
-    (a, p) => {
-      const c = p.operator.countsByState();
-      return { open: a.open + c.open, pending: a.pending + c.pending, closedAwaitingCheckpoint: a.closedAwaitingCheckpoint + p.operator.closedAwaitingCheckpoint };
-    },
-    { open: 0, pending: 0, closedAwaitingCheckpoint: 0 },
-  );
+  const cfg = job.cfg;
   return {
-    job: job.cfg.job,
+    job: cfg.job,
+    host: hostname(),
+    pid: process.pid,
     config: {
-      window: formatWindowSpec(job.cfg.window),
-      maxOutOfOrderness: formatDuration(job.cfg.maxOutOfOrderness),
-      allowedLateness: formatDuration(job.cfg.lateness),
-      emit: job.cfg.emit,
-      keys: job.cfg.keys,
-      partitions: job.cfg.partitions,
-      inputStream: job.cfg.inputStream,
+      window: formatWindowSpec(cfg.window),
+      maxOutOfOrderness: formatDuration(cfg.maxOutOfOrderness),
+      allowedLateness: formatDuration(cfg.lateness),
+      idleTimeout: formatDuration(cfg.idleTimeout),
+      emit: cfg.emit,
+      keys: stateFingerprint(cfg).keys,
+      partitions: cfg.partitions,
+      inputStream: cfg.inputStream,
+      inputSubjects: cfg.inputSubjects,
+      sinks: cfg.sinks.map(formatSinkSpec),
+      lateSink: formatSinkSpec(cfg.lateSink),
+      dlqSink: formatSinkSpec(cfg.dlqSink),
+      stateDir: resolve(cfg.stateDir),
+      checkpointInterval: formatDuration(cfg.checkpointInterval),
     },
-    watermark: wmJson(wm),
+    watermark: wm,
     watermarkLagMs: Number.isFinite(wm) ? now - wm : null,
+    inputs: src.ingest.tracker.partitions(now).map((p) => ({ ...p, lagMs: Number.isFinite(p.watermark) ? now - p.watermark : null })),
     inputSeq: src.seq,
     postsIn: src.counters.postsIn,
     resultsOut: job.sink.counts.results,
     late: job.sink.counts.late,
     deadLetters: job.sink.counts.dead,
-    windows: counts,
+    windows: windowsByState(job),
     lastCheckpoint: src.lastCheckpoint ? { id: src.lastCheckpoint.cp, ageMs: now - src.lastCheckpoint.at, ms: Math.round(src.lastCheckpoint.ms), bytes: src.lastCheckpoint.bytes } : null,
+    startedAt: new Date(src.startedAt).toISOString(),
     uptimeMs: now - src.startedAt,
   };
 }
 
-/** Asks every partition actor (over NATS) for a key's windows. */
-export async function queryPartitions(job: Job, req: QueryRequest): Promise<QueryReply[]> {
+/** Asks partition actors (over NATS) for windows or top keys; all of them unless `only` names one. */
+export async function queryPartitions(job: Job, req: QueryRequest, only?: number): Promise<QueryReply[]> {
   const subj = subjectsFor(job.cfg.job);
-  const replies = await Promise.all(job.partitions.map((p) => job.nc.request(`${subj.partition(p.partition)}.query`, encode(req), { timeout: 5000 })));
+  const targets = only === undefined ? job.partitions.map((p) => p.partition) : [only];
+  const replies = await Promise.all(
+    targets.map((p) =>
+      job.nc.request(`${subj.partition(p)}.query`, encode(req), { timeout: PARTITION_TIMEOUT }).catch((e: unknown) => {
+        throw new ServiceError(504, `partition actor ${p} did not answer: ${(e as Error).message}`);
+      }),
+    ),
+  );
   return replies.map((r) => decode<QueryReply>(r.data));
 }
 
-function parseRequest(m: ServiceMsg): Record<string, unknown> {
-  if (m.data.length === 0) return {};
+// ---- request validation: synchronous, so the micro framework counts a malformed request as an error
+
+type Fields = Record<string, unknown>;
+
+const bad = (message: string): ServiceError => new ServiceError(400, message);
+
+/** Parses a request body: empty, or a JSON object with only the accepted fields. */
+export function parseRequest(data: Uint8Array, endpoint: string, accepted: readonly string[]): Fields {
+  if (data.length === 0) return {};
   let v: unknown;
   try {
-    v = JSON.parse(new TextDecoder().decode(m.data));
+    v = JSON.parse(new TextDecoder().decode(data));
   } catch {
-    throw new Error('request is not JSON');
+    throw bad(`${endpoint}: the request is not JSON; send a JSON object${accepted.length ? ` with ${accepted.join(', ')}` : ' (or nothing)'}`);
   }
-  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new Error('request must be a JSON object');
-  return v as Record<string, unknown>;
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw bad(`${endpoint}: the request must be a JSON object`);
+  for (const k of Object.keys(v)) {
+    if (!accepted.includes(k)) throw bad(`${endpoint}: unknown field "${k}"; accepted: ${accepted.length ? accepted.join(', ') : 'none'}`);
+  }
+  return v as Fields;
+}
+
+function keyField(req: Fields, endpoint: string): string {
+  const k = req.key;
+  if (k === undefined) throw bad(`${endpoint}: "key" is required, e.g. {"key":"#nats"}`);
+  if (typeof k !== 'string' || k.length === 0 || k.length > 1024) throw bad(`${endpoint}: "key" must be a non-empty string`);
+  return k;
+}
+
+function timeField(req: Fields, endpoint: string, name: string): number | undefined {
+  const v = req[name];
+  if (v === undefined) return undefined;
+  const t = parseEventTime(v);
+  if (typeof t === 'string') throw bad(`${endpoint}: "${name}" must be ms since the epoch or an ISO-8601 time (${t.replace(/^ts/, name)})`);
+  return t;
+}
+
+function intField(req: Fields, endpoint: string, name: string, min: number, max: number): number | undefined {
+  const v = req[name];
+  if (v === undefined) return undefined;
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) throw bad(`${endpoint}: "${name}" must be an integer from ${min} to ${max}`);
+  return v;
+}
+
+// ---- answers
+
+/** JSON for people and scripts: −∞ (no watermark yet) becomes null, +∞ (end of input) "+inf". */
+export const toJson = (body: unknown): string =>
+  JSON.stringify(body, (_k, v: unknown) => (typeof v === 'number' && !Number.isFinite(v) ? (v > 0 ? '+inf' : null) : v));
+
+const windowJson = (v: WindowView, partition: number): Record<string, unknown> => ({
+  key: v.key,
+  window: v.window,
+  state: v.state,
+  ...v.aggregate,
+  avgScore: v.aggregate.count === 0 ? 0 : v.aggregate.scoreSum / v.aggregate.count,
+  nextRevision: v.nextRevision,
+  firesAt: v.firesAt,
+  closesAt: v.closesAt,
+  partition,
+});
+
+function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const t = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new ServiceError(504, `${what} did not complete within ${formatDuration(ms)}`)), ms);
+  });
+  return Promise.race([p, t]).finally(() => clearTimeout(timer));
+}
+
+interface EndpointDef {
+  description: string;
+  fields: readonly string[];
+  /** Validates the request (synchronously) and returns the work that answers it. */
+  handle(req: Fields): () => Promise<unknown>;
+}
+
+function endpoints(job: Job): Record<string, EndpointDef> {
+  let jsm: JetStreamManager | undefined;
+  const cfg = job.cfg;
+  return {
+    status: {
+      description: 'watermark(s) and lag, input sequence and consumer lag, counters, windows by state, last checkpoint, uptime',
+      fields: [],
+      handle: () => async () => {
+        const status = jobStatus(job);
+        let input: Record<string, unknown> = { stream: cfg.inputStream, seq: job.source.seq };
+        try {
+          jsm ??= await job.nc.jetstreamManager();
+          const info = await jsm.streams.info(cfg.inputStream);
+          input = { ...input, lastSeq: info.state.last_seq, pending: Math.max(0, info.state.last_seq - job.source.seq) };
+        } catch (e) {
+          input = { ...input, error: (e as Error).message };
+        }
+        return { ...status, input };
+      },
+    },
+    query: {
+      description: "a key's windows (optionally overlapping [from, to)): aggregates and xstate state, open ones included",
+      fields: ['key', 'from', 'to'],
+      handle: (req) => {
+        const key = keyField(req, 'query');
+        const from = timeField(req, 'query', 'from');
+        const to = timeField(req, 'query', 'to');
+        if (from !== undefined && to !== undefined && from >= to) throw bad('query: "from" must be before "to"');
+        return async () => {
+          const p = partitionOf(key, cfg.partitions);
+          const [reply] = await queryPartitions(job, { key, ...(from !== undefined ? { from } : {}), ...(to !== undefined ? { to } : {}) }, p);
+          return { key, watermark: job.source.ingest.watermark, partitionWatermark: reply!.watermark, windows: reply!.windows.map((w) => windowJson(w, p)) };
+        };
+      },
+    },
+    keys: {
+      description: 'the busiest keys in the current open windows (top N by count, default 10)',
+      fields: ['top'],
+      handle: (req) => {
+        const top = intField(req, 'keys', 'top', 1, MAX_TOP) ?? 10;
+        return async () => {
+          const replies = await queryPartitions(job, { top });
+          return { top, watermark: job.source.ingest.watermark, keys: mergeTopKeys(replies.map((r) => r.keys ?? []), top) };
+        };
+      },
+    },
+    explain: {
+      description: 'why a key\'s windows (or the window holding time "at") have or have not fired: watermark per input partition, what holds it back, what each window needs',
+      fields: ['key', 'at'],
+      handle: (req) => {
+        const key = keyField(req, 'explain');
+        const at = timeField(req, 'explain', 'at');
+        return async () => {
+          const p = partitionOf(key, cfg.partitions);
+          const [reply] = await queryPartitions(job, { key }, p);
+          const live: LiveWindow[] = reply!.windows.map((w) => ({ window: w.window, state: w.state, count: w.aggregate.count }));
+          let asked: Window[] | undefined;
+          if (at !== undefined) {
+            const holding = live.filter((l) => l.window.start <= at && at < l.window.end).map((l) => l.window);
+            if (cfg.window.kind === 'session') asked = holding.length ? holding : [{ start: at, end: at + cfg.window.gap }];
+            else asked = fixedWindows(cfg.window, at);
+          }
+          const src = job.source.ingest;
+          const explanation = explainKey(key, src.watermark, src.tracker.partitions(Date.now()), live, { maxOutOfOrderness: cfg.maxOutOfOrderness, lateness: cfg.lateness, idleTimeout: cfg.idleTimeout }, asked);
+          return { ...explanation, windowSpec: formatWindowSpec(cfg.window), maxOutOfOrderness: cfg.maxOutOfOrderness, allowedLateness: cfg.lateness, partitionWatermark: reply!.watermark };
+        };
+      },
+    },
+    checkpoint: {
+      description: 'take a savepoint now; answers with its id',
+      fields: ['name'],
+      handle: (req) => {
+        const name = req.name;
+        if (name !== undefined && (typeof name !== 'string' || !/^[\w.:-]{1,128}$/.test(name))) throw bad('checkpoint: "name" must be 1-128 letters, digits, _ . : or -');
+        return async () => {
+          const label = typeof name === 'string' ? name : `savepoint-${new Date().toISOString()}`;
+          const id = await withTimeout(job.source.savepoint(label), SAVEPOINT_TIMEOUT, 'the savepoint');
+          const last = job.source.lastCheckpoint;
+          return { id, name: label, ...(last?.cp === id ? { ms: Math.round(last.ms), bytes: last.bytes } : {}) };
+        };
+      },
+    },
+  };
 }
 
 /** Registers the service; stop() deregisters it. */
 export async function startService(job: Job, log: Logger, version: string): Promise<{ stop(): Promise<void>; service: Service }> {
+  // Failures after validation (a partition not answering, a savepoint timing out) are answered with
+  // respondError, which nats.js does not count; they are counted here and shown in $SRV.STATS `data`.
+  const failed = new Map<string, number>();
   const svc = await job.nc.services.add({
     name: 'tidemark',
     version,
     description: `Tidemark event-time stream processor, job ${job.cfg.job}`,
-    metadata: { job: job.cfg.job },
+    metadata: { job: job.cfg.job, host: hostname(), pid: String(process.pid), state_dir: resolve(job.cfg.stateDir), window: formatWindowSpec(job.cfg.window) },
+    statsHandler: (ep) => Promise.resolve({ failed: failed.get(ep.subject) ?? 0 }),
   });
-  const group = svc.addGroup(subjectsFor(job.cfg.job).serviceGroup);
-  const endpoint = (name: string, fn: (req: Record<string, unknown>) => Promise<unknown> | unknown): void => {
+  const prefix = subjectsFor(job.cfg.job).serviceGroup;
+  const group = svc.addGroup(prefix);
+  for (const [name, def] of Object.entries(endpoints(job))) {
+    const subject = `${prefix}.${name}`;
     group.addEndpoint(name, {
-      handler: (err, m) => {
+      metadata: { job: job.cfg.job, description: def.description, fields: def.fields.join(',') },
+      handler: (err, m: ServiceMsg) => {
         if (err) return;
-        void (async () => {
-          try {
-            const body = await fn(parseRequest(m));
-            m.respond(new TextEncoder().encode(JSON.stringify(body)));
-          } catch (e) {
-            m.respondError(400, (e as Error).message);
-          }
-        })();
+        // Throws ServiceError(400) synchronously on a malformed request: the framework answers and counts it.
+        const work = def.handle(parseRequest(m.data, name, def.fields));
+        work().then(
+          (body) => m.respond(new TextEncoder().encode(toJson(body))),
+          (e: unknown) => {
+            failed.set(subject, (failed.get(subject) ?? 0) + 1);
+            const code = e instanceof ServiceError ? e.code : 500;
+            log.warn({ endpoint: name, err: (e as Error).message }, 'service request failed');
+            m.respondError(code, `${name}: ${(e as Error).message}`);
+          },
+        );
       },
-      metadata: { job: job.cfg.job },
     });
-  };
-  endpoint('status', () => jobStatus(job));
-  endpoint('query', async (req) => {
-    if (req.key !== undefined && typeof req.key !== 'string') throw new Error('"key" must be a string');
-    const replies = await queryPartitions(job, { ...(typeof req.key === 'string' ? { key: req.key } : {}) });
-    const windows = replies.flatMap((r) => r.windows).map((w) => ({ ...w, closesAt: w.closesAt }));
-    return { key: req.key ?? null, watermark: wmJson(job.source.ingest.watermark), windows };
-  });
-  endpoint('checkpoint', async (req) => {
-    const name = typeof req.name === 'string' ? req.name : `savepoint-${Date.now()}`;
-    const id = await job.source.savepoint(name);
-    return { id, name };
-  });
+  }
   log.debug({ service: svc.info() }, 'micro service registered');
   return { service: svc, stop: () => svc.stop().then(() => undefined) };
 }

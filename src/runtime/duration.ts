@@ -23,3 +23,20 @@ export function formatDuration(ms: number): string {
   }
   return `${ms}ms`;
 }
+
+/** Formats milliseconds for people, rounded: `850ms`, `12.5s`, `4m 10s`, `3h 5m`, `2d 4h`. */
+export function humanDuration(ms: number): string {
+  if (!Number.isFinite(ms)) return ms > 0 ? 'forever' : '-forever';
+  const sign = ms < 0 ? '-' : '';
+  const a = Math.abs(Math.round(ms));
+  if (a < 1000) return `${sign}${a}ms`;
+  if (a < 60_000) return `${sign}${Number((a / 1000).toFixed(1))}s`;
+  const parts = (big: number, bigUnit: string, small: number, smallUnit: string): string => {
+    const b = Math.floor(a / big);
+    const s = Math.floor((a % big) / small);
+    return `${sign}${b}${bigUnit}${s ? ` ${s}${smallUnit}` : ''}`;
+  };
+  if (a < 3_600_000) return parts(60_000, 'm', 1000, 's');
+  if (a < 86_400_000) return parts(3_600_000, 'h', 60_000, 'm');
+  return parts(86_400_000, 'd', 3_600_000, 'h');
+}

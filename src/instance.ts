@@ -1,0 +1,69 @@
+// What one `tidemark run` process owns besides the job itself: the job's lock (one instance per job
+// on a NATS system) and the Prometheus endpoint, both outliving job restarts after a NATS failover.
+
+import { resolve } from 'node:path';
+import { hostname } from 'node:os';
+import type { NatsConnection } from 'nats';
+import { TidemarkError } from './errors.js';
+import type { JobConfig } from './config.js';
+import type { Logger } from './log.js';
+import { checkpointDir, type Job } from './actors/job.js';
+import { CheckpointStore } from './io/checkpoint-store.js';
+import { JobLock, type LockHolder } from './io/job-lock.js';
+import { JobMetrics, serveMetrics } from './metrics.js';
+
+/**
+ * True when a lock holder on this host with this state directory is dead: a live one would hold the
+ * LevelDB lock of that directory, so being able to open it proves the holder is gone (`kill -9`).
+ */
+export async function holderIsDeadHere(holder: LockHolder, cfg: JobConfig): Promise<boolean> {
+  if (holder.host !== hostname() || holder.stateDir !== resolve(cfg.stateDir)) return false;
+  try {
+    const store = await CheckpointStore.open(checkpointDir(cfg.stateDir, cfg.job));
+    await store.close();
+    return true;
+  } catch (e) {
+    if (e instanceof TidemarkError && e.code === 'STATE_LOCKED') return false;
+    throw e;
+  }
+}
+
+/** The lock and metrics of a running instance. */
+export class Instance {
+  private constructor(
+    readonly lock: JobLock,
+    private readonly metrics?: JobMetrics,
+    private readonly server?: { port: number; close(): Promise<void> },
+  ) {}
+
+  /** Takes the job lock (or fails with STATE_LOCKED naming the holder) and serves metrics when asked. */
+  static async start(nc: NatsConnection, cfg: JobConfig, log: Logger, version: string, onLockLost: (why: string) => void): Promise<Instance> {
+    const lock = await JobLock.acquire(nc, JobLock.self(cfg.job, cfg.stateDir, version), { isHolderDead: (h) => holderIsDeadHere(h, cfg), onLost: onLockLost, log });
+    if (cfg.metricsPort === undefined) return new Instance(lock);
+    const metrics = new JobMetrics(cfg.job);
+    try {
+      return new Instance(lock, metrics, await serveMetrics(metrics, cfg.metricsPort, log));
+    } catch (e) {
+      metrics.close();
+      await lock.release();
+      throw e;
+    }
+  }
+
+  /** Port the metrics are served on, if any. */
+  get metricsPort(): number | undefined {
+    return this.server?.port;
+  }
+
+  /** Points the metrics at the job now running. */
+  attach(job: Job): void {
+    this.metrics?.attach(job);
+  }
+
+  /** Stops serving metrics and gives the job lock up. */
+  async close(): Promise<void> {
+    this.metrics?.close();
+    await this.server?.close();
+    await this.lock.release();
+  }
+}

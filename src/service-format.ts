@@ -1,0 +1,164 @@
+// Human-readable renderings of the service's JSON answers for `tidemark status|query|explain|keys|
+// checkpoint|services`: pure functions from an answer to text, so the wording is tested without NATS.
+
+import { humanDuration } from './runtime/duration.js';
+
+/** A watermark or time as the service sends it: ms, null (−∞, none yet) or "+inf" (end of input). */
+export type WireTime = number | null | '+inf';
+
+export interface StatusAnswer {
+  job: string;
+  host: string;
+  pid: number;
+  config: { window: string; maxOutOfOrderness: string; allowedLateness: string; idleTimeout: string; emit: string; keys: string; partitions: number; inputStream: string; inputSubjects: string[]; sinks: string[]; stateDir: string };
+  watermark: WireTime;
+  watermarkLagMs: number | null;
+  inputs: Array<{ partition: string; watermark: WireTime; idle: boolean; lagMs: number | null }>;
+  input: { stream: string; seq: number; lastSeq?: number; pending?: number; error?: string };
+  postsIn: number;
+  resultsOut: number;
+  late: number;
+  deadLetters: number;
+  windows: { open: number; pending: number; closedAwaitingCheckpoint: number };
+  lastCheckpoint: { id: number; ageMs: number; ms: number; bytes: number } | null;
+  uptimeMs: number;
+}
+
+export interface WindowAnswer {
+  key: string;
+  window: { start: number; end: number };
+  state: string;
+  count: number;
+  positive: number;
+  negative: number;
+  neutral: number;
+  avgScore: number;
+  nextRevision: number;
+  firesAt: number;
+  closesAt: number;
+}
+
+export interface QueryAnswer {
+  key: string;
+  watermark: WireTime;
+  windows: WindowAnswer[];
+}
+
+export interface KeysAnswer {
+  top: number;
+  watermark: WireTime;
+  keys: Array<{ key: string; count: number; positive: number; negative: number; neutral: number; windows: number }>;
+}
+
+export interface ExplainAnswer {
+  key: string;
+  watermark: WireTime;
+  heldBackBy: string | null;
+  inputs: Array<{ partition: string; watermark: WireTime; idle: boolean; holdsBack: boolean }>;
+  windows: Array<{ window: { start: number; end: number }; state: string; count: number; firesAt: number; closesAt: number; firingTs: number; reason: string }>;
+  reason: string;
+}
+
+export interface CheckpointAnswer {
+  id: number;
+  name: string;
+  ms?: number;
+  bytes?: number;
+}
+
+/** One running instance, joined from $SRV.INFO and $SRV.STATS. */
+export interface InstanceRow {
+  id: string;
+  version: string;
+  job: string;
+  host: string;
+  pid: string;
+  started?: string;
+  endpoints: Array<{ name: string; subject: string; requests?: number; errors?: number }>;
+}
+
+/** An instant for people: ISO-8601 without milliseconds when they are zero, or ±∞. */
+export function when(t: WireTime | undefined): string {
+  if (t === null || t === undefined) return '−∞ (no post yet)';
+  if (t === '+inf') return '+∞ (end of input)';
+  return new Date(t).toISOString().replace('.000Z', 'Z');
+}
+
+/** Bytes for people. */
+export function bytes(n: number): string {
+  if (n < 1024) return `${n} B`;
+  if (n < 1024 * 1024) return `${(n / 1024).toFixed(1)} KiB`;
+  return `${(n / 1024 / 1024).toFixed(1)} MiB`;
+}
+
+/** Left-aligned columns (numbers right-aligned), two spaces apart. */
+export function table(head: readonly string[], rows: ReadonlyArray<ReadonlyArray<string | number>>): string {
+  const cells = [head.map(String), ...rows.map((r) => r.map(String))];
+  const numeric = head.map((_, i) => rows.length > 0 && rows.every((r) => typeof r[i] === 'number'));
+  const widths = head.map((_, i) => Math.max(...cells.map((r) => (r[i] ?? '').length)));
+  return cells.map((r) => r.map((c, i) => (numeric[i] ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join('  ').trimEnd()).join('\n');
+}
+
+const lag = (ms: number | null): string => (ms === null ? '' : ` (${humanDuration(ms)} behind now)`);
+
+/** `tidemark status` */
+export function renderStatus(s: StatusAnswer): string {
+  const c = s.config;
+  const input = s.input.error
+    ? `${s.input.stream}: read up to sequence ${s.input.seq} (stream unreadable: ${s.input.error})`
+    : `${s.input.stream} (${c.inputSubjects.join(',')}): read up to sequence ${s.input.seq} of ${s.input.lastSeq ?? '?'}, ${s.input.pending ?? '?'} pending`;
+  const lines = [
+    `job ${s.job}: pid ${s.pid} on ${s.host}, up ${humanDuration(s.uptimeMs)}`,
+    `  window ${c.window}, watermark = max(ts) - ${c.maxOutOfOrderness}, allowed lateness ${c.allowedLateness}, emit ${c.emit}, keys ${c.keys}, ${c.partitions} partitions`,
+    `  input      ${input}`,
+    `  watermark  ${when(s.watermark)}${lag(s.watermarkLagMs)}`,
+  ];
+  if (s.inputs.length > 1) for (const i of s.inputs) lines.push(`    input partition ${i.partition}: ${when(i.watermark)}${i.idle ? ' (idle)' : ''}`);
+  lines.push(
+    `  posts in ${s.postsIn}, results out ${s.resultsOut}, late ${s.late}, dead letters ${s.deadLetters}`,
+    `  windows    ${s.windows.open} open, ${s.windows.pending} pending, ${s.windows.closedAwaitingCheckpoint} closed awaiting checkpoint`,
+    `  checkpoint ${s.lastCheckpoint ? `#${s.lastCheckpoint.id}, ${humanDuration(s.lastCheckpoint.ageMs)} ago, took ${s.lastCheckpoint.ms} ms, ${bytes(s.lastCheckpoint.bytes)}` : 'none yet'}`,
+  );
+  return lines.join('\n');
+}
+
+/** `tidemark query KEY` */
+export function renderQuery(q: QueryAnswer): string {
+  if (q.windows.length === 0) return `key ${q.key}: no live windows (watermark ${when(q.watermark)}); try tidemark explain ${q.key}`;
+  const rows = q.windows.map((w) => [when(w.window.start), when(w.window.end), w.state, w.count, w.positive, w.negative, w.neutral, w.avgScore.toFixed(2), w.state === 'open' ? `fires at ${when(w.firesAt)}` : `closes at ${when(w.closesAt)}`]);
+  return `key ${q.key}, watermark ${when(q.watermark)}\n${table(['start', 'end', 'state', 'count', 'pos', 'neg', 'neu', 'avg', 'next'], rows)}`;
+}
+
+/** `tidemark keys` */
+export function renderKeys(k: KeysAnswer): string {
+  if (k.keys.length === 0) return `no open windows (watermark ${when(k.watermark)})`;
+  return table(
+    ['#', 'key', 'count', 'pos', 'neg', 'neu', 'windows'],
+    k.keys.map((r, i) => [i + 1, r.key, r.count, r.positive, r.negative, r.neutral, r.windows]),
+  );
+}
+
+/** `tidemark explain KEY` */
+export function renderExplain(e: ExplainAnswer): string {
+  const lines = [e.reason, '', `watermark ${when(e.watermark)}${e.heldBackBy !== null ? `, held back by input partition "${e.heldBackBy}"` : ''}`];
+  for (const i of e.inputs) lines.push(`  input partition ${i.partition}: ${when(i.watermark)}${i.idle ? ', idle (ignored)' : ''}${i.holdsBack ? ', holds it back' : ''}`);
+  for (const w of e.windows) {
+    lines.push('', `[${when(w.window.start)}, ${when(w.window.end)}) ${w.state}, ${w.count} posts; fires at watermark ${when(w.firesAt)}, closes at ${when(w.closesAt)}`, `  ${w.reason}`);
+  }
+  return lines.join('\n');
+}
+
+/** `tidemark checkpoint` */
+export function renderCheckpoint(c: CheckpointAnswer): string {
+  return `savepoint ${c.id} "${c.name}" written${c.ms !== undefined ? ` in ${c.ms} ms` : ''}${c.bytes !== undefined ? `, ${bytes(c.bytes)}` : ''}`;
+}
+
+/** `tidemark services` */
+export function renderServices(rows: readonly InstanceRow[], url: string): string {
+  if (rows.length === 0) return `no running Tidemark instance answered $SRV.PING on ${url}`;
+  const sum = (r: InstanceRow, f: 'requests' | 'errors'): number => r.endpoints.reduce((a, e) => a + (e[f] ?? 0), 0);
+  return table(
+    ['job', 'id', 'version', 'host', 'pid', 'started', 'endpoints', 'requests', 'errors'],
+    rows.map((r) => [r.job, r.id, r.version, r.host, r.pid, r.started ?? '', r.endpoints.map((e) => e.name).join(','), sum(r, 'requests'), sum(r, 'errors')]),
+  );
+}
