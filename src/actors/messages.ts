@@ -15,7 +15,7 @@ export type PartitionMsg =
 export type OutMsg =
   | { t: 'out'; from: number; n: number; results: ResultRecord[]; late: LateRecord[]; dead: DeadLetterRecord[]; /** `at` of the batch it answers */ at?: number }
   | { t: 'barrier'; from: number; cp: number; upserts: PersistedWindow[]; deletes: string[]; windows: number }
-  | { t: 'source-barrier'; from: -1; cp: number; seq: number; watermark: { wm: number; maxTs: Array<[string, number]> }; full: boolean; savepoint?: string; counters: Record<string, number> }
+  | { t: 'source-barrier'; from: -1; cp: number; seq: number; watermark: { wm: number; maxTs: Array<[string, number]> }; full: boolean; depth: number; savepoint?: string; counters: Record<string, number> }
   | { t: 'end'; from: number };
 
 /** sink actor → source: flow-control credit and checkpoint completion. */

@@ -38,6 +38,8 @@ export class SinkActor {
   private ended = new Set<number>();
   private lastCheckpoint: number;
   private aborted = false;
+  /** Checkpoint writes in progress, chained in checkpoint order. */
+  private writing: Promise<void> = Promise.resolve();
   counts = { results: 0, late: 0, dead: 0 };
   onCheckpoint?: (e: CheckpointEvent) => void;
   onResults?: (n: number) => void;
@@ -79,6 +81,7 @@ export class SinkActor {
         await this.handle(decode<OutMsg>(m.data));
         if (this.ended.size === this.partitions) break;
       }
+      await this.writing;
       if (!this.aborted) for (const [, s] of SinkActor.progressKeys(this.sinks)) await s.flush();
     })();
   }
@@ -116,7 +119,7 @@ export class SinkActor {
       this.aligning.arrived.set(msg.from, msg);
       if (this.aligning.arrived.size === this.partitions + 1) {
         const a = this.aligning;
-        await this.complete(a);
+        this.complete(a);
         this.aligning = undefined;
         const held = this.held;
         this.held = [];
@@ -152,12 +155,15 @@ export class SinkActor {
     }
   }
 
-  private async complete(a: Alignment): Promise<void> {
+  /**
+   * Completes checkpoint `a.cp`. The synchronous part captures every sink's progress at the barrier;
+   * making it durable and writing LevelDB happen in the background, in checkpoint order, while
+   * records after the barrier keep flowing (Flink's asynchronous snapshot phase).
+   */
+  private complete(a: Alignment): void {
     const t0 = performance.now();
     const src = a.arrived.get(-1) as Extract<OutMsg, { t: 'source-barrier' }>;
-    const sinks: Record<string, SinkProgress> = {};
-    for (const [key, s] of SinkActor.progressKeys(this.sinks)) sinks[key] = await s.flush();
-    faultPoint('checkpoint-before-write');
+    const progress = SinkActor.progressKeys(this.sinks).map(([key, s]) => [key, s.snapshot()] as const);
     const upserts: Array<[number, PersistedWindow]> = [];
     const deletes: Array<[number, string]> = [];
     let windows = 0;
@@ -167,36 +173,44 @@ export class SinkActor {
       for (const d of m.deletes) deletes.push([from, d]);
       windows += m.windows;
     }
-    if (this.aborted) return;
-    try {
-      const meta = await this.store.write({
-        meta: {
-          id: a.cp,
-          time: Date.now(),
-          seq: src.seq,
-          watermark: src.watermark,
-          sinks,
-          parent: src.full ? 0 : this.lastCheckpoint,
-          full: src.full,
-          windows,
-          counters: { ...src.counters, results: this.counts.results, late: this.counts.late, dead: this.counts.dead },
-          fingerprint: this.fingerprint,
-          ...(src.savepoint ? { savepoint: src.savepoint } : {}),
-        },
-        upserts,
-        deletes,
-      });
-      faultPoint('checkpoint-after-write');
-      this.lastCheckpoint = a.cp;
-      await this.store.prune(this.retain);
-      const ms = performance.now() - t0;
-      this.log.debug({ checkpoint: a.cp, seq: src.seq, entries: meta.entries, bytes: meta.bytes, ms: Math.round(ms) }, 'checkpoint complete');
-      this.onCheckpoint?.({ meta, ms });
-      this.reply({ t: 'checkpointed', cp: a.cp, ms, bytes: meta.bytes, entries: meta.entries });
-    } catch (e) {
-      this.log.error({ err: e, checkpoint: a.cp }, 'checkpoint failed');
-      this.reply({ t: 'checkpointed', cp: a.cp, ms: 0, bytes: 0, entries: 0, error: (e as Error).message });
-    }
+    const counters = { ...src.counters, results: this.counts.results, late: this.counts.late, dead: this.counts.dead };
+    const parent = src.full ? 0 : this.lastCheckpoint;
+    this.lastCheckpoint = a.cp;
+    this.writing = this.writing.then(async () => {
+      if (this.aborted) return;
+      try {
+        const sinks: Record<string, SinkProgress> = {};
+        for (const [key, p] of progress) sinks[key] = await p;
+        faultPoint('checkpoint-before-write');
+        const meta = await this.store.write({
+          meta: {
+            id: a.cp,
+            time: Date.now(),
+            seq: src.seq,
+            watermark: src.watermark,
+            sinks,
+            parent,
+            full: src.full,
+            depth: src.depth,
+            windows,
+            counters,
+            fingerprint: this.fingerprint,
+            ...(src.savepoint ? { savepoint: src.savepoint } : {}),
+          },
+          upserts,
+          deletes,
+        });
+        faultPoint('checkpoint-after-write');
+        await this.store.prune(this.retain);
+        const ms = performance.now() - t0;
+        this.log.debug({ checkpoint: a.cp, seq: src.seq, entries: meta.entries, bytes: meta.bytes, ms: Math.round(ms) }, 'checkpoint complete');
+        this.onCheckpoint?.({ meta, ms });
+        this.reply({ t: 'checkpointed', cp: a.cp, ms, bytes: meta.bytes, entries: meta.entries });
+      } catch (e) {
+        this.log.error({ err: e, checkpoint: a.cp }, 'checkpoint failed');
+        this.reply({ t: 'checkpointed', cp: a.cp, ms: 0, bytes: 0, entries: 0, error: (e as Error).message });
+      }
+    });
   }
 
   private reply(m: CreditMsg): void {

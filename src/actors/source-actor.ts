@@ -31,7 +31,8 @@ export class SourceActor {
   private creditSub?: Subscription;
   private nextCp: number;
   private cpDue = false;
-  private fullEvery = 20;
+  /** A full checkpoint after this many deltas bounds restore work to one base plus 19 deltas. */
+  private readonly fullEvery = 20;
   private sinceFull = 0;
   private lastCpSeq: number;
   private flushing: Promise<void> = Promise.resolve();
@@ -50,7 +51,7 @@ export class SourceActor {
     private readonly source: JetStreamSource,
     private readonly sem: JobSemantics,
     private readonly opts: SourceOptions,
-    restored: { seq: number; cp: number; watermark?: { wm: number; maxTs: Array<[string, number]> } } = { seq: 0, cp: 0 },
+    restored: { seq: number; cp: number; depth?: number; watermark?: { wm: number; maxTs: Array<[string, number]> } } = { seq: 0, cp: 0 },
   ) {
     this.subj = subjectsFor(sem.job);
     this.ingest = new Ingestor(sem, opts.partitions, opts.idleTimeout);
@@ -61,8 +62,8 @@ export class SourceActor {
     this.seq = restored.seq;
     this.lastCpSeq = restored.seq;
     this.nextCp = restored.cp + 1;
-    // The first checkpoint after a start is full, so a chain never depends on a pre-restart delta it cannot see.
-    this.sinceFull = this.fullEvery;
+    // Deltas continue the restored checkpoint's chain; a fresh start begins with a full checkpoint.
+    this.sinceFull = restored.depth ?? this.fullEvery;
   }
 
   /** Listens for credits and checkpoint completions. */
@@ -193,7 +194,8 @@ export class SourceActor {
       for (let p = 0; p < this.opts.partitions; p++) this.publishPartition(p, { t: 'batch', n, ops: ops[p]!, at });
       this.publishOut({ t: 'out', from: -1, n, results: [], late: [], dead });
     }
-    if (this.cpDue) this.barrier();
+    // At most two checkpoints in flight: a slow disk delays the next barrier rather than queueing writes.
+    if (this.cpDue && this.cpWaiters.size < 2) void this.barrier();
     while (!this.aborted && this.n - this.credit > this.opts.maxInflight) await new Promise<void>((r) => this.creditWaiters.push(r));
   }
 
@@ -214,6 +216,7 @@ export class SourceActor {
       seq: this.seq,
       watermark: this.ingest.tracker.toJSON(),
       full,
+      depth: this.sinceFull,
       ...(sp ? { savepoint: sp.name } : {}),
       counters: { postsIn: this.ingest.postsIn, dead: this.ingest.deadCount },
     });

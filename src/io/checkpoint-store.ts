@@ -16,6 +16,8 @@ export interface CheckpointMeta {
   sinks: Record<string, SinkProgress>;
   parent: number;
   full: boolean;
+  /** Position in its chain: 1 for a full checkpoint, parent's depth + 1 for a delta. */
+  depth: number;
   entries: number;
   hash: number;
   bytes: number;

@@ -1,7 +1,7 @@
 // Output adapters with an explicit lifecycle: open (recover to the checkpointed progress),
-// write, flush (returns progress for the checkpoint), close. One class per sink kind.
+// write, snapshot (progress at a barrier, made durable asynchronously), flush, close.
 
-import { openSync, writeSync, fsyncSync, closeSync, ftruncateSync, fstatSync, mkdirSync } from 'node:fs';
+import { openSync, writeSync, fsyncSync, fdatasync, closeSync, ftruncateSync, fstatSync, mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { type JetStreamClient, type JetStreamManager, type NatsConnection, type PubAck } from 'nats';
 import { TidemarkError } from '../errors.js';
@@ -22,7 +22,12 @@ export interface Sink {
   open(progress: SinkProgress | undefined): Promise<void>;
   /** Writes records; may apply backpressure by returning a promise. */
   write(records: readonly OutRecord[]): Promise<void> | void;
-  /** Makes everything written durable; returns the progress to checkpoint. */
+  /**
+   * Captures the progress at a checkpoint barrier (synchronously: it covers exactly what was written
+   * so far) and returns a promise that resolves once that much is durable. Writing may go on meanwhile.
+   */
+  snapshot(): Promise<SinkProgress>;
+  /** Makes everything written durable; returns the progress. */
   flush(): Promise<SinkProgress>;
   close(): Promise<void>;
   /** Records written since start. */
@@ -68,6 +73,13 @@ export class JsonlSink implements Sink {
     if (this.pendingBytes > 1 << 16) this.writeOut();
   }
 
+  snapshot(): Promise<SinkProgress> {
+    this.writeOut();
+    const offset = this.offset;
+    const fd = this.fd;
+    return new Promise((resolve, reject) => fdatasync(fd, (err) => (err ? reject(err) : resolve({ offset }))));
+  }
+
   async flush(): Promise<SinkProgress> {
     this.writeOut();
     fsyncSync(this.fd);
@@ -110,6 +122,11 @@ export class NatsSubjectSink implements Sink {
   write(records: readonly OutRecord[]): void {
     for (const r of records) this.nc.publish(this.subject, enc.encode(JSON.stringify(r)));
     this.written += records.length;
+  }
+
+  async snapshot(): Promise<SinkProgress> {
+    await this.nc.flush();
+    return {};
   }
 
   async flush(): Promise<SinkProgress> {
@@ -179,6 +196,19 @@ export class JetStreamSink implements Sink {
       if (this.inflight.length >= this.maxInflight) await this.settle();
     }
     this.written += records.length;
+  }
+
+  snapshot(): Promise<SinkProgress> {
+    // The acks of what was published before the barrier; later publishes do not delay it.
+    const before = this.inflight;
+    const base = this.lastSeq;
+    this.inflight = [];
+    return Promise.all(before).then((acks) => {
+      let seq = base;
+      for (const a of acks) if (a.seq > seq) seq = a.seq;
+      if (seq > this.lastSeq) this.lastSeq = seq;
+      return { lastSeq: seq };
+    });
   }
 
   async flush(): Promise<SinkProgress> {

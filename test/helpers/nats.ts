@@ -33,17 +33,18 @@ export interface CliResult {
 export function spawnCli(
   args: string[],
   opts: { cwd?: string; env?: NodeJS.ProcessEnv } = {},
-): { child: ChildProcess; done: Promise<CliResult>; waitFor: (re: RegExp, timeoutMs?: number) => Promise<void> } {
+): { child: ChildProcess; done: Promise<CliResult>; waitFor: (what: RegExp | ((stderr: string) => boolean), timeoutMs?: number) => Promise<void> } {
   const child = spawn(process.execPath, [CLI, ...args], { cwd: opts.cwd ?? ROOT, env: { ...process.env, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
   child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
   child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
   const done = new Promise<CliResult>((resolve) => child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr })));
-  const waitFor = async (re: RegExp, timeoutMs = 30_000): Promise<void> => {
+  const waitFor = async (what: RegExp | ((stderr: string) => boolean), timeoutMs = 30_000): Promise<void> => {
     const deadline = Date.now() + timeoutMs;
-    while (!re.test(stderr) && !re.test(stdout)) {
-      if (child.exitCode !== null || Date.now() > deadline) throw new Error(`never saw ${re} (stderr: ${stderr.slice(-500)})`);
+    const seen = (): boolean => (typeof what === 'function' ? what(stderr) : what.test(stderr) || what.test(stdout));
+    while (!seen()) {
+      if (child.exitCode !== null || Date.now() > deadline) throw new Error(`never saw ${String(what)} (stderr: ${stderr.slice(-500)})`);
       await new Promise((r) => setTimeout(r, 20));
     }
   };

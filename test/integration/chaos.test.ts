@@ -52,28 +52,31 @@ const sorted = <T extends { id: string }>(xs: T[]): T[] => [...xs].sort((a, b) =
 interface Scenario {
   name: string;
   seed: number;
+  posts: number;
   cfg: RefConfig;
   flags: string[];
   /** how the next attempt dies, given the kills so far: a delay before SIGKILL, a fault point inside a checkpoint write, or not at all */
-  plan: (rng: Rng, kills: number) => { killAfterMs: number } | { fault: string } | 'finish';
+  plan: (rng: Rng, kills: number) => { afterCheckpoints: number; killAfterMs: number } | { fault: string } | 'finish';
 }
 
 const scenarios: Scenario[] = [
   {
     name: 'tumbling windows, updates with lateness: SIGKILL at random moments',
     seed: 11,
+    posts: 12_000,
     cfg: { job: 'chaos1', window: { kind: 'tumbling', size: 60_000 }, maxOutOfOrderness: 5_000, lateness: 30_000, keys: { hashtags: true, all: true, keywords: [] }, emit: 'updates' },
     flags: ['--window', 'tumbling:1m', '--max-out-of-orderness', '5s', '--allowed-lateness', '30s', '--keys', 'hashtags,all'],
-    plan: (rng, kills) => (kills < 14 ? { killAfterMs: rng.int(250, 1400) } : 'finish'),
+    plan: (rng, kills) => (kills < 14 ? { afterCheckpoints: rng.int(0, 3), killAfterMs: rng.int(0, 120) } : 'finish'),
   },
   {
     name: 'session windows, final mode: SIGKILL inside checkpoint writes and at random moments',
     seed: 12,
+    posts: 6_000,
     cfg: { job: 'chaos2', window: { kind: 'session', gap: 90_000 }, maxOutOfOrderness: 5_000, lateness: 60_000, keys: { hashtags: true, all: true, keywords: [] }, emit: 'final' },
     flags: ['--window', 'session:90s', '--max-out-of-orderness', '5s', '--allowed-lateness', '1m', '--keys', 'hashtags,all', '--emit', 'final'],
     plan: (rng, kills) => {
       if (kills >= 9) return 'finish';
-      if (kills % 3 === 2) return { killAfterMs: rng.int(250, 1400) };
+      if (kills % 3 === 2) return { afterCheckpoints: rng.int(0, 3), killAfterMs: rng.int(0, 120) };
       return { fault: `${kills % 3 === 0 ? 'checkpoint-before-write' : 'checkpoint-after-write'}:${rng.int(1, 4)}` };
     },
   },
@@ -82,7 +85,7 @@ const scenarios: Scenario[] = [
 let totalKills = 0;
 for (const sc of scenarios) {
   t.test(sc.name, async (t) => {
-    const payloads = genStream(sc.seed, { n: 3000, unit: 60_000, step: 2_000, maxOutOfOrderness: sc.cfg.maxOutOfOrderness });
+    const payloads = genStream(sc.seed, { n: sc.posts, unit: 60_000, step: 2_000, maxOutOfOrderness: sc.cfg.maxOutOfOrderness });
     const input = `IN_${sc.cfg.job.toUpperCase()}`;
     await fillStream(input, sc.cfg.job, payloads);
     // A tiny duplicate window: JetStream's own deduplication must not be what keeps the sink exact.
@@ -94,32 +97,38 @@ for (const sc of scenarios) {
       'run', '--nats', nats.url, '--job', sc.cfg.job, '--input-stream', input, '--input-subjects', `${sc.cfg.job}.>`, ...sc.flags,
       '--sink', `jsonl:${dir}/results.jsonl`, '--sink', `jetstream:${results}:res.${sc.cfg.job}`,
       '--late-sink', `jsonl:${dir}/late.jsonl`, '--dlq-sink', `jsonl:${dir}/dlq.jsonl`,
-      '--state-dir', join(dir, 'state'), '--drain', '--batch-size', '50', '--checkpoint-interval', '40ms', '--log-level', 'info',
+      '--state-dir', join(dir, 'state'), '--drain', '--batch-size', '20', '--checkpoint-interval', '40ms', '--log-level', 'debug',
     ];
     const rng = new Rng(sc.seed);
     let kills = 0;
     let recoveries = 0;
     let last: CliResult | undefined;
-    for (let attempt = 0; attempt < 60; attempt++) {
+    for (let attempt = 0; attempt < 80; attempt++) {
       const plan = sc.plan(rng, kills);
       const env = typeof plan === 'object' && 'fault' in plan ? { TIDEMARK_FAULT: plan.fault } : {};
-      const { child, done } = spawnCli(args, { env });
+      const { child, done, waitFor } = spawnCli(args, { env });
       if (typeof plan === 'object' && 'killAfterMs' in plan) {
+        // Count from the job's k-th checkpoint of this run (start-up and checkpoint times vary with load).
+        const k = plan.afterCheckpoints;
+        await waitFor((err) => (err.match(/checkpoint complete/g) ?? []).length >= k && /watermark = max\(ts\)/.test(err)).catch(() => undefined);
         const early = await Promise.race([done, sleep(plan.killAfterMs).then(() => undefined)]);
         if (!early) child.kill('SIGKILL');
       }
       last = await done;
-      if (/recovered from checkpoint/.test(last.stderr)) recoveries++;
+      const resumedAt = /resuming after input sequence (\d+)/.exec(last.stderr);
+      if (resumedAt) recoveries++;
+      // Only a kill while input was left counts: a run restored at the end of input has nothing to lose.
       if (last.signal === 'SIGKILL') {
-        kills++;
+        if (!resumedAt || Number(resumedAt[1]) < payloads.length) kills++;
         continue;
       }
-      if (plan !== 'finish' && last.code === 0) continue; // finished before the kill came: run again, it must be a no-op
+      if (plan === 'finish' || last.code !== 0) break;
+      t.fail(`the job finished before kill ${kills + 1}: the input is too small for this plan`);
       break;
     }
     totalKills += kills;
     t.equal(last!.code, 0, `the last run exits 0 (stderr: ${last!.stderr.slice(0, 1500)})`);
-    t.ok(kills >= 9, `the job was killed ${kills} times`);
+    t.ok(kills >= 9, `the job was killed ${kills} times while input was left`);
     t.ok(recoveries >= 3, `${recoveries} restarts recovered from a checkpoint`);
 
     const got = readJsonl(`${dir}/results.jsonl`);
