@@ -26,6 +26,15 @@ export function incompatibility(saved: Record<string, string>, now: Record<strin
   return diffs.length ? diffs.join('; ') : undefined;
 }
 
+/** `--from-checkpoint`: a checkpoint id or a savepoint name. */
+async function resolveCheckpointId(store: CheckpointStore, ref: string | undefined): Promise<number | undefined> {
+  if (ref === undefined) return undefined;
+  if (/^\d+$/.test(ref)) return Number(ref);
+  const named = (await store.list()).metas.find((m) => m.savepoint === ref);
+  if (!named) throw new TidemarkError('CHECKPOINT_NOT_FOUND', `--from-checkpoint: no savepoint named "${ref}" (tidemark inspect lists them)`);
+  return named.id;
+}
+
 export interface JobStatus {
   seq: number;
   watermark: number;
@@ -65,7 +74,7 @@ export class Job {
         log.warn({ stateDir: cfg.stateDir }, 'state reset: starting from the beginning of the input');
       }
       const fingerprint = stateFingerprint(cfg);
-      const restored = await store.restore(cfg.fromCheckpoint === undefined ? undefined : Number(cfg.fromCheckpoint));
+      const restored = await store.restore(await resolveCheckpointId(store, cfg.fromCheckpoint));
       if (restored) {
         for (const s of restored.skipped) log.error({ checkpoint: s.id, problem: s.problem }, `checkpoint ${s.id} is unusable (${s.problem}); falling back to checkpoint ${restored.meta.id}`);
         const diff = incompatibility(restored.meta.fingerprint, fingerprint);
