@@ -2,7 +2,7 @@
 // The machine owns the lifecycle and the revisions; the arithmetic lives in records.ts.
 
 import { setup, assign, enqueueActions } from 'xstate';
-import { addScore, emptyAggregate, resultRecord, type Aggregate, type ResultRecord } from './records.js';
+import { addScore, emptyAggregate, mergeAggregates, resultRecord, type Aggregate, type ResultRecord } from './records.js';
 
 export type EmitMode = 'updates' | 'final';
 
@@ -29,7 +29,7 @@ export interface WindowContext {
 }
 
 export type WindowEvent =
-  | { type: 'ADD'; scores: number[] }
+  | { type: 'ADD'; delta: Aggregate }
   | { type: 'LATE'; score: number; watermark: number }
   | { type: 'FIRE'; watermark: number }
   | { type: 'CLOSE'; watermark: number };
@@ -53,12 +53,7 @@ export const windowMachine = setup({
     emitted: {} as WindowEmitted,
   },
   actions: {
-    accumulate: assign(({ context, event }) => {
-      if (event.type !== 'ADD') return {};
-      const agg = { ...context.agg };
-      for (const s of event.scores) addScore(agg, s);
-      return { agg };
-    }),
+    accumulate: assign(({ context, event }) => (event.type === 'ADD' ? { agg: mergeAggregates(context.agg, event.delta) } : {})),
     accumulateLate: assign(({ context, event }) => (event.type === 'LATE' ? { agg: addScore({ ...context.agg }, event.score) } : {})),
     // Firing emits revision 0 in updates mode; with no lateness it is also the final record.
     emitFiring: enqueueActions(({ context, event, enqueue }) => {

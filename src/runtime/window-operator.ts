@@ -2,7 +2,7 @@
 // and their event-time timers, and applies an ordered stream of posts and watermark markers.
 
 import { createActor, type Actor, type Snapshot } from 'xstate';
-import { lateRecord, mergeAggregates, emptyAggregate, type Aggregate, type LateRecord, type ResultRecord } from './records.js';
+import { lateRecord, mergeAggregates, emptyAggregate, addScore, type Aggregate, type LateRecord, type ResultRecord } from './records.js';
 import { fixedWindows, type Window, type WindowSpec } from './windows.js';
 import { lifecycleAt } from './lateness.js';
 import { TimerHeap } from './timer-heap.js';
@@ -56,8 +56,11 @@ interface Entry {
   start: number;
   end: number;
   actor: WindowActor;
-  /** Scores not yet sent to the actor (one ADD per window per batch, not one per post). */
-  buffer: number[];
+  /**
+   * Posts the actor has not seen yet. They reach it in one ADD at its next lifecycle event,
+   * checkpoint or query, so xstate is paid per window and checkpoint, not per post.
+   */
+  pending: Aggregate | null;
   state: WindowState | 'absorbed';
 }
 
@@ -75,7 +78,6 @@ export class WindowOperator {
   private readonly fixed = new Map<string, Map<number, Entry>>();
   private readonly sessions = new Map<string, Entry[]>();
   private readonly timers = new TimerHeap<Timer>();
-  private readonly buffered: Entry[] = [];
   private dirty = new Set<Entry>();
   private removed = new Set<string>();
   private liveCount = 0;
@@ -101,7 +103,6 @@ export class WindowOperator {
       else if (this.cfg.window.kind === 'session') this.sessionPost(op, this.cfg.window.gap);
       else this.fixedPost(op, this.cfg.window);
     }
-    this.flushAll();
   }
 
   /** Takes the records produced since the last call. */
@@ -114,7 +115,6 @@ export class WindowOperator {
 
   /** Changed and removed windows since the last call (an incremental checkpoint). */
   takeDelta(): { upserts: PersistedWindow[]; deletes: string[] } {
-    this.flushAll();
     const upserts: PersistedWindow[] = [];
     for (const e of this.dirty) {
       if (e.state === 'open' || e.state === 'pending') upserts.push(this.persist(e));
@@ -127,7 +127,6 @@ export class WindowOperator {
 
   /** Every live window, persisted (a full checkpoint). */
   fullSnapshot(): PersistedWindow[] {
-    this.flushAll();
     const out: PersistedWindow[] = [];
     for (const e of this.entries()) out.push(this.persist(e));
     return out;
@@ -146,10 +145,10 @@ export class WindowOperator {
 
   /** Current windows of a key (all keys when `key` is undefined), optionally within [from, to). */
   query(key?: string, from = -Infinity, to = Infinity): WindowView[] {
-    this.flushAll();
     const out: WindowView[] = [];
     for (const e of this.entries(key)) {
       if (e.end <= from || e.start >= to) continue;
+      this.flush(e);
       const ctx = e.actor.getSnapshot().context as WindowContext;
       out.push({
         key: e.key,
@@ -188,6 +187,7 @@ export class WindowOperator {
   }
 
   private persist(e: Entry): PersistedWindow {
+    this.flush(e);
     return { key: e.key, start: e.start, end: e.end, snapshot: e.actor.getPersistedSnapshot() };
   }
 
@@ -197,7 +197,7 @@ export class WindowOperator {
     actor.on('result', (ev) => this.results.push(ev.record));
     actor.start();
     const state = actor.getSnapshot().value as WindowState;
-    const entry: Entry = { id: windowId(key, start, end), key, start, end, actor, buffer: [], state };
+    const entry: Entry = { id: windowId(key, start, end), key, start, end, actor, pending: null, state };
     this.liveCount++;
     this.dirty.add(entry);
     if (this.cfg.window.kind === 'session') {
@@ -230,20 +230,17 @@ export class WindowOperator {
   }
 
   private flush(e: Entry): void {
-    if (e.buffer.length === 0) return;
-    e.actor.send({ type: 'ADD', scores: e.buffer });
-    e.buffer = [];
-  }
-
-  private flushAll(): void {
-    for (const e of this.buffered) this.flush(e);
-    this.buffered.length = 0;
+    if (e.pending === null) return;
+    e.actor.send({ type: 'ADD', delta: e.pending });
+    e.pending = null;
   }
 
   private buffer(e: Entry, score: number): void {
-    if (e.buffer.length === 0) this.buffered.push(e);
-    e.buffer.push(score);
-    this.dirty.add(e);
+    if (e.pending === null) {
+      e.pending = emptyAggregate();
+      this.dirty.add(e);
+    }
+    addScore(e.pending, score);
   }
 
   /** Watermark reaches `w`: fire and close every window whose time has come. */
