@@ -8,6 +8,7 @@ import { stateFingerprint, type JobConfig } from '../config.js';
 import { CheckpointStore, type CheckpointMeta } from '../io/checkpoint-store.js';
 import { ensureStream, JetStreamSource } from '../io/jetstream-source.js';
 import { createSink } from '../io/sinks.js';
+import { ScoringPool } from '../io/scoring-pool.js';
 import { formatWindowSpec } from '../runtime/windows.js';
 import { formatDuration } from '../runtime/duration.js';
 import type { Logger } from '../log.js';
@@ -57,6 +58,7 @@ export class Job {
     source: SourceActor,
     restored: CheckpointMeta | undefined,
     readonly endSeq: number | undefined,
+    private readonly pool: ScoringPool,
   ) {
     this.partitions = parts;
     this.sink = sink;
@@ -104,9 +106,11 @@ export class Job {
       for (const pa of parts) pa.start(cfg.job);
       sink.start();
       const endSeq = cfg.drain ? input.lastSeq : undefined;
+      const pool = new ScoringPool(cfg.scoringThreads, cfg.keys);
       const source = new SourceActor(
         nc,
         new JetStreamSource(js, cfg.inputStream),
+        pool,
         cfg,
         { partitions: cfg.partitions, batchSize: cfg.batchSize, maxInflight: 4, checkpointInterval: cfg.checkpointInterval, idleTimeout: cfg.idleTimeout, ...(endSeq !== undefined ? { endSeq } : {}) },
         // New checkpoint ids continue after the newest stored one (also when restoring an older one).
@@ -137,7 +141,7 @@ export class Job {
         },
         `job ${cfg.job}: window ${formatWindowSpec(cfg.window)}, watermark = max(ts) - ${formatDuration(cfg.maxOutOfOrderness)}, allowed lateness ${formatDuration(cfg.lateness)}, emit ${cfg.emit}`,
       );
-      return new Job(cfg, nc, store, parts, sink, source, meta, endSeq);
+      return new Job(cfg, nc, store, parts, sink, source, meta, endSeq, pool);
     } catch (e) {
       await store.close().catch(() => undefined);
       throw e;
@@ -175,6 +179,7 @@ export class Job {
     for (const p of this.partitions) p.stop();
     this.sink.stop();
     await this.sink.closeSinks();
+    await this.pool.close();
     await this.store.close();
   }
 }

@@ -6,6 +6,7 @@ import type { NatsConnection, Subscription } from 'nats';
 import { encode, decode } from '../io/codec.js';
 import { subjectsFor } from '../io/subjects.js';
 import type { JetStreamSource } from '../io/jetstream-source.js';
+import type { ScoringPool } from '../io/scoring-pool.js';
 import { Ingestor, type JobSemantics } from '../runtime/ingest.js';
 import type { CreditMsg, OutMsg, PartitionMsg } from './messages.js';
 import { TidemarkError } from '../errors.js';
@@ -38,6 +39,10 @@ export class SourceActor {
   private flushing: Promise<void> = Promise.resolve();
   private immediate?: NodeJS.Immediate;
   private stopping = false;
+  /** Messages read but not yet handed to preparation. */
+  private raw: { data: Uint8Array[]; subjects: string[]; seqs: number[] } = { data: [], subjects: [], seqs: [] };
+  /** Batches scheduled and not yet published. */
+  private readonly outstanding: Promise<void>[] = [];
   private aborted = false;
   private failure?: TidemarkError;
   private timer?: NodeJS.Timeout;
@@ -49,6 +54,7 @@ export class SourceActor {
   constructor(
     private readonly nc: NatsConnection,
     private readonly source: JetStreamSource,
+    private readonly pool: ScoringPool,
     private readonly sem: JobSemantics,
     private readonly opts: SourceOptions,
     restored: { seq: number; cp: number; depth?: number; watermark?: { wm: number; maxTs: Array<[string, number]> } } = { seq: 0, cp: 0 },
@@ -106,22 +112,21 @@ export class SourceActor {
       return this.seq;
     }
     const messages = await this.source.open(this.seq, Math.max(this.opts.batchSize, 256));
-    let inBatch = 0;
     for await (const m of messages) {
       if (this.stopping) break;
-      this.ingest.accept(m.data, m.subject, m.seq);
-      this.seq = m.seq;
-      inBatch++;
+      this.raw.data.push(m.data);
+      this.raw.subjects.push(m.subject);
+      this.raw.seqs.push(m.seq);
       // Drain: stop at the sequence the stream held at start (or earlier when its tail was deleted).
       const atEnd = this.opts.endSeq !== undefined && (m.seq >= this.opts.endSeq || m.info.pending === 0);
-      if (inBatch >= this.opts.batchSize || atEnd) {
-        inBatch = 0;
+      if (this.raw.data.length >= this.opts.batchSize || atEnd) {
         this.schedule(false);
-        // Backpressure: wait for the flush (and credit) before reading further.
-        await this.flushing;
+        // Backpressure: one batch being prepared while the next is read, no more.
+        while (this.outstanding.length > 1) await this.outstanding[0];
       } else this.schedule(true);
       if (atEnd) break;
     }
+    this.schedule(false);
     await this.flushing;
     await this.source.close();
     if (!this.aborted) await this.finish();
@@ -173,7 +178,21 @@ export class SourceActor {
       clearImmediate(this.immediate);
       this.immediate = undefined;
     }
-    this.flushing = this.flushing.then(() => this.flushBatch());
+    // Preparing (JSON, keys, scores) starts now, possibly on another thread; accepting waits for
+    // the batches before it, because the watermark and the routing follow input order.
+    const raw = this.raw;
+    this.raw = { data: [], subjects: [], seqs: [] };
+    const prepared = raw.data.length ? this.pool.prepare(raw.data) : Promise.resolve([]);
+    const done: Promise<void> = this.flushing.then(async () => {
+      const ready = await prepared;
+      if (this.aborted) return;
+      for (let i = 0; i < ready.length; i++) this.ingest.acceptPrepared(ready[i]!, raw.data[i]!, raw.subjects[i]!, raw.seqs[i]!);
+      if (ready.length) this.seq = raw.seqs[ready.length - 1]!;
+      await this.flushBatch();
+    });
+    this.flushing = done;
+    this.outstanding.push(done);
+    void done.finally(() => this.outstanding.splice(this.outstanding.indexOf(done), 1)).catch(() => undefined);
   }
 
   private publishPartition(p: number, msg: PartitionMsg): void {

@@ -20,11 +20,26 @@ export interface JobSemantics {
   emit: EmitMode;
 }
 
+/** A message after the part of ingestion that needs no order (and can run on another thread). */
+export type Prepared = { ok: false; reason: string } | { ok: true; id: string; ts: number; keys: string[]; score: number };
+
+/** Builds the order-free step: validate, extract keys, score (only posts that have keys). */
+export function preparer(spec: KeySpec): (payload: Uint8Array) => Prepared {
+  const keysOf = keyExtractor(spec);
+  return (payload) => {
+    const parsed = parsePost(payload);
+    if (!parsed.ok) return parsed;
+    const { id, ts, text, lang } = parsed.post;
+    const keys = keysOf(text);
+    return { ok: true, id, ts, keys, score: keys.length > 0 ? scoreText(text, lang) : 0 };
+  };
+}
+
 /** Turns raw input messages into routed ops, dead letters and watermark progress. */
 export class Ingestor {
   readonly tracker: WatermarkTracker;
   readonly router: BatchRouter;
-  private readonly keysOf: (text: string) => string[];
+  readonly prepare: (payload: Uint8Array) => Prepared;
   dead: DeadLetterRecord[] = [];
   postsIn = 0;
   deadCount = 0;
@@ -36,7 +51,7 @@ export class Ingestor {
   ) {
     this.tracker = new WatermarkTracker(sem.maxOutOfOrderness, idleTimeout);
     this.router = new BatchRouter(partitions, sem.window, sem.lateness);
-    this.keysOf = keyExtractor(sem.keys);
+    this.prepare = preparer(sem.keys);
   }
 
   /** Current watermark. */
@@ -46,21 +61,20 @@ export class Ingestor {
 
   /** Accepts one message from the input stream. */
   accept(payload: Uint8Array, subject: string, seq: number): void {
-    const parsed = parsePost(payload);
-    if (!parsed.ok) {
+    this.acceptPrepared(this.prepare(payload), payload, subject, seq);
+  }
+
+  /** Accepts a prepared message, in input order: the watermark and routing need the order. */
+  acceptPrepared(p: Prepared, payload: Uint8Array, subject: string, seq: number): void {
+    if (!p.ok) {
       this.deadCount++;
-      this.dead.push(deadLetterRecord(this.sem.job, parsed.reason, subject, seq, payload));
+      this.dead.push(deadLetterRecord(this.sem.job, p.reason, subject, seq, payload));
       return;
     }
-    const { id, ts, text, lang } = parsed.post;
     this.postsIn++;
     const before = this.tracker.current;
-    const keys = this.keysOf(text);
-    if (keys.length > 0) {
-      const s = scoreText(text, lang);
-      for (const k of keys) this.router.post({ k, id, ts, s }, before);
-    }
-    const after = this.tracker.observe(ts);
+    for (const k of p.keys) this.router.post({ k, id: p.id, ts: p.ts, s: p.score }, before);
+    const after = this.tracker.observe(p.ts);
     this.router.advance(before, after);
   }
 

@@ -68,7 +68,8 @@ const cases: Case[] = [
   {
     name: 'sliding, final mode',
     cfg: { job: 'sld', window: { kind: 'sliding', size: 120_000, slide: 60_000 }, maxOutOfOrderness: 10_000, lateness: 60_000, keys: { hashtags: true, all: false, keywords: [] }, emit: 'final' },
-    flags: ['--window', 'sliding:2m,1m', '--max-out-of-orderness', '10s', '--allowed-lateness', '1m', '--keys', 'hashtags', '--emit', 'final'],
+    // Parsing and scoring on a worker thread must not change a thing.
+    flags: ['--window', 'sliding:2m,1m', '--max-out-of-orderness', '10s', '--allowed-lateness', '1m', '--keys', 'hashtags', '--emit', 'final', '--scoring-threads', '1', '--batch-size', '300'],
   },
   {
     name: 'session, updates, no lateness',

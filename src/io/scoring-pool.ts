@@ -1,0 +1,73 @@
+// Worker threads for the order-free part of ingestion (JSON, validation, keys, AFINN scoring),
+// so the source's second core is used; results come back in order and are accepted in order.
+
+import { Worker } from 'node:worker_threads';
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { preparer, type Prepared } from '../runtime/ingest.js';
+import type { KeySpec } from '../runtime/keys.js';
+
+const WORKER = new URL('./scoring-worker.js', import.meta.url);
+
+/** Below this many messages a batch is prepared inline: a thread hop would cost more than it saves. */
+const MIN_BATCH_FOR_THREADS = 64;
+
+interface Job {
+  resolve: (out: Prepared[]) => void;
+  reject: (e: Error) => void;
+}
+
+/** Prepares batches of payloads on `threads` worker threads (inline when 0). */
+export class ScoringPool {
+  private readonly workers: Worker[] = [];
+  private readonly queues: Job[][] = [];
+  private next = 0;
+  private readonly inline: (payload: Uint8Array) => Prepared;
+
+  constructor(threads: number, keys: KeySpec) {
+    this.inline = preparer(keys);
+    // The worker is compiled JavaScript; where it is absent (sources run directly), prepare inline.
+    const available = existsSync(fileURLToPath(WORKER));
+    for (let i = 0; available && i < threads; i++) {
+      const w = new Worker(WORKER, { workerData: { keys } });
+      const queue: Job[] = [];
+      w.on('message', (out: Prepared[]) => queue.shift()?.resolve(out));
+      w.on('error', (e) => {
+        for (const j of queue.splice(0)) j.reject(e);
+      });
+      w.unref();
+      this.workers.push(w);
+      this.queues.push(queue);
+    }
+  }
+
+  /** Number of worker threads in use. */
+  get threads(): number {
+    return this.workers.length;
+  }
+
+  /** Prepares payloads, results in the same order. */
+  prepare(payloads: readonly Uint8Array[]): Promise<Prepared[]> {
+    if (this.workers.length === 0 || payloads.length < MIN_BATCH_FOR_THREADS) return Promise.resolve(payloads.map(this.inline));
+    // One transferable buffer and its offsets: no per-message cloning on the way out.
+    let total = 0;
+    for (const p of payloads) total += p.length;
+    const buf = new Uint8Array(total);
+    const offsets = new Uint32Array(payloads.length + 1);
+    let at = 0;
+    payloads.forEach((p, i) => {
+      buf.set(p, at);
+      at += p.length;
+      offsets[i + 1] = at;
+    });
+    const i = this.next++ % this.workers.length;
+    return new Promise((resolve, reject) => {
+      this.queues[i]!.push({ resolve, reject });
+      this.workers[i]!.postMessage({ buf, offsets }, [buf.buffer, offsets.buffer]);
+    });
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(this.workers.map((w) => w.terminate()));
+  }
+}
