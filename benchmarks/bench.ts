@@ -1,0 +1,253 @@
+// The benchmark run as a library: every phase against one real nats-server on 127.0.0.1, in an
+// order where each figure's reference is measured in the same run, and the result files written.
+
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { loadavg } from 'node:os';
+import { join } from 'node:path';
+import { connect } from 'nats';
+import { EmbeddedNats } from '../src/io/nats-server.js';
+import { repoRoot, fillStream, deleteStream, round } from './common.js';
+import { readEnv } from './env.js';
+import { buildWorkload, THROUGHPUT_JOB } from './workload.js';
+import { runBaseline } from './baseline.js';
+import { runTransport } from './transport.js';
+import { runThroughput } from './throughput.js';
+import { runLatency } from './latency.js';
+import { runRecovery } from './recovery.js';
+import { measureWindowMemory } from './memory.js';
+import { Progress, type PhaseSpec } from './progress.js';
+import { evaluateTargets, type BenchResult, type Mode } from './report.js';
+import { renderSvg } from './svg.js';
+
+/** How big each phase is. */
+export interface Scale {
+  posts: number;
+  /** drain runs per checkpoint setting */
+  reps: number;
+  baselineReps: number;
+  transportMessages: number;
+  latencySeconds: number;
+  latencyWarmupSeconds: number;
+  recoveryWindows: number;
+  recoveryTagsPerPost: number;
+  memoryWindows: number;
+}
+
+export const SCALES: Record<Mode, Scale> = {
+  full: { posts: 200_000, reps: 3, baselineReps: 3, transportMessages: 500_000, latencySeconds: 30, latencyWarmupSeconds: 3, recoveryWindows: 100_000, recoveryTagsPerPost: 1000, memoryWindows: 100_000 },
+  quick: { posts: 30_000, reps: 1, baselineReps: 2, transportMessages: 100_000, latencySeconds: 7, latencyWarmupSeconds: 2, recoveryWindows: 100_000, recoveryTagsPerPost: 1000, memoryWindows: 100_000 },
+  tiny: { posts: 3_000, reps: 1, baselineReps: 1, transportMessages: 10_000, latencySeconds: 3, latencyWarmupSeconds: 1, recoveryWindows: 2_000, recoveryTagsPerPost: 500, memoryWindows: 5_000 },
+};
+
+export interface BenchOptions {
+  mode: Mode;
+  scale?: Partial<Scale>;
+  /** scratch space (nats store, state directories); removed afterwards */
+  workDir: string;
+  /**
+   * Where `node --cpu-prof` writes the profiles of an extra, unmeasured throughput run
+   * (`throughput/`) and of an extra, unmeasured restart with the recovery state (`recovery/`).
+   */
+  profileDir?: string;
+  /** draw a progress bar on stderr */
+  progress?: boolean;
+}
+
+const PHASES = (s: Scale): PhaseSpec[] => [
+  { name: 'setup', weight: 1 + s.posts / 100_000 },
+  { name: 'baseline', weight: ((s.baselineReps + 1) * s.posts) / 80_000 },
+  { name: 'transport', weight: 0.5 + s.transportMessages / 200_000 },
+  { name: 'fill stream', weight: s.posts / 40_000 },
+  { name: 'throughput', weight: 2 * s.reps * (1.5 + s.posts / 10_000) },
+  { name: 'latency', weight: s.latencySeconds + 3 },
+  { name: 'recovery', weight: 3 + s.recoveryWindows / 10_000 },
+  { name: 'memory', weight: 0.5 + s.memoryWindows / 50_000 },
+];
+
+const natsJsVersion = (): string => {
+  try {
+    return (JSON.parse(readFileSync(join(repoRoot(), 'node_modules', 'nats', 'package.json'), 'utf8')) as { version: string }).version;
+  } catch {
+    return 'unknown';
+  }
+};
+
+/** Runs every phase and returns the result (nothing written). */
+export async function runBenchmarks(o: BenchOptions): Promise<BenchResult> {
+  const s: Scale = { ...SCALES[o.mode], ...o.scale };
+  const progress = new Progress(PHASES(s), o.progress === false ? undefined : process.stderr);
+  const started = new Date();
+  const load0 = loadavg()[0] ?? 0;
+  rmSync(o.workDir, { recursive: true, force: true });
+  mkdirSync(o.workDir, { recursive: true });
+  if (o.profileDir) rmSync(o.profileDir, { recursive: true, force: true });
+  progress.phase('setup');
+  const server = await EmbeddedNats.start(join(o.workDir, 'nats'));
+  const nc = await connect({ servers: server.url, name: 'tidemark-bench' });
+  try {
+    const env = readEnv(nc.info?.version ?? 'unknown', natsJsVersion());
+    env.loadAvg1mBefore = load0;
+    const workload = buildWorkload(s.posts);
+
+    progress.phase('baseline');
+    progress.update(0.1, 'tight loop over the same payloads');
+    const cfg = { job: 'thr', windowMs: THROUGHPUT_JOB.windowMs, maxOutOfOrdernessMs: THROUGHPUT_JOB.maxOutOfOrdernessMs, keys: THROUGHPUT_JOB.keys };
+    const baseline = runBaseline(workload.payloads, cfg, s.baselineReps);
+
+    progress.phase('transport');
+    const transport = await runTransport(server.url, workload.payloads, s.transportMessages, (f) => progress.update(f));
+
+    progress.phase('fill stream');
+    await fillStream(nc, 'BENCH_THR', 'benchthr.in', workload.payloads, (f) => progress.update(f, `${s.posts} posts`));
+
+    progress.phase('throughput');
+    const thr = await runThroughput(nc, {
+      url: server.url,
+      stream: 'BENCH_THR',
+      subjects: 'benchthr.>',
+      posts: s.posts,
+      reps: s.reps,
+      workDir: o.workDir,
+      ...(o.profileDir ? { profileDir: join(o.profileDir, 'throughput') } : {}),
+      onProgress: (f, label) => progress.update(f, label),
+    });
+    await deleteStream(nc, 'BENCH_THR');
+
+    progress.phase('latency');
+    // 50% of the headline throughput figure, as stored.
+    const rate = Math.max(1, Math.round(round(thr.onPostsPerSec) * 0.5));
+    const lat = await runLatency(nc, {
+      url: server.url,
+      rate,
+      durationMs: s.latencySeconds * 1000,
+      warmupMs: s.latencySeconds > s.latencyWarmupSeconds ? s.latencyWarmupSeconds * 1000 : 0,
+      windowMs: 1000,
+      maxOutOfOrdernessMs: 50,
+      hashtags: THROUGHPUT_JOB.hashtags,
+      workDir: o.workDir,
+      onProgress: (f, label) => progress.update(f, label),
+    });
+
+    progress.phase('recovery');
+    const rec = await runRecovery(nc, {
+      url: server.url,
+      windows: s.recoveryWindows,
+      tagsPerPost: s.recoveryTagsPerPost,
+      workDir: o.workDir,
+      timeoutMs: 120_000,
+      ...(o.profileDir ? { profileDir: join(o.profileDir, 'recovery') } : {}),
+      onProgress: (f, label) => progress.update(f, label),
+    });
+
+    progress.phase('memory');
+    progress.update(0.1, `${s.memoryWindows} windows in one WindowOperator`);
+    const memory = measureWindowMemory(s.memoryWindows);
+    progress.done();
+
+    env.loadAvg1mAfter = loadavg()[0] ?? 0;
+    const on = thr.on;
+    const throughputPostsPerSec = round(thr.onPostsPerSec);
+    const baselinePostsPerSec = round(baseline.postsPerSec);
+    const offPostsPerSec = round(thr.offPostsPerSec);
+    const steadyOn = round(thr.onSteadyPostsPerSec);
+    const { generator, ...latency } = lat;
+    const partial: Omit<BenchResult, 'targets'> = {
+      schema: 1,
+      mode: o.mode,
+      startedAt: started.toISOString(),
+      finishedAt: new Date().toISOString(),
+      durationMs: Date.now() - started.getTime(),
+      phaseMs: { ...progress.phaseMs },
+      env,
+      workload: {
+        posts: s.posts,
+        avgPayloadBytes: round(workload.avgPayloadBytes, 1),
+        distinctHashtags: workload.distinctHashtags,
+        distinctKeys: workload.distinctHashtags + 1,
+        eventSpanMs: workload.eventSpanMs,
+        window: THROUGHPUT_JOB.window,
+        keys: THROUGHPUT_JOB.keys,
+        maxOutOfOrdernessMs: THROUGHPUT_JOB.maxOutOfOrdernessMs,
+        lateFraction: THROUGHPUT_JOB.lateFraction,
+      },
+      throughput: {
+        postsPerSec: throughputPostsPerSec,
+        method: 'wall clock: spawn of `tidemark run --drain` to its exit on a pre-filled stream, nothing subtracted; median of the runs',
+        steadyPostsPerSec: steadyOn,
+        checkpointInterval: '1s',
+        runs: on.length,
+        wallMs: on.map((r) => round(r.wallMs)),
+        steadyMs: on.map((r) => round(r.steadyMs)),
+        resultsAtSink: on[0]?.resultsAtSink ?? 0,
+        resultsLogged: on[0]?.resultsLogged ?? 0,
+        late: on[0]?.late ?? 0,
+      },
+      baseline: {
+        postsPerSec: baselinePostsPerSec,
+        method: 'one warm tight loop in the benchmark process: parsePost, keys, scoreText, Map-based tumbling windows, JSON records; median pass',
+        passes: baseline.passes.length,
+        passMs: baseline.passes.map((p) => round(p.ms, 1)),
+        results: baseline.passes[0]?.results ?? 0,
+        late: baseline.passes[0]?.late ?? 0,
+      },
+      transport: {
+        msgsPerSec: round(transport.msgsPerSec),
+        messages: transport.messages,
+        received: transport.received,
+        payloadBytes: round(transport.payloadBytes, 1),
+      },
+      ratio: {
+        throughputToBaseline: throughputPostsPerSec / baselinePostsPerSec,
+        steadyThroughputToBaseline: steadyOn / baselinePostsPerSec,
+        throughputToTransport: throughputPostsPerSec / round(transport.msgsPerSec),
+      },
+      latency: {
+        ...latency,
+        method: 'open loop at 50% of throughput, core NATS publish into the stream; from the intended send time of the post that moves the watermark past a window end to that window result at a NATS subscriber; µs HdrHistogram',
+      },
+      generator,
+      checkpoint: {
+        overheadRatio: throughputPostsPerSec / offPostsPerSec,
+        onPostsPerSec: throughputPostsPerSec,
+        offPostsPerSec,
+        steadyOverheadRatio: steadyOn / round(thr.offSteadyPostsPerSec),
+        runsPerSetting: s.reps,
+      },
+      recovery: {
+        msFor100kWindows: rec.msToFirstResult === null ? null : round(rec.msToFirstResult),
+        method: 'spawn of the restarted job (after kill -9) to its first result at a NATS subscriber; the post that fires the restored windows is in the stream before the restart',
+        windows: rec.windows,
+        windowsRestored: rec.windowsRestored,
+        msToRecoveredLog: rec.msToRecoveredLog === null ? null : round(rec.msToRecoveredLog),
+        loggedRecoveryMs: rec.loggedRecoveryMs,
+        msToAllResults: rec.msToAllResults === null ? null : round(rec.msToAllResults),
+        checkpointBytes: rec.checkpointBytes,
+        checkpointMs: rec.checkpointMs,
+        ...(rec.error ? { error: rec.error } : {}),
+      },
+      memory: { ...memory, bytesPerOpenWindow: round(memory.bytesPerOpenWindow) },
+    };
+    return { ...partial, targets: evaluateTargets(partial) };
+  } finally {
+    progress.done();
+    await nc.close().catch(() => undefined);
+    await server.stop();
+    rmSync(o.workDir, { recursive: true, force: true });
+  }
+}
+
+/** File-name stamp of a result: ISO 8601 with `-` for `:` (portable file names). */
+export const stampOf = (iso: string): string => iso.replace(/\.\d+Z$/, 'Z').replace(/:/g, '-');
+
+/** Writes latest.json, <ISO date>.json and latest.svg into `outDir`; returns their paths. */
+export function writeResults(r: BenchResult, outDir: string): { latest: string; dated: string; svg: string } {
+  mkdirSync(outDir, { recursive: true });
+  const json = JSON.stringify(r, null, 2) + '\n';
+  const latest = join(outDir, 'latest.json');
+  const dated = join(outDir, `${stampOf(r.startedAt)}.json`);
+  const svg = join(outDir, 'latest.svg');
+  writeFileSync(latest, json);
+  writeFileSync(dated, json);
+  writeFileSync(svg, renderSvg(r));
+  return { latest, dated, svg };
+}

@@ -1,0 +1,48 @@
+// Heap cost of a live window: the job's own WindowOperator (one xstate actor per window) filled
+// with N open windows in this process, heap measured after forced garbage collections.
+
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
+import { WindowOperator, type PostItem } from '../src/runtime/window-operator.js';
+
+export interface MemoryOutcome {
+  bytesPerOpenWindow: number;
+  windows: number;
+  heapGrowthBytes: number;
+}
+
+let gcFn: (() => void) | undefined;
+/** A handle on V8's gc(), enabled at run time when node was not started with --expose-gc. */
+function forceGc(): void {
+  if (!gcFn) {
+    const g = (globalThis as { gc?: () => void }).gc;
+    if (g) gcFn = g;
+    else {
+      setFlagsFromString('--expose-gc');
+      gcFn = runInNewContext('gc') as () => void;
+    }
+  }
+  gcFn();
+  gcFn();
+}
+
+/** Opens `windows` windows (distinct keys, one tumbling day window) and measures heap growth. */
+export function measureWindowMemory(windows: number): MemoryOutcome {
+  const day = 86_400_000;
+  const base = Math.floor(Date.UTC(2025, 0, 1) / day) * day;
+  forceGc();
+  const before = process.memoryUsage().heapUsed;
+  const op = new WindowOperator({ job: 'sentiment', window: { kind: 'tumbling', size: day }, lateness: 0, mode: 'updates' });
+  // Keys are built per window, as the job receives them: they are part of a window's cost.
+  const chunk = 10_000;
+  for (let i = 0; i < windows; i += chunk) {
+    const ops: PostItem[] = [];
+    for (let j = i; j < Math.min(windows, i + chunk); j++) ops.push({ k: `#w${j}`, id: `p${j}`, ts: base + 1000 + (j % 1000), s: (j % 5) - 2 });
+    op.apply(ops);
+  }
+  forceGc();
+  const after = process.memoryUsage().heapUsed;
+  const live = op.size;
+  if (live !== windows) throw new Error(`memory: expected ${windows} open windows, operator holds ${live}`);
+  return { bytesPerOpenWindow: (after - before) / live, windows: live, heapGrowthBytes: after - before };
+}

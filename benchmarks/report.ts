@@ -1,0 +1,175 @@
+// The shape of a benchmark result file, the targets the project holds itself to, and the
+// table printed at the end of a run. Targets are fixed here and never adjusted to pass.
+
+import type { BenchEnv } from './env.js';
+import type { GeneratorOutcome, LatencyOutcome } from './latency.js';
+import type { MemoryOutcome } from './memory.js';
+
+export type Mode = 'full' | 'quick' | 'tiny';
+
+export interface BenchResult {
+  schema: 1;
+  mode: Mode;
+  startedAt: string;
+  finishedAt: string;
+  durationMs: number;
+  /** wall time of each phase */
+  phaseMs: Record<string, number>;
+  env: BenchEnv;
+  workload: {
+    posts: number;
+    avgPayloadBytes: number;
+    distinctHashtags: number;
+    /** hashtags plus `*` */
+    distinctKeys: number;
+    eventSpanMs: number;
+    window: string;
+    keys: string;
+    maxOutOfOrdernessMs: number;
+    lateFraction: number;
+  };
+  throughput: {
+    /** the headline: wall clock, spawn → exit of `tidemark run --drain`, nothing subtracted */
+    postsPerSec: number;
+    method: string;
+    /** start-up log line → finished log line (node boot, connect and restore excluded) */
+    steadyPostsPerSec: number;
+    checkpointInterval: string;
+    runs: number;
+    wallMs: number[];
+    steadyMs: number[];
+    resultsAtSink: number;
+    resultsLogged: number;
+    late: number;
+  };
+  baseline: {
+    postsPerSec: number;
+    method: string;
+    passes: number;
+    passMs: number[];
+    results: number;
+    late: number;
+  };
+  transport: {
+    msgsPerSec: number;
+    messages: number;
+    received: number;
+    payloadBytes: number;
+  };
+  ratio: {
+    throughputToBaseline: number;
+    steadyThroughputToBaseline: number;
+    throughputToTransport: number;
+  };
+  /** see LatencyOutcome; `method` says how it was measured */
+  latency: Omit<LatencyOutcome, 'generator'> & { method: string };
+  generator: GeneratorOutcome;
+  checkpoint: {
+    overheadRatio: number;
+    onPostsPerSec: number;
+    offPostsPerSec: number;
+    steadyOverheadRatio: number;
+    runsPerSetting: number;
+  };
+  recovery: {
+    /** restart → first result; null when the job could not produce one (see `error`) */
+    msFor100kWindows: number | null;
+    method: string;
+    windows: number;
+    windowsRestored: number | null;
+    msToRecoveredLog: number | null;
+    loggedRecoveryMs: number | null;
+    msToAllResults: number | null;
+    checkpointBytes: number | null;
+    checkpointMs: number | null;
+    error?: string;
+  };
+  memory: MemoryOutcome;
+  targets: TargetRow[];
+}
+
+export interface TargetRow {
+  metric: string;
+  op: '>=' | '<=';
+  target: number;
+  value: number | null;
+  pass: boolean;
+  note?: string;
+}
+
+/** The project's targets on its 2-core machine (issue 5). */
+export const TARGETS: ReadonlyArray<{ metric: string; op: '>=' | '<='; target: number }> = [
+  { metric: 'ratio.throughputToBaseline', op: '>=', target: 0.5 },
+  { metric: 'latency.p99Ms', op: '<=', target: 20 },
+  { metric: 'checkpoint.overheadRatio', op: '>=', target: 0.85 },
+  { metric: 'recovery.msFor100kWindows', op: '<=', target: 2000 },
+];
+
+/** Reads a dotted path of a result. */
+export function pick(r: BenchResult, path: string): unknown {
+  let v: unknown = r;
+  for (const part of path.split('.')) v = v !== null && typeof v === 'object' ? (v as Record<string, unknown>)[part] : undefined;
+  return v;
+}
+
+/** Evaluates every target against a result. */
+export function evaluateTargets(r: Omit<BenchResult, 'targets'> & { targets?: TargetRow[] }): TargetRow[] {
+  return TARGETS.map((t) => {
+    const v = pick(r as BenchResult, t.metric);
+    const value = typeof v === 'number' && Number.isFinite(v) ? v : null;
+    const pass = value !== null && (t.op === '>=' ? value >= t.target : value <= t.target);
+    const row: TargetRow = { ...t, value, pass };
+    if (t.metric === 'latency.p99Ms' && !r.generator.keptUp) row.note = 'generator fell behind its schedule';
+    if (t.metric === 'latency.p99Ms' && r.latency.missingSamples > 0) row.note = `${r.latency.missingSamples} results never arrived`;
+    if (t.metric === 'recovery.msFor100kWindows') {
+      if (value === null) row.note = 'no result, see recovery.error';
+      else if (r.recovery.windows !== 100_000) row.note = `measured at ${r.recovery.windows} windows`;
+    }
+    return row;
+  });
+}
+
+const num = (x: number | null | undefined, digits = 0): string =>
+  x === null || x === undefined || !Number.isFinite(x) ? 'n/a' : x.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
+
+/** The table printed after a run (plain text, fixed width). */
+export function formatTable(r: BenchResult): string {
+  const target = (metric: string): [string, string] => {
+    const t = r.targets.find((x) => x.metric === metric);
+    if (!t) return ['', ''];
+    const note = t.note && t.note.length > 70 ? `${t.note.slice(0, 69)}…` : t.note;
+    return [`${t.op === '>=' ? '≥' : '≤'} ${t.target}`, t.pass ? 'pass' : `MISS${note ? ` (${note})` : ''}`];
+  };
+  const rows: string[][] = [
+    ['throughput (posts/s, wall: spawn→exit, ckpt 1s)', num(r.throughput.postsPerSec), '', ''],
+    ['  steady state (start-up line→finished line)', num(r.throughput.steadyPostsPerSec), '', ''],
+    ['  checkpoints off (posts/s, wall)', num(r.checkpoint.offPostsPerSec), '', ''],
+    ['baseline (posts/s, one tight loop)', num(r.baseline.postsPerSec), '', ''],
+    ['transport (msgs/s, nats.js pub+sub)', num(r.transport.msgsPerSec), '', ''],
+    ['ratio throughput / baseline', num(r.ratio.throughputToBaseline, 3), ...target('ratio.throughputToBaseline')],
+    [`latency p50 (ms) at ${num(r.latency.atPostsPerSec)} posts/s`, num(r.latency.p50Ms, 2), '', ''],
+    ['latency p99 (ms)', num(r.latency.p99Ms, 2), ...target('latency.p99Ms')],
+    ['latency p99.9 (ms)', num(r.latency.p999Ms, 2), '', ''],
+    ['latency max (ms)', num(r.latency.maxMs, 2), '', ''],
+    ['  samples / expected', `${num(r.latency.samples)} / ${num(r.latency.expectedSamples)}`, '', ''],
+    ['  generator kept up (p99 send lag ms)', `${r.generator.keptUp ? 'yes' : 'NO'} (${num(r.generator.sendLagP99Ms, 2)})`, '', ''],
+    ['checkpoint overhead (on / off)', num(r.checkpoint.overheadRatio, 3), ...target('checkpoint.overheadRatio')],
+    [`recovery (ms, restart→first result, ${num(r.recovery.windows)} windows)`, num(r.recovery.msFor100kWindows), ...target('recovery.msFor100kWindows')],
+    ['  restart→recovered log line (ms)', num(r.recovery.msToRecoveredLog), '', ''],
+    ['memory per open window (bytes of heap)', num(r.memory.bytesPerOpenWindow), '', ''],
+  ];
+  const head = ['metric', 'value', 'target', 'status'];
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i]!.length)));
+  const line = (cells: string[]): string => cells.map((c, i) => (i === 1 ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join('  ').trimEnd();
+  const env = r.env;
+  return [
+    `Tidemark benchmarks (${r.mode}) — ${r.startedAt}`,
+    `node ${env.node}, nats-server ${env.natsServer}, ${env.cpuModel} × ${env.cores}, commit ${env.gitCommit.slice(0, 12)}${env.gitDirty ? ' (dirty)' : ''}, load ${env.loadAvg1mBefore.toFixed(2)}→${env.loadAvg1mAfter.toFixed(2)}`,
+    `workload: ${num(r.workload.posts)} posts, ${num(r.workload.avgPayloadBytes)} B each, ${num(r.workload.distinctKeys)} keys, ${r.workload.window}`,
+    '',
+    line(head),
+    line(widths.map((w) => '─'.repeat(w))),
+    ...rows.map(line),
+    ...(r.recovery.error ? ['', `recovery.error: ${r.recovery.error.split('\n')[0]!.slice(0, 400)}`] : []),
+  ].join('\n');
+}

@@ -1,0 +1,140 @@
+// The benchmark machinery at a tiny scale (seconds) against a real nats-server: the result file
+// is complete and self-consistent. No figure's speed is asserted, only its shape and arithmetic.
+
+import t from 'tap';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { decodeFromCompressedBase64 } from 'hdr-histogram-js';
+import { runBenchmarks, writeResults, SCALES } from '../../benchmarks/bench.js';
+import { TARGETS, formatTable, pick, type BenchResult } from '../../benchmarks/report.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'tidemark-bench-'));
+t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+
+const outDir = join(dir, 'results');
+const result = await runBenchmarks({ mode: 'tiny', workDir: join(dir, 'work'), progress: false });
+const files = writeResults(result, outDir);
+const json = JSON.parse(readFileSync(files.latest, 'utf8')) as BenchResult;
+const tiny = SCALES.tiny;
+
+const NUMERIC = [
+  'durationMs',
+  'throughput.postsPerSec',
+  'throughput.steadyPostsPerSec',
+  'throughput.resultsAtSink',
+  'throughput.resultsLogged',
+  'baseline.postsPerSec',
+  'baseline.results',
+  'transport.msgsPerSec',
+  'transport.payloadBytes',
+  'ratio.throughputToBaseline',
+  'ratio.steadyThroughputToBaseline',
+  'latency.p50Ms',
+  'latency.p90Ms',
+  'latency.p99Ms',
+  'latency.p999Ms',
+  'latency.maxMs',
+  'latency.atPostsPerSec',
+  'latency.samples',
+  'latency.expectedSamples',
+  'latency.missingSamples',
+  'latency.histogramTotalCount',
+  'generator.scheduled',
+  'generator.sent',
+  'generator.sendLagP99Ms',
+  'generator.sendLagMaxMs',
+  'checkpoint.overheadRatio',
+  'checkpoint.onPostsPerSec',
+  'checkpoint.offPostsPerSec',
+  'recovery.msFor100kWindows',
+  'recovery.msToRecoveredLog',
+  'recovery.loggedRecoveryMs',
+  'recovery.windows',
+  'recovery.windowsRestored',
+  'memory.bytesPerOpenWindow',
+  'memory.windows',
+  'env.cores',
+  'env.totalMemBytes',
+  'env.loadAvg1mBefore',
+];
+
+t.test('every figure is a finite number', async (t) => {
+  for (const path of NUMERIC) {
+    const v = pick(json, path);
+    t.ok(typeof v === 'number' && Number.isFinite(v), `${path} is a finite number (got ${JSON.stringify(v)})`);
+  }
+  t.ok(json.throughput.postsPerSec > 0 && json.baseline.postsPerSec > 0 && json.transport.msgsPerSec > 0, 'rates are positive');
+  t.equal(json.recovery.error, undefined, 'recovery ran without error');
+  t.equal(typeof json.generator.keptUp, 'boolean', 'generator.keptUp is a boolean');
+});
+
+t.test('environment is recorded', async (t) => {
+  for (const k of ['node', 'natsServer', 'natsJs', 'cpuModel', 'gitCommit'] as const) t.ok(typeof json.env[k] === 'string' && json.env[k].length > 0, `env.${k}`);
+  t.match(json.env.node, /^v\d+\./);
+  t.match(json.env.natsServer, /^\d+\.\d+/);
+});
+
+t.test('ratios are the quotients of the stored figures', async (t) => {
+  t.equal(json.ratio.throughputToBaseline, json.throughput.postsPerSec / json.baseline.postsPerSec);
+  t.equal(json.ratio.steadyThroughputToBaseline, json.throughput.steadyPostsPerSec / json.baseline.postsPerSec);
+  t.equal(json.checkpoint.onPostsPerSec, json.throughput.postsPerSec, 'checkpoint.onPostsPerSec is the headline throughput');
+  t.equal(json.checkpoint.overheadRatio, json.checkpoint.onPostsPerSec / json.checkpoint.offPostsPerSec);
+  t.equal(json.throughput.runs, tiny.reps);
+  t.equal(json.throughput.wallMs.length, tiny.reps);
+  const wallRate = (tiny.posts / json.throughput.wallMs[0]!) * 1000;
+  t.ok(Math.abs(wallRate - json.throughput.postsPerSec) <= 1, 'throughput is posts / wall time');
+});
+
+t.test('the histogram counts every latency sample', async (t) => {
+  t.ok(json.latency.samples > 0, 'latency samples were taken');
+  t.equal(json.latency.histogramTotalCount, json.latency.samples);
+  const h = decodeFromCompressedBase64(json.latency.histogram);
+  t.equal(h.totalCount, json.latency.samples, 'the stored histogram decodes to the same count');
+  t.equal(json.latency.missingSamples, json.latency.expectedSamples - json.latency.samples);
+  const l = json.latency;
+  t.ok(l.p50Ms <= l.p90Ms && l.p90Ms <= l.p99Ms && l.p99Ms <= l.p999Ms && l.p999Ms <= l.maxMs, 'percentiles are ordered and bounded by the max');
+  t.equal(json.generator.sent, json.generator.scheduled, 'the open-loop generator sent its whole schedule');
+  t.equal(json.latency.atPostsPerSec, Math.max(1, Math.round(json.throughput.postsPerSec * 0.5)), 'the load is 50% of the measured throughput');
+});
+
+t.test('the job and the baseline did the same work', async (t) => {
+  t.equal(json.throughput.resultsAtSink, json.baseline.results, 'results at the sink = results of the baseline loop');
+  t.equal(json.throughput.resultsLogged, json.baseline.results);
+  t.equal(json.throughput.late, json.baseline.late, 'late records agree');
+  t.equal(json.workload.posts, tiny.posts);
+});
+
+t.test('recovery and memory cover the state they claim', async (t) => {
+  t.equal(json.recovery.windows, tiny.recoveryWindows);
+  t.equal(json.recovery.windowsRestored, tiny.recoveryWindows, 'the restart restored every window');
+  t.ok(json.recovery.msFor100kWindows! >= json.recovery.msToRecoveredLog!, 'the first result comes after the recovery line');
+  t.equal(json.memory.windows, tiny.memoryWindows);
+  t.equal(json.memory.bytesPerOpenWindow, Math.round(json.memory.heapGrowthBytes / json.memory.windows));
+});
+
+t.test('targets are evaluated as stated, never adjusted', async (t) => {
+  t.same(
+    json.targets.map((r) => ({ metric: r.metric, op: r.op, target: r.target })),
+    TARGETS.map((r) => ({ metric: r.metric, op: r.op, target: r.target })),
+  );
+  for (const row of json.targets) {
+    t.equal(row.value, pick(json, row.metric), `${row.metric} value is the stored figure`);
+    const pass = row.value !== null && (row.op === '>=' ? row.value >= row.target : row.value <= row.target);
+    t.equal(row.pass, pass, `${row.metric} pass/miss follows from value and target`);
+  }
+});
+
+t.test('result files: latest, dated copy and a self-contained chart', async (t) => {
+  t.ok(existsSync(files.latest) && existsSync(files.dated) && existsSync(files.svg));
+  const names = readdirSync(outDir);
+  t.equal(names.length, 3, 'three files');
+  t.ok(names.includes('latest.json') && names.includes('latest.svg'));
+  t.ok(names.some((n) => /^\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}Z\.json$/.test(n)), 'a copy named by its ISO 8601 start time');
+  t.same(JSON.parse(readFileSync(files.dated, 'utf8')), json, 'the dated copy equals latest.json');
+  const svg = readFileSync(files.svg, 'utf8');
+  t.match(svg, /^<svg xmlns="http:\/\/www\.w3\.org\/2000\/svg"/);
+  t.notMatch(svg, /<script|href=|@import|url\(/, 'no scripts or external references');
+  const table = formatTable(json);
+  for (const label of ['throughput', 'baseline', 'transport', 'latency p99', 'checkpoint overhead', 'recovery', 'memory']) t.match(table, label);
+});
