@@ -130,6 +130,10 @@ export async function runRecovery(nc: NatsConnection, o: RecoveryOptions): Promi
       exitedEarly ??= e.message;
     });
     sub.unsubscribe();
+    if (process.env.TIDEMARK_BENCH_TRACE) {
+      for (const l of restarted.lines) process.stderr.write(`${(l.at - restarted.spawnedAt).toFixed(0).padStart(6)} ms  ${String(l.json.msg)}\n`);
+      process.stderr.write(`${(firstAt - restarted.spawnedAt).toFixed(0).padStart(6)} ms  first result at the subscriber\n`);
+    }
     if (firstAt) out.msToFirstResult = firstAt - restarted.spawnedAt;
     if (allAt) out.msToAllResults = allAt - restarted.spawnedAt;
     if (got < o.windows) out.error = `${got} of ${o.windows} results arrived after the restart; ${exitedEarly ?? ''}`.trim();

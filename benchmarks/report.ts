@@ -1,6 +1,7 @@
 // The shape of a benchmark result file, the targets the project holds itself to, and the
 // table printed at the end of a run. Targets are fixed here and never adjusted to pass.
 
+import type { StateRow } from './state.js';
 import type { BenchEnv } from './env.js';
 import type { GeneratorOutcome, LatencyOutcome } from './latency.js';
 import type { MemoryOutcome } from './memory.js';
@@ -85,6 +86,8 @@ export interface BenchResult {
     error?: string;
   };
   memory: MemoryOutcome;
+  /** checkpoint and restore cost against state size (issue 3) */
+  state: { method: string; rows: StateRow[] };
   targets: TargetRow[];
 }
 
@@ -171,5 +174,25 @@ export function formatTable(r: BenchResult): string {
     line(widths.map((w) => '─'.repeat(w))),
     ...rows.map(line),
     ...(r.recovery.error ? ['', `recovery.error: ${r.recovery.error.split('\n')[0]!.slice(0, 400)}`] : []),
+    '',
+    formatStateTable(r.state.rows),
   ].join('\n');
+}
+
+/** Checkpoint and restore against state size: one row per size. */
+export function formatStateTable(rows: readonly StateRow[]): string {
+  const head = ['live windows', 'full ckpt ms', 'full MB', '1% delta ms', 'delta KB', 'restore ms', 'first 500 ms', 'all fired ms'];
+  const body = rows.map((r) => [
+    num(r.windows),
+    num(r.fullCheckpointMs),
+    num(r.fullCheckpointBytes / 1e6, 1),
+    num(r.deltaCheckpointMs, 1),
+    num(r.deltaCheckpointBytes / 1e3, 0),
+    num(r.restoreMs),
+    num(r.firstResultsMs),
+    num(r.allResultsMs),
+  ]);
+  const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i]!.length)));
+  const line = (cells: string[]): string => cells.map((c, i) => c.padStart(widths[i]!)).join('  ');
+  return ['checkpoint and restore against state size (in process, LevelDB on disk)', line(head), line(widths.map((w) => '─'.repeat(w))), ...body.map(line)].join('\n');
 }

@@ -5,7 +5,7 @@ import { readFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { connect, type NatsConnection } from 'nats';
 import { TidemarkError, exitCodeFor } from './errors.js';
-import { RUN_OPTIONS, parseFlags, resolveJobConfig, optionHelp, type OptionDef, type RawOptions } from './config.js';
+import { RUN_OPTIONS, parseFlags, resolveJobConfig, optionHelp, type OptionDef, type RawOptions, type JobConfig } from './config.js';
 import { createLogger } from './log.js';
 import { EmbeddedNats } from './io/nats-server.js';
 import { Job } from './actors/job.js';
@@ -221,10 +221,14 @@ async function run(argv: string[]): Promise<number> {
       lockLost = why;
       void job?.stop();
     });
+    let restartCfg: JobConfig | undefined;
     for (;;) {
       const lost = new Promise<'lost'>((r) => (connectionLost = () => r('lost')));
       const back = new Promise<void>((r) => (reconnected = r));
-      job = await Job.start(cfg, nc, log);
+      job = await Job.start(restartCfg ?? cfg, nc, log);
+      // A restart after a lost connection resumes from the job's own last checkpoint: neither
+      // --from-checkpoint nor --reset-state applies again.
+      restartCfg ??= (({ fromCheckpoint: _from, ...rest }) => ({ ...rest, resetState: false }))(cfg);
       instance.attach(job);
       const running = job;
       const { startService } = await import('./service.js');

@@ -4,13 +4,12 @@ import { existsSync } from 'node:fs';
 import { TidemarkError } from './errors.js';
 import { parseFlags, type OptionDef } from './config.js';
 import { CheckpointStore } from './io/checkpoint-store.js';
-import { checkpointDir } from './actors/job.js';
-import type { WindowContext } from './runtime/window-machine.js';
+import { checkpointDir, resolveCheckpointId } from './actors/job.js';
 
 export const INSPECT_OPTIONS: OptionDef[] = [
   { flag: '--state-dir', key: 'stateDir', kind: 'string', arg: 'DIR', help: 'state directory of the job', default: '.tidemark' },
   { flag: '--job', key: 'job', kind: 'string', arg: 'NAME', help: 'job name', default: 'sentiment' },
-  { flag: '--checkpoint', key: 'checkpoint', kind: 'string', arg: 'ID', help: 'checkpoint to read (default: newest usable)' },
+  { flag: '--checkpoint', key: 'checkpoint', kind: 'string', arg: 'ID', help: 'checkpoint id or savepoint name to read (default: newest usable)' },
   { flag: '--key', key: 'key', kind: 'string', arg: 'KEY', help: "dump this key's windows" },
   { flag: '--json', key: 'json', kind: 'bool', help: 'print JSON' },
   { flag: '--help', key: 'help', kind: 'bool', help: 'this help' },
@@ -28,13 +27,10 @@ export async function inspectCommand(argv: string[]): Promise<number> {
   const store = await CheckpointStore.open(dir);
   try {
     if (typeof opts.key === 'string') {
-      const r = await store.restore(opts.checkpoint === undefined ? undefined : Number(opts.checkpoint));
+      const r = await store.restore(await resolveCheckpointId(store, opts.checkpoint === undefined ? undefined : String(opts.checkpoint), '--checkpoint'));
       if (!r) throw new TidemarkError('CHECKPOINT_NOT_FOUND', 'no checkpoint yet');
       const windows = [...r.windows.values()].flat().filter((w) => w.key === opts.key).sort((a, b) => a.start - b.start);
-      const rows = windows.map((w) => {
-        const snap = w.snapshot as unknown as { value: string; context: WindowContext };
-        return { window: { start: w.start, end: w.end }, state: snap.value, ...snap.context.agg, nextRevision: snap.context.revision };
-      });
+      const rows = windows.map((w) => ({ window: { start: w.start, end: w.end }, state: w.state, ...w.agg, nextRevision: w.revision }));
       if (opts.json) process.stdout.write(JSON.stringify({ checkpoint: r.meta.id, key: opts.key, windows: rows }) + '\n');
       else {
         process.stdout.write(`checkpoint ${r.meta.id}, key ${opts.key}: ${rows.length} windows\n`);

@@ -86,7 +86,11 @@ export async function queryPartitions(job: Job, req: QueryRequest, only?: number
       }),
     ),
   );
-  return replies.map((r) => decode<QueryReply>(r.data));
+  return replies.map((r) => {
+    const reply = decode<QueryReply>(r.data);
+    if (reply.error) throw new ServiceError(413, `partition ${reply.partition}: ${reply.error}`);
+    return reply;
+  });
 }
 
 // ---- request validation: synchronous, so the micro framework counts a malformed request as an error
@@ -240,6 +244,8 @@ function endpoints(job: Job): Record<string, EndpointDef> {
       handle: (req) => {
         const name = req.name;
         if (name !== undefined && (typeof name !== 'string' || !/^[\w.:-]{1,128}$/.test(name))) throw bad('checkpoint: "name" must be 1-128 letters, digits, _ . : or -');
+        // --from-checkpoint reads digits as a checkpoint id, so a name must not be all digits.
+        if (typeof name === 'string' && /^\d+$/.test(name)) throw bad('checkpoint: "name" must not be all digits (those mean a checkpoint id); add a letter');
         return async () => {
           const label = typeof name === 'string' ? name : `savepoint-${new Date().toISOString()}`;
           const id = await withTimeout(job.source.savepoint(label), SAVEPOINT_TIMEOUT, 'the savepoint');

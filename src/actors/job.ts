@@ -28,11 +28,16 @@ export function incompatibility(saved: Record<string, string>, now: Record<strin
 }
 
 /** `--from-checkpoint`: a checkpoint id or a savepoint name. */
-async function resolveCheckpointId(store: CheckpointStore, ref: string | undefined): Promise<number | undefined> {
+export async function resolveCheckpointId(store: CheckpointStore, ref: string | undefined, flag = '--from-checkpoint'): Promise<number | undefined> {
   if (ref === undefined) return undefined;
-  if (/^\d+$/.test(ref)) return Number(ref);
-  const named = (await store.list()).metas.find((m) => m.savepoint === ref);
-  if (!named) throw new TidemarkError('CHECKPOINT_NOT_FOUND', `--from-checkpoint: no savepoint named "${ref}" (tidemark inspect lists them)`);
+  const { metas } = await store.list();
+  if (/^\d+$/.test(ref)) {
+    if (!metas.some((m) => m.id === Number(ref))) throw new TidemarkError('CHECKPOINT_NOT_FOUND', `${flag}: no checkpoint ${ref} (tidemark inspect lists them)`);
+    return Number(ref);
+  }
+  // Names may repeat; the newest savepoint of that name wins (metas are newest first).
+  const named = metas.find((m) => m.savepoint === ref);
+  if (!named) throw new TidemarkError('CHECKPOINT_NOT_FOUND', `${flag}: no savepoint named "${ref}" (tidemark inspect lists them)`);
   return named.id;
 }
 

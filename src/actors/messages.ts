@@ -13,7 +13,18 @@ export type PartitionMsg =
 
 /** partition actors and source → sink actor. `from` is the partition, or -1 for the source. */
 export type OutMsg =
-  | { t: 'out'; from: number; n: number; results: ResultRecord[]; late: LateRecord[]; dead: DeadLetterRecord[]; /** `at` of the batch it answers */ at?: number }
+  | {
+      t: 'out';
+      from: number;
+      n: number;
+      results: ResultRecord[];
+      late: LateRecord[];
+      dead: DeadLetterRecord[];
+      /** `at` of the batch it answers */
+      at?: number;
+      /** more output of batch `n` follows (a large watermark step streams its results) */
+      partial?: true;
+    }
   | { t: 'barrier'; from: number; cp: number; upserts: PersistedWindow[]; deletes: string[]; windows: number }
   | { t: 'source-barrier'; from: -1; cp: number; seq: number; watermark: { wm: number; maxTs: Array<[string, number]> }; full: boolean; depth: number; savepoint?: string; counters: Record<string, number> }
   | { t: 'end'; from: number };
@@ -37,4 +48,6 @@ export interface QueryReply {
   watermark: number;
   windows: WindowView[];
   keys?: KeyCount[];
+  /** Set instead of windows when the answer would not fit in one NATS message. */
+  error?: string;
 }

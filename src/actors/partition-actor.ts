@@ -5,9 +5,13 @@
 import type { NatsConnection, Subscription } from 'nats';
 import { encode, decode } from '../io/codec.js';
 import { subjectsFor } from '../io/subjects.js';
+import { ChunkingPublisher, Reassembler } from '../io/framing.js';
 import { WindowOperator, type OperatorConfig, type PersistedWindow } from '../runtime/window-operator.js';
 import { topKeys } from '../runtime/top-keys.js';
 import type { OutMsg, PartitionMsg, QueryReply, QueryRequest } from './messages.js';
+
+/** Results per message while a watermark step fires many windows. */
+const OUTPUT_SLICE = 500;
 
 export class PartitionActor {
   readonly operator: WindowOperator;
@@ -32,7 +36,8 @@ export class PartitionActor {
   /** Subscribes and processes messages in order until `end`. */
   start(job: string): void {
     const subj = subjectsFor(job);
-    const out = (m: OutMsg): void => this.nc.publish(subj.out, encode(m));
+    const pub = new ChunkingPublisher(this.nc);
+    const out = (m: OutMsg): void => void pub.publish(subj.out, encode(m));
     this.sub = this.nc.subscribe(subj.partition(this.partition));
     this.querySub = this.nc.subscribe(`${subj.partition(this.partition)}.query`, {
       callback: (err, msg) => {
@@ -43,15 +48,29 @@ export class PartitionActor {
           req.top !== undefined
             ? { partition: this.partition, watermark: this.operator.watermark, windows: [], keys: topKeys(this.operator.query(), req.top) }
             : { partition: this.partition, watermark: this.operator.watermark, windows: this.operator.query(req.key, req.from, req.to) };
-        msg.respond(encode(reply));
+        let bytes = encode(reply);
+        if (bytes.length > pub.limit) {
+          const error = `the answer holds ${reply.windows.length} windows (${bytes.length} bytes), more than one NATS message carries; narrow it with a time range`;
+          bytes = encode({ partition: this.partition, watermark: this.operator.watermark, windows: [], error } satisfies QueryReply);
+        }
+        msg.respond(bytes);
       },
     });
     const sub = this.sub;
     this.done = (async () => {
+      const parts = new Reassembler();
       for await (const m of sub) {
-        const msg = decode<PartitionMsg>(m.data);
+        const data = parts.push(m);
+        if (!data) continue;
+        const msg = decode<PartitionMsg>(data);
         if (msg.t === 'batch') {
-          this.operator.apply(msg.ops);
+          // A watermark step that fires many windows hands its results on in slices, yielding
+          // between them so they reach the sink while the rest are fired.
+          for (let i = 0; (i = this.operator.applySome(msg.ops, i, OUTPUT_SLICE)) < msg.ops.length; ) {
+            const o = this.operator.drainOutput();
+            out({ t: 'out', from: this.partition, n: msg.n, results: o.results, late: o.late, dead: [], partial: true });
+            await new Promise<void>((r) => setImmediate(r));
+          }
           this.batches++;
           const { results, late } = this.operator.drainOutput();
           out({ t: 'out', from: this.partition, n: msg.n, results, late, dead: [], ...(msg.at !== undefined ? { at: msg.at } : {}) });

@@ -4,6 +4,7 @@
 
 import type { NatsConnection, Subscription } from 'nats';
 import { encode, decode } from '../io/codec.js';
+import { Reassembler } from '../io/framing.js';
 import { subjectsFor } from '../io/subjects.js';
 import type { Sink, SinkProgress } from '../io/sinks.js';
 import type { CheckpointStore, CheckpointMeta } from '../io/checkpoint-store.js';
@@ -76,9 +77,12 @@ export class SinkActor {
     this.sub = this.nc.subscribe(subj.out);
     const sub = this.sub;
     this.done = (async () => {
+      const parts = new Reassembler();
       for await (const m of sub) {
         if (this.aborted) break;
-        await this.handle(decode<OutMsg>(m.data));
+        const data = parts.push(m);
+        if (!data) continue;
+        await this.handle(decode<OutMsg>(data));
         if (this.ended.size === this.partitions) break;
       }
       await this.writing;
@@ -145,7 +149,7 @@ export class SinkActor {
       this.counts.dead += msg.dead.length;
     }
     this.onOut?.(msg);
-    if (msg.from >= 0 && msg.n > this.lastN[msg.from]!) {
+    if (msg.from >= 0 && !msg.partial && msg.n > this.lastN[msg.from]!) {
       this.lastN[msg.from] = msg.n;
       const credit = Math.min(...this.lastN);
       if (credit > this.credit) {

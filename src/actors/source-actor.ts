@@ -5,6 +5,7 @@
 import type { NatsConnection, Subscription } from 'nats';
 import { encode, decode } from '../io/codec.js';
 import { subjectsFor } from '../io/subjects.js';
+import { ChunkingPublisher } from '../io/framing.js';
 import type { JetStreamSource } from '../io/jetstream-source.js';
 import type { ScoringPool } from '../io/scoring-pool.js';
 import { Ingestor, type JobSemantics } from '../runtime/ingest.js';
@@ -25,6 +26,7 @@ export interface SourceOptions {
 export class SourceActor {
   readonly ingest: Ingestor;
   private readonly subj: ReturnType<typeof subjectsFor>;
+  private readonly pub: ChunkingPublisher;
   private n = 0;
   private credit = 0;
   private creditWaiters: Array<() => void> = [];
@@ -46,7 +48,7 @@ export class SourceActor {
   private aborted = false;
   private failure?: TidemarkError;
   private timer?: NodeJS.Timeout;
-  private pendingSavepoints: Array<{ name: string; resolve: (cp: number) => void }> = [];
+  private pendingSavepoints: Array<{ name: string; resolve: (cp: number) => void; reject: (e: Error) => void }> = [];
   seq: number;
   lastCheckpoint?: { cp: number; at: number; ms: number; bytes: number };
   startedAt = Date.now();
@@ -60,6 +62,7 @@ export class SourceActor {
     restored: { seq: number; cp: number; depth?: number; watermark?: { wm: number; maxTs: Array<[string, number]> } } = { seq: 0, cp: 0 },
   ) {
     this.subj = subjectsFor(sem.job);
+    this.pub = new ChunkingPublisher(nc);
     this.ingest = new Ingestor(sem, opts.partitions, opts.idleTimeout);
     if (restored.watermark) {
       this.ingest.tracker.restore(restored.watermark);
@@ -153,8 +156,8 @@ export class SourceActor {
 
   /** Takes a savepoint now; resolves with its id once written. */
   savepoint(name: string): Promise<number> {
-    return new Promise((resolve) => {
-      this.pendingSavepoints.push({ name, resolve });
+    return new Promise((resolve, reject) => {
+      this.pendingSavepoints.push({ name, resolve, reject });
       this.cpDue = true;
       this.schedule(false);
     });
@@ -196,11 +199,11 @@ export class SourceActor {
   }
 
   private publishPartition(p: number, msg: PartitionMsg): void {
-    this.nc.publish(this.subj.partition(p), encode(msg));
+    this.pub.publish(this.subj.partition(p), encode(msg));
   }
 
   private publishOut(msg: OutMsg): void {
-    this.nc.publish(this.subj.out, encode(msg));
+    this.pub.publish(this.subj.out, encode(msg));
   }
 
   private async flushBatch(): Promise<void> {
@@ -226,7 +229,7 @@ export class SourceActor {
     this.sinceFull = full ? 1 : this.sinceFull + 1;
     const sp = this.pendingSavepoints.shift();
     const done = new Promise<Extract<CreditMsg, { t: 'checkpointed' }>>((r) => this.cpWaiters.set(cp, r));
-    if (sp) void done.then(() => sp.resolve(cp));
+    if (sp) void done.then((r) => (r.error ? sp.reject(new TidemarkError('STATE_WRITE_FAILED', `savepoint "${sp.name}" (checkpoint ${cp}) was not written: ${r.error}`)) : sp.resolve(cp)));
     for (let p = 0; p < this.opts.partitions; p++) this.publishPartition(p, { t: 'barrier', cp, full });
     this.publishOut({
       t: 'source-barrier',

@@ -4,7 +4,8 @@
 import { Level } from 'level';
 import { encode, decode } from './codec.js';
 import { TidemarkError } from '../errors.js';
-import type { PersistedWindow } from '../runtime/window-operator.js';
+import { windowId, type PersistedWindow } from '../runtime/window-operator.js';
+import { Packr } from 'msgpackr';
 import type { SinkProgress } from './sinks.js';
 
 export interface CheckpointMeta {
@@ -47,6 +48,33 @@ const deltaPrefix = (id: number): string => `d!${pad(id)}!`;
 const deltaKey = (id: number, p: number, windowId: string): string => `${deltaPrefix(id)}${String(p).padStart(4, '0')}!${windowId}`;
 const EMPTY = new Uint8Array(0);
 
+// A window's value in LevelDB: its key, start and end are in the entry's key; the value is a
+// plain array [state (0 open, 1 pending), count, positive, negative, neutral, scoreSum, revision]
+// (about 15 bytes, where a self-describing record would repeat its field names in every entry).
+const plain = new Packr({ useRecords: false });
+type StoredWindow = [0 | 1, number, number, number, number, number, number];
+
+function encodeWindow(w: PersistedWindow): Uint8Array {
+  const a = w.agg;
+  const v: StoredWindow = [w.state === 'open' ? 0 : 1, a.count, a.positive, a.negative, a.neutral, a.scoreSum, w.revision];
+  return plain.pack(v);
+}
+
+function decodeWindow(wid: string, value: Uint8Array): PersistedWindow {
+  const v = plain.unpack(value) as StoredWindow;
+  const e = wid.lastIndexOf('\u0000');
+  const s = wid.lastIndexOf('\u0000', e - 1);
+  if (!Array.isArray(v) || v.length !== 7 || s < 0) throw new Error(`window entry ${JSON.stringify(wid)} is not a stored window`);
+  return {
+    key: wid.slice(0, s),
+    start: Number(wid.slice(s + 1, e)),
+    end: Number(wid.slice(e + 1)),
+    state: v[0] === 0 ? 'open' : 'pending',
+    agg: { count: v[1], positive: v[2], negative: v[3], neutral: v[4], scoreSum: v[5] },
+    revision: v[6],
+  };
+}
+
 /** FNV-1a over bytes, folded into a running hash. */
 function fnv(h: number, bytes: Uint8Array): number {
   for (let i = 0; i < bytes.length; i++) {
@@ -84,7 +112,7 @@ export class CheckpointStore {
       ops.push({ type: 'put', key, value });
       bytes += key.length + value.length;
     };
-    for (const [p, w] of cp.upserts) add(deltaKey(cp.meta.id, p, `${w.key}\u0000${w.start}\u0000${w.end}`), encode(w));
+    for (const [p, w] of cp.upserts) add(deltaKey(cp.meta.id, p, windowId(w.key, w.start, w.end)), encodeWindow(w));
     for (const [p, id] of cp.deletes) add(deltaKey(cp.meta.id, p, id), EMPTY);
     // Entries are hashed in key order when verified, so hash them in that order here too.
     ops.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
@@ -118,14 +146,30 @@ export class CheckpointStore {
     return { metas, bad };
   }
 
+  /** The entries under `prefix`, in key order, a few thousand per step (one step per entry is slow). */
+  private async *scan(prefix: string): AsyncGenerator<Array<[string, Uint8Array]>> {
+    const it = this.db.iterator({ gte: prefix, lt: prefix + '\uffff' });
+    try {
+      for (;;) {
+        const entries = await it.nextv(4096);
+        if (entries.length === 0) return;
+        yield entries;
+      }
+    } finally {
+      await it.close();
+    }
+  }
+
   /** Verifies one checkpoint's own entries against its meta. */
   async verify(meta: CheckpointMeta): Promise<string | undefined> {
     let n = 0;
     let hash = 0x811c9dc5;
     const prefix = deltaPrefix(meta.id);
-    for await (const [key, value] of this.db.iterator({ gte: prefix, lt: prefix + '\uffff' })) {
-      n++;
-      hash = fnv(fnv(hash, keyBytes(key)), value);
+    for await (const entries of this.scan(prefix)) {
+      for (const [key, value] of entries) {
+        n++;
+        hash = fnv(fnv(hash, keyBytes(key)), value);
+      }
     }
     if (n !== meta.entries) return `truncated: ${n} of ${meta.entries} entries present`;
     if (hash !== meta.hash) return `corrupted: content hash ${hash.toString(16)} does not match ${meta.hash.toString(16)}`;
@@ -173,14 +217,16 @@ export class CheckpointStore {
       const windows = new Map<number, Map<string, PersistedWindow>>();
       for (const m of chain.reverse()) {
         const prefix = deltaPrefix(m.id);
-        for await (const [key, value] of this.db.iterator({ gte: prefix, lt: prefix + '\uffff' })) {
-          const rest = key.slice(prefix.length);
-          const p = Number(rest.slice(0, 4));
-          const wid = rest.slice(5);
-          let part = windows.get(p);
-          if (!part) windows.set(p, (part = new Map()));
-          if (value.length === 0) part.delete(wid);
-          else part.set(wid, decode<PersistedWindow>(value));
+        for await (const entries of this.scan(prefix)) {
+          for (const [key, value] of entries) {
+            const rest = key.slice(prefix.length);
+            const p = Number(rest.slice(0, 4));
+            const wid = rest.slice(5);
+            let part = windows.get(p);
+            if (!part) windows.set(p, (part = new Map()));
+            if (value.length === 0) part.delete(wid);
+            else part.set(wid, decodeWindow(wid, value));
+          }
         }
       }
       const out = new Map<number, PersistedWindow[]>();

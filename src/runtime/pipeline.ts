@@ -2,7 +2,7 @@
 // the actors run. Used by tests (against the reference model) and by the benchmark baseline.
 
 import { Ingestor, type JobSemantics } from './ingest.js';
-import { WindowOperator } from './window-operator.js';
+import { WindowOperator, windowId, type PersistedWindow } from './window-operator.js';
 import type { DeadLetterRecord, LateRecord, ResultRecord } from './records.js';
 
 export type { JobSemantics };
@@ -11,22 +11,57 @@ export type { JobSemantics };
 export function runInMemory(
   payloads: readonly Uint8Array[],
   sem: JobSemantics,
-  opts: { batchSize?: number; partitions?: number; drain?: boolean; subject?: string } = {},
+  opts: {
+    batchSize?: number;
+    partitions?: number;
+    drain?: boolean;
+    subject?: string;
+    /**
+     * After every this many batches, checkpoint the operators (a delta, every third one full) and
+     * replace them with new operators restored from the accumulated checkpoint: what a restart does.
+     */
+    restartEvery?: number;
+    /** Hand results on in slices of this many within a watermark step (as the partition actor does). */
+    slice?: number;
+  } = {},
 ): { results: ResultRecord[]; late: LateRecord[]; dead: DeadLetterRecord[] } {
   const batchSize = opts.batchSize ?? 1000;
   const partitions = opts.partitions ?? 1;
   const ingest = new Ingestor(sem, partitions);
-  const ops = Array.from({ length: partitions }, () => new WindowOperator({ job: sem.job, window: sem.window, lateness: sem.lateness, mode: sem.emit }));
+  const make = (): WindowOperator => new WindowOperator({ job: sem.job, window: sem.window, lateness: sem.lateness, mode: sem.emit });
+  let ops = Array.from({ length: partitions }, make);
+  // The stored state, as a checkpoint store would hold it after applying each delta.
+  const stored = Array.from({ length: partitions }, () => new Map<string, PersistedWindow>());
+  let delivered = 0;
+  const restart = (): void => {
+    ops = ops.map((op, p) => {
+      const full = delivered % (3 * opts.restartEvery!) === 0;
+      const delta = full ? { upserts: op.fullSnapshot(), deletes: [] } : op.takeDelta();
+      if (full) stored[p]!.clear();
+      for (const id of delta.deletes) stored[p]!.delete(id);
+      // The snapshot must not share objects with the live state (it goes through a codec in the job).
+      for (const w of delta.upserts) stored[p]!.set(windowId(w.key, w.start, w.end), structuredClone(w));
+      const fresh = make();
+      fresh.restore([...stored[p]!.values()].map((w) => structuredClone(w)), op.watermark);
+      return fresh;
+    });
+  };
   const out = { results: [] as ResultRecord[], late: [] as LateRecord[], dead: [] as DeadLetterRecord[] };
   const deliver = (): void => {
     const batches = ingest.router.take();
     ops.forEach((op, p) => {
-      op.apply(batches[p]!);
-      const o = op.drainOutput();
-      out.results.push(...o.results);
-      out.late.push(...o.late);
+      const take = (): void => {
+        const o = op.drainOutput();
+        out.results.push(...o.results);
+        out.late.push(...o.late);
+      };
+      const ops = batches[p]!;
+      for (let i = 0; (i = op.applySome(ops, i, opts.slice)) < ops.length; ) take();
+      take();
     });
     out.dead.push(...ingest.takeDead());
+    delivered++;
+    if (opts.restartEvery && delivered % opts.restartEvery === 0) restart();
   };
   payloads.forEach((payload, i) => {
     ingest.accept(payload, opts.subject ?? 'posts.in', i + 1);

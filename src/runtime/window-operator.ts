@@ -1,7 +1,7 @@
 // The keyed window operator of one partition: owns every key's windows (one xstate actor each)
 // and their event-time timers, and applies an ordered stream of posts and watermark markers.
 
-import { createActor, type Actor, type Snapshot } from 'xstate';
+import { createActor, type Actor } from 'xstate';
 import { lateRecord, mergeAggregates, emptyAggregate, addScore, type Aggregate, type LateRecord, type ResultRecord } from './records.js';
 import { fixedWindows, type Window, type WindowSpec } from './windows.js';
 import { lifecycleAt } from './lateness.js';
@@ -29,12 +29,24 @@ export interface OperatorConfig {
   mode: EmitMode;
 }
 
-/** A window as it goes to and comes back from a checkpoint: xstate's persisted snapshot. */
+/**
+ * A window as it goes to and comes back from a checkpoint: its machine's state and the part of
+ * its context that is not configuration (job, lateness and emit mode come from the job).
+ */
 export interface PersistedWindow {
   key: string;
   start: number;
   end: number;
-  snapshot: Snapshot<unknown>;
+  state: 'open' | 'pending';
+  agg: Aggregate;
+  revision: number;
+}
+
+/** The machine state of a window whose actor is not running (restored, not touched since). */
+interface Dormant {
+  state: 'open' | 'pending';
+  agg: Aggregate;
+  revision: number;
 }
 
 /** A window as `query` shows it. */
@@ -55,7 +67,13 @@ interface Entry {
   key: string;
   start: number;
   end: number;
-  actor: WindowActor;
+  /**
+   * The window's xstate actor. A window restored from a checkpoint is activated on its first
+   * event (Orleans-style virtual actors): until then `dormant` holds its machine state, so a
+   * restart does not pay for 100k actors before the first post.
+   */
+  actor: WindowActor | null;
+  dormant: Dormant | null;
   /**
    * Posts the actor has not seen yet. They reach it in one ADD at its next lifecycle event,
    * checkpoint or query, so xstate is paid per window and checkpoint, not per post.
@@ -98,11 +116,25 @@ export class WindowOperator {
 
   /** Applies posts and watermark markers in order; outputs accumulate in `results` / `late`. */
   apply(ops: readonly Op[]): void {
-    for (const op of ops) {
-      if (typeof op === 'number') this.advance(op);
-      else if (this.cfg.window.kind === 'session') this.sessionPost(op, this.cfg.window.gap);
+    this.applySome(ops, 0);
+  }
+
+  /**
+   * Applies `ops` from index `from`, stopping inside a watermark step once it has produced
+   * `budget` results. Returns where to resume (`ops.length` when all is applied), so that a step
+   * that fires 100k windows can hand its results on in slices rather than all at the end.
+   */
+  applySome(ops: readonly Op[], from: number, budget = Infinity): number {
+    const limit = this.results.length + Math.max(1, budget);
+    for (let i = from; i < ops.length; i++) {
+      const op = ops[i]!;
+      if (typeof op === 'number') {
+        // Resuming at i applies the marker again: a no-op, then the timers still due go on firing.
+        if (!this.advance(op, limit)) return i;
+      } else if (this.cfg.window.kind === 'session') this.sessionPost(op, this.cfg.window.gap);
       else this.fixedPost(op, this.cfg.window);
     }
+    return ops.length;
   }
 
   /** Takes the records produced since the last call. */
@@ -132,11 +164,11 @@ export class WindowOperator {
     return out;
   }
 
-  /** Rebuilds window actors in their saved lifecycle state, with their timers. */
+  /** Rebuilds windows in their saved lifecycle state, with their timers; actors start on first use. */
   restore(windows: readonly PersistedWindow[], watermark: number): void {
     this.wm = watermark;
     for (const w of windows) {
-      const entry = this.spawn(w.key, w.start, w.end, undefined, w.snapshot);
+      const entry = this.spawn(w.key, w.start, w.end, undefined, { state: w.state, agg: w.agg, revision: w.revision });
       if (entry.state === 'open') this.timers.push(entry.end, { entry, kind: 'fire' });
       else this.timers.push(entry.end + this.cfg.lateness, { entry, kind: 'close' });
     }
@@ -148,8 +180,7 @@ export class WindowOperator {
     const out: WindowView[] = [];
     for (const e of this.entries(key)) {
       if (e.end <= from || e.start >= to) continue;
-      this.flush(e);
-      const ctx = e.actor.getSnapshot().context as WindowContext;
+      const ctx = this.contextOf(e);
       out.push({
         key: e.key,
         window: { start: e.start, end: e.end },
@@ -187,17 +218,37 @@ export class WindowOperator {
   }
 
   private persist(e: Entry): PersistedWindow {
-    this.flush(e);
-    return { key: e.key, start: e.start, end: e.end, snapshot: e.actor.getPersistedSnapshot() };
+    const ctx = this.contextOf(e);
+    return { key: e.key, start: e.start, end: e.end, state: e.state as 'open' | 'pending', agg: { ...ctx.agg }, revision: ctx.revision };
   }
 
-  private spawn(key: string, start: number, end: number, agg?: Aggregate, snapshot?: Snapshot<unknown>): Entry {
-    const input = { job: this.cfg.job, key, start, end, lateness: this.cfg.lateness, mode: this.cfg.mode, agg };
-    const actor = createActor(windowMachine, snapshot ? { input, snapshot } : { input });
+  /** The window's machine context, with every buffered post applied. */
+  private contextOf(e: Entry): Pick<WindowContext, 'agg' | 'revision'> {
+    this.flush(e);
+    return e.actor ? (e.actor.getSnapshot().context as WindowContext) : e.dormant!;
+  }
+
+  /** The window's running actor, started from its dormant state when it has none yet. */
+  private actorOf(e: Entry): WindowActor {
+    if (e.actor) return e.actor;
+    const d = e.dormant!;
+    const input = { job: this.cfg.job, key: e.key, start: e.start, end: e.end, lateness: this.cfg.lateness, mode: this.cfg.mode };
+    const snapshot = windowMachine.resolveState({ value: d.state, context: { ...input, agg: d.agg, revision: d.revision } });
+    e.actor = this.startActor(createActor(windowMachine, { input, snapshot }));
+    e.dormant = null;
+    return e.actor;
+  }
+
+  private startActor(actor: WindowActor): WindowActor {
     actor.on('result', (ev) => this.results.push(ev.record));
     actor.start();
-    const state = actor.getSnapshot().value as WindowState;
-    const entry: Entry = { id: windowId(key, start, end), key, start, end, actor, pending: null, state };
+    return actor;
+  }
+
+  private spawn(key: string, start: number, end: number, agg?: Aggregate, dormant?: Dormant): Entry {
+    const actor = dormant ? null : this.startActor(createActor(windowMachine, { input: { job: this.cfg.job, key, start, end, lateness: this.cfg.lateness, mode: this.cfg.mode, agg } }));
+    const state: WindowState = dormant ? dormant.state : 'open';
+    const entry: Entry = { id: windowId(key, start, end), key, start, end, actor, dormant: dormant ?? null, pending: null, state };
     this.liveCount++;
     this.dirty.add(entry);
     if (this.cfg.window.kind === 'session') {
@@ -214,7 +265,7 @@ export class WindowOperator {
 
   private drop(e: Entry, state: 'closed' | 'absorbed'): void {
     e.state = state;
-    e.actor.stop();
+    e.actor?.stop();
     this.liveCount--;
     this.dirty.delete(e);
     this.removed.add(e.id);
@@ -231,7 +282,7 @@ export class WindowOperator {
 
   private flush(e: Entry): void {
     if (e.pending === null) return;
-    e.actor.send({ type: 'ADD', delta: e.pending });
+    this.actorOf(e).send({ type: 'ADD', delta: e.pending });
     e.pending = null;
   }
 
@@ -243,21 +294,26 @@ export class WindowOperator {
     addScore(e.pending, score);
   }
 
-  /** Watermark reaches `w`: fire and close every window whose time has come. */
-  private advance(w: number): void {
-    if (!(w > this.wm)) return;
-    this.wm = w;
+  /**
+   * Watermark reaches `w`: fire and close every window whose time has come. Returns false when
+   * it stopped early because `results` reached `limit` (timers due remain).
+   */
+  private advance(w: number, limit: number): boolean {
+    if (w > this.wm) this.wm = w;
+    w = this.wm;
     while (this.timers.size > 0 && this.timers.peekTime() <= w) {
       const { entry, kind } = this.timers.pop()!;
       if (entry.state === 'absorbed' || entry.state === 'closed') continue;
       if (kind === 'fire') this.fire(entry, w);
       else this.close(entry, w);
+      if (this.results.length >= limit) return false;
     }
+    return true;
   }
 
   private fire(e: Entry, w: number): void {
     this.flush(e);
-    e.actor.send({ type: 'FIRE', watermark: w });
+    this.actorOf(e).send({ type: 'FIRE', watermark: w });
     e.state = 'pending';
     this.dirty.add(e);
     if (e.end + this.cfg.lateness <= w) this.close(e, w);
@@ -265,7 +321,7 @@ export class WindowOperator {
   }
 
   private close(e: Entry, w: number): void {
-    e.actor.send({ type: 'CLOSE', watermark: w });
+    this.actorOf(e).send({ type: 'CLOSE', watermark: w });
     this.drop(e, 'closed');
   }
 
@@ -281,7 +337,7 @@ export class WindowOperator {
     if (e.state === 'open') this.buffer(e, score);
     else {
       this.flush(e);
-      e.actor.send({ type: 'LATE', score, watermark: this.wm });
+      this.actorOf(e).send({ type: 'LATE', score, watermark: this.wm });
       this.dirty.add(e);
     }
   }
@@ -317,8 +373,7 @@ export class WindowOperator {
     let start = proto.start;
     let end = proto.end;
     for (const s of touching) {
-      this.flush(s);
-      agg = mergeAggregates(agg, (s.actor.getSnapshot().context as WindowContext).agg);
+      agg = mergeAggregates(agg, this.contextOf(s).agg);
       start = Math.min(start, s.start);
       end = Math.max(end, s.end);
       this.drop(s, 'absorbed');

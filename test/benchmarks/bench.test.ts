@@ -111,6 +111,14 @@ t.test('recovery and memory cover the state they claim', async (t) => {
   t.ok(json.recovery.msFor100kWindows! >= json.recovery.msToRecoveredLog!, 'the first result comes after the recovery line');
   t.equal(json.memory.windows, tiny.memoryWindows);
   t.equal(json.memory.bytesPerOpenWindow, Math.round(json.memory.heapGrowthBytes / json.memory.windows));
+  t.same(json.state.rows.map((r) => r.windows), tiny.stateSizes, 'one state-size row per size');
+  for (const r of json.state.rows) {
+    t.equal(r.results, r.windows, `${r.windows} windows: every restored window fired once`);
+    t.equal(r.changedWindows, Math.max(1, Math.round(r.windows / 100)), `${r.windows} windows: 1% changed`);
+    t.ok(r.deltaCheckpointBytes < r.fullCheckpointBytes / 10, `${r.windows} windows: the delta is a fraction of the full checkpoint`);
+    t.equal(r.deltaToFullBytes, Math.round((r.deltaCheckpointBytes / r.fullCheckpointBytes) * 1e4) / 1e4, 'the byte ratio is the quotient');
+    t.ok(r.firstResultsMs <= r.allResultsMs, 'first results before all');
+  }
 });
 
 t.test('targets are evaluated as stated, never adjusted', async (t) => {
@@ -136,5 +144,5 @@ t.test('result files: latest, dated copy and a self-contained chart', async (t) 
   t.match(svg, /^<svg xmlns="http:\/\/www\.w3\.org\/2000\/svg"/);
   t.notMatch(svg, /<script|href=|@import|url\(/, 'no scripts or external references');
   const table = formatTable(json);
-  for (const label of ['throughput', 'baseline', 'transport', 'latency p99', 'checkpoint overhead', 'recovery', 'memory']) t.match(table, label);
+  for (const label of ['throughput', 'baseline', 'transport', 'latency p99', 'checkpoint overhead', 'recovery', 'memory', 'live windows']) t.match(table, label);
 });

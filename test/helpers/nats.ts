@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { connect, type NatsConnection } from 'nats';
 import { EmbeddedNats } from '../../src/io/nats-server.js';
 
 export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
@@ -54,4 +55,25 @@ export function spawnCli(
 /** Runs the CLI to completion. */
 export function runCli(args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): Promise<CliResult> {
   return spawnCli(args, opts).done;
+}
+
+/**
+ * The usual set-up of an integration test file: a scratch directory, a nats-server, a client
+ * connection and a set of spawned children; all killed, closed and removed at teardown.
+ */
+export async function natsFixture(
+  t: { teardown(fn: () => unknown): void },
+  prefix?: string,
+): Promise<{ scratch: { dir: string; remove(): void }; nats: EmbeddedNats; nc: NatsConnection; children: Set<ChildProcess> }> {
+  const scratch = scratchDir(prefix);
+  const nats = await startNats(scratch.dir);
+  const nc = await connect({ servers: nats.url });
+  const children = new Set<ChildProcess>();
+  t.teardown(async () => {
+    for (const c of children) c.kill('SIGKILL');
+    await nc.close();
+    await nats.stop();
+    scratch.remove();
+  });
+  return { scratch, nats, nc, children };
 }

@@ -5,22 +5,13 @@ import t from 'tap';
 import { readFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { connect, type NatsConnection, type ServiceStats } from 'nats';
-import { scratchDir, startNats, spawnCli, runCli, ROOT, type CliResult } from '../helpers/nats.js';
+import { natsFixture, spawnCli, runCli, ROOT, type CliResult } from '../helpers/nats.js';
 import { BASE_TS, genStream } from '../helpers/streams.js';
 import { referenceRun } from '../helpers/reference.js';
 import type { ChildProcess } from 'node:child_process';
 import type { WindowAnswer } from '../../src/service-format.js';
 
-const scratch = scratchDir();
-const nats = await startNats(scratch.dir);
-const nc: NatsConnection = await connect({ servers: nats.url });
-const children = new Set<ChildProcess>();
-t.teardown(async () => {
-  for (const c of children) c.kill('SIGKILL');
-  await nc.close();
-  await nats.stop();
-  scratch.remove();
-});
+const { scratch, nats, nc, children } = await natsFixture(t);
 
 const VERSION = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string }).version;
 const enc = new TextEncoder();
@@ -210,6 +201,7 @@ t.test('malformed requests get micro error responses, $SRV.STATS counts them, th
     ['keys', { top: 0 }, /"top" must be an integer from 1 to 1000/],
     ['explain', { kye: '#nats' }, /unknown field "kye"; accepted: key, at/],
     ['checkpoint', { name: 'a b' }, /"name"/],
+    ['checkpoint', { name: '20240101' }, /must not be all digits/],
     ['status', '[1,2]', /must be a JSON object/],
   ];
   const client = nc.services.client();
@@ -228,7 +220,7 @@ t.test('malformed requests get micro error responses, $SRV.STATS counts them, th
   }
   const afterStats = await statsOf();
   const count = (s: ServiceStats, name: string, f: 'num_errors' | 'num_requests'): number => s.endpoints!.find((e) => e.name === name)![f];
-  const expected: Record<string, number> = { query: 4, keys: 1, explain: 1, checkpoint: 1, status: 1 };
+  const expected: Record<string, number> = { query: 4, keys: 1, explain: 1, checkpoint: 2, status: 1 };
   for (const [name, n] of Object.entries(expected)) {
     t.equal(count(afterStats, name, 'num_errors') - count(before, name, 'num_errors'), n, `${name}: ${n} errors counted`);
     t.ok(count(afterStats, name, 'num_requests') - count(before, name, 'num_requests') >= n, `${name}: requests counted`);

@@ -68,7 +68,7 @@ function expectLate(key: string, start: number, end: number, postId: string, ts:
 const byId = <T extends { id: string }>(xs: readonly T[]): T[] =>
   [...xs].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : JSON.stringify(a) < JSON.stringify(b) ? -1 : 1));
 
-function implRun(payloads: string[], cfg: RefConfig, opts: { batchSize?: number; partitions?: number; drain?: boolean } = {}): Run {
+function implRun(payloads: string[], cfg: RefConfig, opts: { batchSize?: number; partitions?: number; drain?: boolean; restartEvery?: number; slice?: number } = {}): Run {
   // eslint-disable-next-line @typescript-eslint/no-explicit-any
   const out = runInMemory(payloads.map((p) => Buffer.from(p)), cfg as any, opts);
   return out as unknown as Run;
@@ -110,6 +110,11 @@ const VARIANTS = [
   { batchSize: 1, partitions: 3 },
   { batchSize: 7, partitions: 3 },
   { batchSize: 1000, partitions: 3 },
+  // Checkpoint and restore the operators every few batches: restored windows start dormant.
+  { batchSize: 5, partitions: 2, restartEvery: 1 },
+  { batchSize: 3, partitions: 1, restartEvery: 4 },
+  // Watermark steps that hand their results on one at a time.
+  { batchSize: 1000, partitions: 2, slice: 1 },
 ];
 
 /**
@@ -403,7 +408,7 @@ for (const w of WINDOWS) {
           for (const v of VARIANTS) {
             const actual = implRun(payloads, cfg, { ...v, drain });
             const d = [diff(actual.results, expected.results), diff(actual.late, expected.late), diff(actual.dead, expected.dead, true)];
-            t.equal(d.filter(Boolean).join('\n'), '', `${label} batch=${v.batchSize} partitions=${v.partitions}`);
+            t.equal(d.filter(Boolean).join('\n'), '', `${label} batch=${v.batchSize} partitions=${v.partitions}${'restartEvery' in v ? ` restart every ${v.restartEvery}` : ''}${'slice' in v ? ` slice ${v.slice}` : ''}`);
           }
         }
       }

@@ -1,0 +1,156 @@
+// Checkpoint and restore cost against state size, in process: the job's own WindowOperator and
+// CheckpointStore on a real LevelDB directory, no NATS. For each size N:
+//   - a full checkpoint of N live windows (time of the LevelDB batch, bytes);
+//   - 1% of the windows receive posts, then an incremental checkpoint (time, bytes);
+//   - restore: reading the chain back from LevelDB, and rebuilding the operator (dormant windows);
+//   - the watermark passes every window: time to the first slice of results and to the last.
+// The N windows are built the way a restarted job holds them (restored, dormant until touched),
+// so 1M windows fit in the heap; `memory.ts` measures windows with running actors.
+
+import { mkdirSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { CheckpointStore, type CheckpointMeta } from '../src/io/checkpoint-store.js';
+import { WindowOperator, type Op, type PersistedWindow } from '../src/runtime/window-operator.js';
+
+export interface StateRow {
+  windows: number;
+  fullCheckpointMs: number;
+  fullCheckpointBytes: number;
+  /** windows changed before the incremental checkpoint (1%) */
+  changedWindows: number;
+  deltaCheckpointMs: number;
+  deltaCheckpointBytes: number;
+  /** delta bytes / full bytes */
+  deltaToFullBytes: number;
+  /** LevelDB chain read (full + delta) → windows per partition */
+  storeRestoreMs: number;
+  /** operator rebuilt from them (windows dormant, timers set) */
+  operatorRestoreMs: number;
+  restoreMs: number;
+  /** after restore: the watermark passes every window; time to the first 500 results */
+  firstResultsMs: number;
+  /** … and to all N results */
+  allResultsMs: number;
+  /** results produced (must equal windows) */
+  results: number;
+}
+
+const JOB = 'state';
+const SIZE = 60_000;
+const BASE = 1_764_000_000_000;
+const now = (): number => performance.now();
+
+function meta(id: number, parent: number, full: boolean, depth: number, windows: number): Omit<CheckpointMeta, 'entries' | 'hash' | 'bytes'> {
+  return {
+    id,
+    time: Date.now(),
+    seq: id * 1000,
+    watermark: { wm: BASE, maxTs: [] },
+    sinks: {},
+    parent,
+    full,
+    depth,
+    windows,
+    counters: {},
+    fingerprint: { job: JOB },
+  };
+}
+
+const op = (): WindowOperator => new WindowOperator({ job: JOB, window: { kind: 'tumbling', size: SIZE }, lateness: 0, mode: 'updates' });
+
+/** Measures one state size in `dir` (created and removed). */
+export async function measureState(windows: number, dir: string): Promise<StateRow> {
+  rmSync(dir, { recursive: true, force: true });
+  mkdirSync(dir, { recursive: true });
+  const store = await CheckpointStore.open(join(dir, 'cp'));
+  try {
+    // N open windows of one tumbling minute, one key each, as a restored operator holds them.
+    const persisted: PersistedWindow[] = [];
+    for (let i = 0; i < windows; i++) {
+      const score = (i % 7) - 3;
+      persisted.push({
+        key: `#tag${i}`,
+        start: BASE,
+        end: BASE + SIZE,
+        state: 'open',
+        agg: { count: 1, positive: score > 0 ? 1 : 0, negative: score < 0 ? 1 : 0, neutral: score === 0 ? 1 : 0, scoreSum: score },
+        revision: 0,
+      });
+    }
+    const live = op();
+    live.restore(persisted, BASE - 1);
+
+    let t = now();
+    const full = await store.write({ meta: meta(1, 0, true, 1, windows), upserts: live.fullSnapshot().map((w) => [0, w]), deletes: [] });
+    const fullCheckpointMs = now() - t;
+    live.takeDelta();
+
+    // 1% of the windows get a post (spread over the key space), then an incremental checkpoint.
+    const changed = Math.max(1, Math.round(windows / 100));
+    const stride = Math.floor(windows / changed);
+    const posts: Op[] = [];
+    for (let j = 0; j < changed; j++) posts.push({ k: `#tag${j * stride}`, id: `p${j}`, ts: BASE + 1000, s: 2 });
+    live.apply(posts);
+    t = now();
+    const d = live.takeDelta();
+    const delta = await store.write({ meta: meta(2, 1, false, 2, windows), upserts: d.upserts.map((w) => [0, w]), deletes: d.deletes.map((id) => [0, id]) });
+    const deltaCheckpointMs = now() - t;
+    if (d.upserts.length !== changed) throw new Error(`the delta holds ${d.upserts.length} windows, ${changed} changed`);
+
+    // Restore: what a restarted job does before reading input.
+    t = now();
+    const restored = await store.restore();
+    const storeRestoreMs = now() - t;
+    if (!restored || restored.meta.id !== 2) throw new Error('the incremental checkpoint was not restored');
+    t = now();
+    const back = op();
+    back.restore(restored.windows.get(0) ?? [], restored.meta.watermark.wm);
+    const operatorRestoreMs = now() - t;
+    if (back.size !== windows) throw new Error(`restored ${back.size} windows of ${windows}`);
+
+    // The watermark passes the minute: results come out in slices of 500, as the partition actor hands them on.
+    const ops: Op[] = [BASE + SIZE];
+    t = now();
+    let firstResultsMs = -1;
+    let results = 0;
+    for (let i = 0; (i = back.applySome(ops, i, 500)) < ops.length || results === 0; ) {
+      results += back.drainOutput().results.length;
+      if (firstResultsMs < 0) firstResultsMs = now() - t;
+      if (i >= ops.length) break;
+    }
+    results += back.drainOutput().results.length;
+    const allResultsMs = now() - t;
+    return {
+      windows,
+      fullCheckpointMs,
+      fullCheckpointBytes: full.bytes,
+      changedWindows: changed,
+      deltaCheckpointMs,
+      deltaCheckpointBytes: delta.bytes,
+      deltaToFullBytes: delta.bytes / full.bytes,
+      storeRestoreMs,
+      operatorRestoreMs,
+      restoreMs: storeRestoreMs + operatorRestoreMs,
+      firstResultsMs,
+      allResultsMs,
+      results,
+    };
+  } finally {
+    await store.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** Every size in turn (smallest first). */
+export async function measureStateScaling(sizes: readonly number[], dir: string, onProgress?: (f: number, label: string) => void): Promise<StateRow[]> {
+  const rows: StateRow[] = [];
+  const total = sizes.reduce((a, b) => a + b, 0);
+  let done = 0;
+  for (const n of sizes) {
+    onProgress?.(done / total, `${n.toLocaleString('en-US')} windows`);
+    rows.push(await measureState(n, join(dir, `state-${n}`)));
+    done += n;
+  }
+  onProgress?.(1, 'done');
+  return rows;
+}
