@@ -63,6 +63,7 @@ const PHASES = (s: Scale): PhaseSpec[] => [
   { name: 'fill stream', weight: s.posts / 40_000 },
   { name: 'throughput', weight: 2 * s.reps * (1.5 + s.posts / 10_000) },
   { name: 'latency', weight: s.latencySeconds + 3 },
+  { name: 'latency, 10 keys', weight: Math.max(3, s.latencySeconds / 2) + 3 },
   { name: 'recovery', weight: 3 + s.recoveryWindows / 10_000 },
   { name: 'memory', weight: 0.5 + s.memoryWindows / 50_000 },
   { name: 'state size', weight: s.stateSizes.reduce((a, b) => a + b, 0) / 25_000 },
@@ -129,6 +130,21 @@ export async function runBenchmarks(o: BenchOptions): Promise<BenchResult> {
       maxOutOfOrdernessMs: 50,
       hashtags: THROUGHPUT_JOB.hashtags,
       workDir: o.workDir,
+      onProgress: (f, label) => progress.update(f, label),
+    });
+
+    // The same pipeline with 10 hashtags: what a post's trip costs when few windows fire at once.
+    progress.phase('latency, 10 keys');
+    const fewSeconds = Math.max(3, Math.round(s.latencySeconds / 2));
+    const few = await runLatency(nc, {
+      url: server.url,
+      rate,
+      durationMs: fewSeconds * 1000,
+      warmupMs: fewSeconds > s.latencyWarmupSeconds ? s.latencyWarmupSeconds * 1000 : 0,
+      windowMs: 1000,
+      maxOutOfOrdernessMs: 50,
+      hashtags: 10,
+      workDir: join(o.workDir, 'few'),
       onProgress: (f, label) => progress.update(f, label),
     });
 
@@ -213,6 +229,15 @@ export async function runBenchmarks(o: BenchOptions): Promise<BenchResult> {
         method: 'open loop at 50% of throughput, core NATS publish into the stream; from the intended send time of the post that moves the watermark past a window end to that window result at a NATS subscriber; µs HdrHistogram',
       },
       generator,
+      latencyFewKeys: {
+        hashtags: 10,
+        atPostsPerSec: few.atPostsPerSec,
+        p50Ms: few.p50Ms,
+        p99Ms: few.p99Ms,
+        maxMs: few.maxMs,
+        samples: few.samples,
+        generatorKeptUp: few.generator.keptUp,
+      },
       checkpoint: {
         overheadRatio: throughputPostsPerSec / offPostsPerSec,
         onPostsPerSec: throughputPostsPerSec,
@@ -232,7 +257,7 @@ export async function runBenchmarks(o: BenchOptions): Promise<BenchResult> {
         checkpointMs: rec.checkpointMs,
         ...(rec.error ? { error: rec.error } : {}),
       },
-      memory: { ...memory, bytesPerOpenWindow: round(memory.bytesPerOpenWindow) },
+      memory: { ...memory, bytesPerOpenWindow: round(memory.bytesPerOpenWindow), bytesPerPendingWindow: round(memory.bytesPerPendingWindow) },
       state: {
         method: 'in process, real LevelDB: N live windows (one tumbling minute, one key each); full checkpoint; posts to 1% of the windows and an incremental checkpoint; restore of the chain and of the operator; then the watermark passes every window (results handed on in slices of 500)',
         rows: stateRows.map((r) => ({
@@ -244,7 +269,7 @@ export async function runBenchmarks(o: BenchOptions): Promise<BenchResult> {
           operatorRestoreMs: round(r.operatorRestoreMs, 1),
           restoreMs: round(r.restoreMs, 1),
           firstResultsMs: round(r.firstResultsMs, 1),
-          allResultsMs: round(r.allResultsMs, 1),
+          allResultsMs: r.allResultsMs === null ? null : round(r.allResultsMs, 1),
         })),
       },
     };

@@ -65,6 +65,8 @@ export interface BenchResult {
   /** see LatencyOutcome; `method` says how it was measured */
   latency: Omit<LatencyOutcome, 'generator'> & { method: string };
   generator: GeneratorOutcome;
+  /** the latency run again with 10 hashtags: the pipeline's own latency, few windows firing at once */
+  latencyFewKeys: { hashtags: number; atPostsPerSec: number; p50Ms: number; p99Ms: number; maxMs: number; samples: number; generatorKeptUp: boolean };
   checkpoint: {
     overheadRatio: number;
     onPostsPerSec: number;
@@ -155,11 +157,13 @@ export function formatTable(r: BenchResult): string {
     ['latency p99.9 (ms)', num(r.latency.p999Ms, 2), '', ''],
     ['latency max (ms)', num(r.latency.maxMs, 2), '', ''],
     ['  samples / expected', `${num(r.latency.samples)} / ${num(r.latency.expectedSamples)}`, '', ''],
+    [`  with ${r.latencyFewKeys.hashtags} keys: p50 / p99 / max (ms)`, `${num(r.latencyFewKeys.p50Ms, 1)} / ${num(r.latencyFewKeys.p99Ms, 1)} / ${num(r.latencyFewKeys.maxMs, 1)}`, '', ''],
     ['  generator kept up (p99 send lag ms)', `${r.generator.keptUp ? 'yes' : 'NO'} (${num(r.generator.sendLagP99Ms, 2)})`, '', ''],
     ['checkpoint overhead (on / off)', num(r.checkpoint.overheadRatio, 3), ...target('checkpoint.overheadRatio')],
     [`recovery (ms, restart→first result, ${num(r.recovery.windows)} windows)`, num(r.recovery.msFor100kWindows), ...target('recovery.msFor100kWindows')],
     ['  restart→recovered log line (ms)', num(r.recovery.msToRecoveredLog), '', ''],
     ['memory per open window (bytes of heap)', num(r.memory.bytesPerOpenWindow), '', ''],
+    ['  per fired window in its lateness (running actor)', num(r.memory.bytesPerPendingWindow), '', ''],
   ];
   const head = ['metric', 'value', 'target', 'status'];
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i]!.length)));

@@ -162,18 +162,24 @@ export class CheckpointStore {
 
   /** Verifies one checkpoint's own entries against its meta. */
   async verify(meta: CheckpointMeta): Promise<string | undefined> {
+    return (await this.read(meta)).problem;
+  }
+
+  /** Reads one checkpoint's own entries and verifies them against its meta, in one pass. */
+  private async read(meta: CheckpointMeta): Promise<{ problem?: string; entries: Array<Array<[string, Uint8Array]>> }> {
     let n = 0;
     let hash = 0x811c9dc5;
-    const prefix = deltaPrefix(meta.id);
-    for await (const entries of this.scan(prefix)) {
+    const all: Array<Array<[string, Uint8Array]>> = [];
+    for await (const entries of this.scan(deltaPrefix(meta.id))) {
+      all.push(entries);
       for (const [key, value] of entries) {
         n++;
         hash = fnv(fnv(hash, keyBytes(key)), value);
       }
     }
-    if (n !== meta.entries) return `truncated: ${n} of ${meta.entries} entries present`;
-    if (hash !== meta.hash) return `corrupted: content hash ${hash.toString(16)} does not match ${meta.hash.toString(16)}`;
-    return undefined;
+    if (n !== meta.entries) return { problem: `truncated: ${n} of ${meta.entries} entries present`, entries: [] };
+    if (hash !== meta.hash) return { problem: `corrupted: content hash ${hash.toString(16)} does not match ${meta.hash.toString(16)}`, entries: [] };
+    return { entries: all };
   }
 
   /** Loads the newest usable checkpoint (or `id`), falling back past damaged ones. */
@@ -184,10 +190,10 @@ export class CheckpointStore {
     const badIds = new Set(bad.map((b) => b.id));
     const candidates = id === undefined ? metas : metas.filter((m) => m.id === id);
     if (id !== undefined && candidates.length === 0) throw new TidemarkError('CHECKPOINT_NOT_FOUND', `checkpoint ${id} not found (tidemark inspect lists them)`);
-    const verdict = new Map<number, string | undefined>();
+    const verdict = new Map<number, Awaited<ReturnType<CheckpointStore['read']>>>();
     const check = async (m: CheckpointMeta): Promise<string | undefined> => {
-      if (!verdict.has(m.id)) verdict.set(m.id, await this.verify(m));
-      return verdict.get(m.id);
+      if (!verdict.has(m.id)) verdict.set(m.id, await this.read(m));
+      return verdict.get(m.id)!.problem;
     };
     for (const head of candidates) {
       const chain: CheckpointMeta[] = [];
@@ -217,7 +223,7 @@ export class CheckpointStore {
       const windows = new Map<number, Map<string, PersistedWindow>>();
       for (const m of chain.reverse()) {
         const prefix = deltaPrefix(m.id);
-        for await (const entries of this.scan(prefix)) {
+        for (const entries of verdict.get(m.id)!.entries) {
           for (const [key, value] of entries) {
             const rest = key.slice(prefix.length);
             const p = Number(rest.slice(0, 4));

@@ -52,6 +52,10 @@ export const windowMachine = setup({
     input: {} as WindowInput,
     emitted: {} as WindowEmitted,
   },
+  guards: {
+    // A window fired by a watermark at or past end + lateness closes in the same step.
+    closesAtOnce: ({ context, event }) => event.type === 'FIRE' && event.watermark >= context.end + context.lateness,
+  },
   actions: {
     accumulate: assign(({ context, event }) => (event.type === 'ADD' ? { agg: mergeAggregates(context.agg, event.delta) } : {})),
     accumulateLate: assign(({ context, event }) => (event.type === 'LATE' ? { agg: addScore({ ...context.agg }, event.score) } : {})),
@@ -67,8 +71,9 @@ export const windowMachine = setup({
       enqueue.assign({ revision: context.revision + 1 });
     }),
     // Closing emits the last record: final:true in updates mode with lateness, the only one in final mode.
+    // It follows CLOSE, or FIRE itself when that watermark is already past the allowed lateness.
     emitClosing: enqueueActions(({ context, event, enqueue }) => {
-      if (event.type !== 'CLOSE') return;
+      if (event.type !== 'CLOSE' && event.type !== 'FIRE') return;
       if (context.mode === 'final') enqueue.emit(record(context, 0, true, event.watermark));
       else if (context.lateness > 0) enqueue.emit(record(context, context.revision, true, event.watermark));
     }),
@@ -94,6 +99,7 @@ export const windowMachine = setup({
       },
     },
     pending: {
+      always: { guard: 'closesAtOnce', target: 'closed', actions: 'emitClosing' },
       on: {
         LATE: { actions: ['accumulateLate', 'emitRevision'] },
         CLOSE: { target: 'closed', actions: 'emitClosing' },

@@ -68,9 +68,10 @@ interface Entry {
   start: number;
   end: number;
   /**
-   * The window's xstate actor. A window restored from a checkpoint is activated on its first
-   * event (Orleans-style virtual actors): until then `dormant` holds its machine state, so a
-   * restart does not pay for 100k actors before the first post.
+   * The window's xstate actor, activated on the window's first lifecycle event (Orleans-style
+   * virtual actors): until then `dormant` holds its machine state — `open` with the posts so far,
+   * or, for a window restored from a checkpoint, whatever state was saved. An open window costs
+   * no actor while it collects posts, and a restart does not start 100k actors before its first post.
    */
   actor: WindowActor | null;
   dormant: Dormant | null;
@@ -232,9 +233,13 @@ export class WindowOperator {
   private actorOf(e: Entry): WindowActor {
     if (e.actor) return e.actor;
     const d = e.dormant!;
-    const input = { job: this.cfg.job, key: e.key, start: e.start, end: e.end, lateness: this.cfg.lateness, mode: this.cfg.mode };
-    const snapshot = windowMachine.resolveState({ value: d.state, context: { ...input, agg: d.agg, revision: d.revision } });
-    e.actor = this.startActor(createActor(windowMachine, { input, snapshot }));
+    const input = { job: this.cfg.job, key: e.key, start: e.start, end: e.end, lateness: this.cfg.lateness, mode: this.cfg.mode, agg: d.agg };
+    // An open window has emitted nothing (revision 0): the machine's own initial state with the
+    // posts so far as input. A pending one is resolved from its saved state.
+    e.actor =
+      d.state === 'open' && d.revision === 0
+        ? this.startActor(createActor(windowMachine, { input }))
+        : this.startActor(createActor(windowMachine, { input, snapshot: windowMachine.resolveState({ value: d.state, context: { ...input, revision: d.revision } }) }));
     e.dormant = null;
     return e.actor;
   }
@@ -246,9 +251,8 @@ export class WindowOperator {
   }
 
   private spawn(key: string, start: number, end: number, agg?: Aggregate, dormant?: Dormant): Entry {
-    const actor = dormant ? null : this.startActor(createActor(windowMachine, { input: { job: this.cfg.job, key, start, end, lateness: this.cfg.lateness, mode: this.cfg.mode, agg } }));
-    const state: WindowState = dormant ? dormant.state : 'open';
-    const entry: Entry = { id: windowId(key, start, end), key, start, end, actor, dormant: dormant ?? null, pending: null, state };
+    const d: Dormant = dormant ?? { state: 'open', agg: agg ?? emptyAggregate(), revision: 0 };
+    const entry: Entry = { id: windowId(key, start, end), key, start, end, actor: null, dormant: d, pending: null, state: d.state };
     this.liveCount++;
     this.dirty.add(entry);
     if (this.cfg.window.kind === 'session') {
@@ -282,7 +286,10 @@ export class WindowOperator {
 
   private flush(e: Entry): void {
     if (e.pending === null) return;
-    this.actorOf(e).send({ type: 'ADD', delta: e.pending });
+    // A running actor takes the posts as an ADD; a dormant open window keeps them as the context
+    // its machine will start with.
+    if (e.actor) e.actor.send({ type: 'ADD', delta: e.pending });
+    else e.dormant!.agg = mergeAggregates(e.dormant!.agg, e.pending);
     e.pending = null;
   }
 
@@ -313,11 +320,16 @@ export class WindowOperator {
 
   private fire(e: Entry, w: number): void {
     this.flush(e);
-    this.actorOf(e).send({ type: 'FIRE', watermark: w });
+    const actor = this.actorOf(e);
+    actor.send({ type: 'FIRE', watermark: w });
+    // A watermark already past end + lateness closes the window in the same machine step.
+    if (actor.getSnapshot().value === 'closed') {
+      this.drop(e, 'closed');
+      return;
+    }
     e.state = 'pending';
     this.dirty.add(e);
-    if (e.end + this.cfg.lateness <= w) this.close(e, w);
-    else this.timers.push(e.end + this.cfg.lateness, { entry: e, kind: 'close' });
+    this.timers.push(e.end + this.cfg.lateness, { entry: e, kind: 'close' });
   }
 
   private close(e: Entry, w: number): void {

@@ -1,0 +1,10 @@
+import { connect } from 'nats';
+import { EmbeddedNats } from '/work/main/dist/src/io/nats-server.js';
+import { runLatency } from '/work/main/dist/benchmarks/latency.js';
+const [rate, tags] = process.argv.slice(2).map(Number);
+const server = await EmbeddedNats.start('/tmp/latbench/nats');
+const nc = await connect({ servers: server.url });
+const r = await runLatency(nc, { url: server.url, rate, durationMs: 8000, warmupMs: 2000, windowMs: 1000, maxOutOfOrdernessMs: 50, hashtags: tags, workDir: '/tmp/latbench' });
+const { histogram, ...rest } = r;
+console.log(JSON.stringify({ rate, tags, p50: rest.p50Ms, p99: rest.p99Ms, max: rest.maxMs, samples: rest.samples, gen: rest.generator }));
+await nc.close(); await server.stop();
