@@ -12,6 +12,7 @@ import type { OutMsg, PartitionMsg, QueryReply, QueryRequest } from './messages.
 
 /** Results per message while a watermark step fires many windows. */
 const OUTPUT_SLICE = 500;
+const FIRST_SLICE = 25;
 
 export class PartitionActor {
   readonly operator: WindowOperator;
@@ -66,7 +67,9 @@ export class PartitionActor {
         if (msg.t === 'batch') {
           // A watermark step that fires many windows hands its results on in slices, yielding
           // between them so they reach the sink while the rest are fired.
-          for (let i = 0; (i = this.operator.applySome(msg.ops, i, OUTPUT_SLICE)) < msg.ops.length; ) {
+          // Slices start small (the first results leave at once) and grow to OUTPUT_SLICE.
+          let slice = FIRST_SLICE;
+          for (let i = 0; (i = this.operator.applySome(msg.ops, i, slice)) < msg.ops.length; slice = Math.min(OUTPUT_SLICE, 2 * slice)) {
             const o = this.operator.drainOutput();
             out({ t: 'out', from: this.partition, n: msg.n, results: o.results, late: o.late, dead: [], partial: true });
             await new Promise<void>((r) => setImmediate(r));

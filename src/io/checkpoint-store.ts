@@ -72,6 +72,7 @@ function decodeWindow(wid: string, value: Uint8Array): PersistedWindow {
     state: v[0] === 0 ? 'open' : 'pending',
     agg: { count: v[1], positive: v[2], negative: v[3], neutral: v[4], scoreSum: v[5] },
     revision: v[6],
+    id: wid,
   };
 }
 
@@ -150,9 +151,12 @@ export class CheckpointStore {
   private async *scan(prefix: string): AsyncGenerator<Array<[string, Uint8Array]>> {
     const it = this.db.iterator({ gte: prefix, lt: prefix + '\uffff' });
     try {
+      // The next read runs in LevelDB's thread while the caller works on this one.
+      let next = it.nextv(4096);
       for (;;) {
-        const entries = await it.nextv(4096);
+        const entries = await next;
         if (entries.length === 0) return;
+        next = it.nextv(4096);
         yield entries;
       }
     } finally {
@@ -220,6 +224,20 @@ export class CheckpointStore {
         skipped.push({ id: head.id, problem });
         continue;
       }
+      const out = new Map<number, PersistedWindow[]>();
+      if (chain.length === 1) {
+        // A full checkpoint alone: its entries are the windows, no merging needed.
+        const prefix = deltaPrefix(head.id);
+        for (const entries of verdict.get(head.id)!.entries) {
+          for (const [key, value] of entries) {
+            const p = Number(key.slice(prefix.length, prefix.length + 4));
+            let part = out.get(p);
+            if (!part) out.set(p, (part = []));
+            if (value.length > 0) part.push(decodeWindow(key.slice(prefix.length + 5), value));
+          }
+        }
+        return { meta: head, windows: out, skipped: skipped.filter((s) => s.id > head.id) };
+      }
       const windows = new Map<number, Map<string, PersistedWindow>>();
       for (const m of chain.reverse()) {
         const prefix = deltaPrefix(m.id);
@@ -235,7 +253,6 @@ export class CheckpointStore {
           }
         }
       }
-      const out = new Map<number, PersistedWindow[]>();
       for (const [p, m] of windows) out.set(p, [...m.values()]);
       return { meta: head, windows: out, skipped: skipped.filter((s) => s.id > head.id) };
     }

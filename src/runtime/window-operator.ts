@@ -40,6 +40,8 @@ export interface PersistedWindow {
   state: 'open' | 'pending';
   agg: Aggregate;
   revision: number;
+  /** `windowId(key, start, end)` when the reader already has it (saves building it again) */
+  id?: string;
 }
 
 /** The machine state of a window whose actor is not running (restored, not touched since). */
@@ -169,11 +171,11 @@ export class WindowOperator {
   restore(windows: readonly PersistedWindow[], watermark: number): void {
     this.wm = watermark;
     for (const w of windows) {
-      const entry = this.spawn(w.key, w.start, w.end, undefined, { state: w.state, agg: w.agg, revision: w.revision });
+      // The persisted window serves as the dormant state as it is (it is not shared).
+      const entry = this.spawn(w.key, w.start, w.end, undefined, w, false);
       if (entry.state === 'open') this.timers.push(entry.end, { entry, kind: 'fire' });
       else this.timers.push(entry.end + this.cfg.lateness, { entry, kind: 'close' });
     }
-    this.dirty.clear();
   }
 
   /** Current windows of a key (all keys when `key` is undefined), optionally within [from, to). */
@@ -250,11 +252,11 @@ export class WindowOperator {
     return actor;
   }
 
-  private spawn(key: string, start: number, end: number, agg?: Aggregate, dormant?: Dormant): Entry {
+  private spawn(key: string, start: number, end: number, agg?: Aggregate, dormant?: Dormant & { id?: string }, dirty = true): Entry {
     const d: Dormant = dormant ?? { state: 'open', agg: agg ?? emptyAggregate(), revision: 0 };
-    const entry: Entry = { id: windowId(key, start, end), key, start, end, actor: null, dormant: d, pending: null, state: d.state };
+    const entry: Entry = { id: dormant?.id ?? windowId(key, start, end), key, start, end, actor: null, dormant: d, pending: null, state: d.state };
     this.liveCount++;
-    this.dirty.add(entry);
+    if (dirty) this.dirty.add(entry);
     if (this.cfg.window.kind === 'session') {
       let list = this.sessions.get(key);
       if (!list) this.sessions.set(key, (list = []));
