@@ -11,6 +11,7 @@ import type { ScoringPool } from '../io/scoring-pool.js';
 import { Ingestor, type JobSemantics } from '../runtime/ingest.js';
 import type { CreditMsg, OutMsg, PartitionMsg } from './messages.js';
 import { TidemarkError } from '../errors.js';
+import { FullCheckpointPolicy, type ChainState } from '../runtime/checkpoint-policy.js';
 
 export interface SourceOptions {
   partitions: number;
@@ -34,8 +35,9 @@ export class SourceActor {
   private creditSub?: Subscription;
   private nextCp: number;
   private cpDue = false;
-  /** A full checkpoint after this many deltas bounds restore work to one base plus 19 deltas. */
-  private readonly fullEvery = 20;
+  /** Full or delta: a full checkpoint once the deltas since the last one add up to its size. */
+  private readonly policy: FullCheckpointPolicy;
+  /** Position of the next checkpoint in its chain (recorded in its meta). */
   private sinceFull = 0;
   private lastCpSeq: number;
   private flushing: Promise<void> = Promise.resolve();
@@ -59,7 +61,7 @@ export class SourceActor {
     private readonly pool: ScoringPool,
     private readonly sem: JobSemantics,
     private readonly opts: SourceOptions,
-    restored: { seq: number; cp: number; depth?: number; watermark?: { wm: number; maxTs: Array<[string, number]> } } = { seq: 0, cp: 0 },
+    restored: { seq: number; cp: number; chain?: ChainState; watermark?: { wm: number; maxTs: Array<[string, number]> } } = { seq: 0, cp: 0 },
   ) {
     this.subj = subjectsFor(sem.job);
     this.pub = new ChunkingPublisher(nc);
@@ -72,7 +74,8 @@ export class SourceActor {
     this.lastCpSeq = restored.seq;
     this.nextCp = restored.cp + 1;
     // Deltas continue the restored checkpoint's chain; a fresh start begins with a full checkpoint.
-    this.sinceFull = restored.depth ?? this.fullEvery;
+    this.policy = new FullCheckpointPolicy(restored.chain);
+    this.sinceFull = restored.chain?.depth ?? 0;
   }
 
   /** Listens for credits and checkpoint completions. */
@@ -87,6 +90,7 @@ export class SourceActor {
           this.creditWaiters = [];
           for (const f of w) f();
         } else {
+          this.policy.written(msg.cp, msg.error ? undefined : msg.bytes);
           if (!msg.error) this.lastCheckpoint = { cp: msg.cp, at: Date.now(), ms: msg.ms, bytes: msg.bytes };
           // A checkpoint that cannot be written stops the job; the last complete one stays intact.
           else if (!this.failure) {
@@ -225,7 +229,7 @@ export class SourceActor {
   private barrier(): Promise<Extract<CreditMsg, { t: 'checkpointed' }>> {
     this.cpDue = false;
     const cp = this.nextCp++;
-    const full = this.sinceFull >= this.fullEvery;
+    const full = this.policy.next(cp);
     this.sinceFull = full ? 1 : this.sinceFull + 1;
     const sp = this.pendingSavepoints.shift();
     const done = new Promise<Extract<CreditMsg, { t: 'checkpointed' }>>((r) => this.cpWaiters.set(cp, r));

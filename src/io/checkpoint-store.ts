@@ -6,6 +6,7 @@ import { encode, decode } from './codec.js';
 import { TidemarkError } from '../errors.js';
 import { windowId, type PersistedWindow } from '../runtime/window-operator.js';
 import { Packr } from 'msgpackr';
+import type { ChainState } from '../runtime/checkpoint-policy.js';
 import type { SinkProgress } from './sinks.js';
 
 export interface CheckpointMeta {
@@ -38,6 +39,8 @@ export interface Restored {
   meta: CheckpointMeta;
   /** partition → windows */
   windows: Map<number, PersistedWindow[]>;
+  /** The restored checkpoint's chain: its full checkpoint's bytes and the deltas' on top. */
+  chain: ChainState;
   /** Checkpoints that were newer but could not be used, with why. */
   skipped: Array<{ id: number; problem: string }>;
 }
@@ -85,6 +88,8 @@ function fnv(h: number, bytes: Uint8Array): number {
   return h >>> 0;
 }
 const keyBytes = (k: string): Uint8Array => Buffer.from(k, 'utf8');
+/** One entry's FNV-1a hash (key bytes, then value bytes). */
+const entryHash = (key: string, value: Uint8Array): number => fnv(fnv(0x811c9dc5, keyBytes(key)), value);
 
 /** The checkpoints of one job, in LevelDB under the state directory. */
 export class CheckpointStore {
@@ -115,10 +120,10 @@ export class CheckpointStore {
     };
     for (const [p, w] of cp.upserts) add(deltaKey(cp.meta.id, p, windowId(w.key, w.start, w.end)), encodeWindow(w));
     for (const [p, id] of cp.deletes) add(deltaKey(cp.meta.id, p, id), EMPTY);
-    // Entries are hashed in key order when verified, so hash them in that order here too.
-    ops.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
-    let hash = 0x811c9dc5;
-    for (const op of ops) hash = fnv(fnv(hash, keyBytes(op.key)), op.value);
+    // The content hash is the sum of the entries' own hashes: independent of order, so the
+    // entries need no sorting here (LevelDB sorts them anyway).
+    let hash = 0;
+    for (const op of ops) hash = (hash + entryHash(op.key, op.value)) >>> 0;
     const meta: CheckpointMeta = { ...cp.meta, entries: ops.length, hash, bytes };
     const metaBytes = encode(meta);
     meta.bytes += metaBytes.length;
@@ -172,13 +177,13 @@ export class CheckpointStore {
   /** Reads one checkpoint's own entries and verifies them against its meta, in one pass. */
   private async read(meta: CheckpointMeta): Promise<{ problem?: string; entries: Array<Array<[string, Uint8Array]>> }> {
     let n = 0;
-    let hash = 0x811c9dc5;
+    let hash = 0;
     const all: Array<Array<[string, Uint8Array]>> = [];
     for await (const entries of this.scan(deltaPrefix(meta.id))) {
       all.push(entries);
       for (const [key, value] of entries) {
         n++;
-        hash = fnv(fnv(hash, keyBytes(key)), value);
+        hash = (hash + entryHash(key, value)) >>> 0;
       }
     }
     if (n !== meta.entries) return { problem: `truncated: ${n} of ${meta.entries} entries present`, entries: [] };
@@ -236,7 +241,7 @@ export class CheckpointStore {
             if (value.length > 0) part.push(decodeWindow(key.slice(prefix.length + 5), value));
           }
         }
-        return { meta: head, windows: out, skipped: skipped.filter((s) => s.id > head.id) };
+        return { meta: head, windows: out, chain: { fullBytes: head.bytes, deltaBytes: 0, depth: 1 }, skipped: skipped.filter((s) => s.id > head.id) };
       }
       const windows = new Map<number, Map<string, PersistedWindow>>();
       for (const m of chain.reverse()) {
@@ -254,7 +259,9 @@ export class CheckpointStore {
         }
       }
       for (const [p, m] of windows) out.set(p, [...m.values()]);
-      return { meta: head, windows: out, skipped: skipped.filter((s) => s.id > head.id) };
+      // chain was reversed above: the full checkpoint comes first.
+      const chainState: ChainState = { fullBytes: chain[0]!.bytes, deltaBytes: chain.slice(1).reduce((a, m) => a + m.bytes, 0), depth: chain.length };
+      return { meta: head, windows: out, chain: chainState, skipped: skipped.filter((s) => s.id > head.id) };
     }
     if (candidates.length > 0 || bad.length > 0) {
       const why = skipped.map((s) => `checkpoint ${s.id}: ${s.problem}`).join('; ');
