@@ -121,32 +121,23 @@ export async function runBenchmarks(o: BenchOptions): Promise<BenchResult> {
     progress.phase('latency');
     // 50% of the headline throughput figure, as stored.
     const rate = Math.max(1, Math.round(round(thr.onPostsPerSec) * 0.5));
-    const lat = await runLatency(nc, {
-      url: server.url,
-      rate,
-      durationMs: s.latencySeconds * 1000,
-      warmupMs: s.latencySeconds > s.latencyWarmupSeconds ? s.latencyWarmupSeconds * 1000 : 0,
-      windowMs: 1000,
-      maxOutOfOrdernessMs: 50,
-      hashtags: THROUGHPUT_JOB.hashtags,
-      workDir: o.workDir,
-      onProgress: (f, label) => progress.update(f, label),
-    });
+    const latencyRun = (seconds: number, hashtags: number, workDir: string) =>
+      runLatency(nc, {
+        url: server.url,
+        rate,
+        durationMs: seconds * 1000,
+        warmupMs: seconds > s.latencyWarmupSeconds ? s.latencyWarmupSeconds * 1000 : 0,
+        windowMs: 1000,
+        maxOutOfOrdernessMs: 50,
+        hashtags,
+        workDir,
+        onProgress: (f, label) => progress.update(f, label),
+      });
+    const lat = await latencyRun(s.latencySeconds, THROUGHPUT_JOB.hashtags, o.workDir);
 
     // The same pipeline with 10 hashtags: what a post's trip costs when few windows fire at once.
     progress.phase('latency, 10 keys');
-    const fewSeconds = Math.max(3, Math.round(s.latencySeconds / 2));
-    const few = await runLatency(nc, {
-      url: server.url,
-      rate,
-      durationMs: fewSeconds * 1000,
-      warmupMs: fewSeconds > s.latencyWarmupSeconds ? s.latencyWarmupSeconds * 1000 : 0,
-      windowMs: 1000,
-      maxOutOfOrdernessMs: 50,
-      hashtags: 10,
-      workDir: join(o.workDir, 'few'),
-      onProgress: (f, label) => progress.update(f, label),
-    });
+    const few = await latencyRun(Math.max(3, Math.round(s.latencySeconds / 2)), 10, join(o.workDir, 'few'));
 
     progress.phase('recovery');
     const rec = await runRecovery(nc, {

@@ -116,16 +116,13 @@ export async function measureState(windows: number, dir: string): Promise<StateR
     let firstResultsMs = -1;
     let results = 0;
     let all = true;
-    for (let i = 0; (i = back.applySome(ops, i, 500)) < ops.length || results === 0; ) {
+    let i = 0;
+    do {
+      i = back.applySome(ops, i, 500);
       results += back.drainOutput().results.length;
       if (firstResultsMs < 0) firstResultsMs = now() - t;
-      if (i >= ops.length) break;
-      if (windows > FIRE_ALL_UP_TO) {
-        all = false;
-        break;
-      }
-    }
-    results += back.drainOutput().results.length;
+      if (i < ops.length && windows > FIRE_ALL_UP_TO) all = false;
+    } while (all && i < ops.length);
     const allResultsMs = all ? now() - t : null;
     return {
       windows,

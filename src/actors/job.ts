@@ -119,7 +119,7 @@ export class Job {
         cfg,
         { partitions: cfg.partitions, batchSize: cfg.batchSize, maxInflight: 4, checkpointInterval: cfg.checkpointInterval, idleTimeout: cfg.idleTimeout, ...(endSeq !== undefined ? { endSeq } : {}) },
         // New checkpoint ids continue after the newest stored one (also when restoring an older one).
-        { seq: meta?.seq ?? 0, cp: (await store.list()).metas[0]?.id ?? 0, ...(meta && restored ? { watermark: meta.watermark, chain: restored.chain } : {}) },
+        { seq: meta?.seq ?? 0, cp: (await store.list()).metas[0]?.id ?? 0, ...(restored ? { watermark: restored.meta.watermark, chain: restored.chain } : {}) },
       );
       if (meta) {
         source.ingest.postsIn = meta.counters.postsIn ?? 0;

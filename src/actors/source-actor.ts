@@ -37,8 +37,6 @@ export class SourceActor {
   private cpDue = false;
   /** Full or delta: a full checkpoint once the deltas since the last one add up to its size. */
   private readonly policy: FullCheckpointPolicy;
-  /** Position of the next checkpoint in its chain (recorded in its meta). */
-  private sinceFull = 0;
   private lastCpSeq: number;
   private flushing: Promise<void> = Promise.resolve();
   private immediate?: NodeJS.Immediate;
@@ -75,7 +73,6 @@ export class SourceActor {
     this.nextCp = restored.cp + 1;
     // Deltas continue the restored checkpoint's chain; a fresh start begins with a full checkpoint.
     this.policy = new FullCheckpointPolicy(restored.chain);
-    this.sinceFull = restored.chain?.depth ?? 0;
   }
 
   /** Listens for credits and checkpoint completions. */
@@ -230,7 +227,6 @@ export class SourceActor {
     this.cpDue = false;
     const cp = this.nextCp++;
     const full = this.policy.next(cp);
-    this.sinceFull = full ? 1 : this.sinceFull + 1;
     const sp = this.pendingSavepoints.shift();
     const done = new Promise<Extract<CreditMsg, { t: 'checkpointed' }>>((r) => this.cpWaiters.set(cp, r));
     if (sp) void done.then((r) => (r.error ? sp.reject(new TidemarkError('STATE_WRITE_FAILED', `savepoint "${sp.name}" (checkpoint ${cp}) was not written: ${r.error}`)) : sp.resolve(cp)));
@@ -242,7 +238,7 @@ export class SourceActor {
       seq: this.seq,
       watermark: this.ingest.tracker.toJSON(),
       full,
-      depth: this.sinceFull,
+      depth: this.policy.lastDepth,
       ...(sp ? { savepoint: sp.name } : {}),
       counters: { postsIn: this.ingest.postsIn, dead: this.ingest.deadCount },
     });

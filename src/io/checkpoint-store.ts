@@ -50,6 +50,11 @@ const metaKey = (id: number): string => `m!${pad(id)}`;
 const deltaPrefix = (id: number): string => `d!${pad(id)}!`;
 const deltaKey = (id: number, p: number, windowId: string): string => `${deltaPrefix(id)}${String(p).padStart(4, '0')}!${windowId}`;
 const EMPTY = new Uint8Array(0);
+/** The partition and window id of an entry key under `deltaPrefix(id)` (the prefix is `prefixLength` long). */
+const entryOf = (key: string, prefixLength: number): { p: number; wid: string } => ({
+  p: Number(key.slice(prefixLength, prefixLength + 4)),
+  wid: key.slice(prefixLength + 5),
+});
 
 // A window's value in LevelDB: its key, start and end are in the entry's key; the value is a
 // plain array [state (0 open, 1 pending), count, positive, negative, neutral, scoreSum, revision]
@@ -232,25 +237,23 @@ export class CheckpointStore {
       const out = new Map<number, PersistedWindow[]>();
       if (chain.length === 1) {
         // A full checkpoint alone: its entries are the windows, no merging needed.
-        const prefix = deltaPrefix(head.id);
+        const at = deltaPrefix(head.id).length;
         for (const entries of verdict.get(head.id)!.entries) {
           for (const [key, value] of entries) {
-            const p = Number(key.slice(prefix.length, prefix.length + 4));
+            const { p, wid } = entryOf(key, at);
             let part = out.get(p);
             if (!part) out.set(p, (part = []));
-            if (value.length > 0) part.push(decodeWindow(key.slice(prefix.length + 5), value));
+            if (value.length > 0) part.push(decodeWindow(wid, value));
           }
         }
         return { meta: head, windows: out, chain: { fullBytes: head.bytes, deltaBytes: 0, depth: 1 }, skipped: skipped.filter((s) => s.id > head.id) };
       }
       const windows = new Map<number, Map<string, PersistedWindow>>();
       for (const m of chain.reverse()) {
-        const prefix = deltaPrefix(m.id);
+        const at = deltaPrefix(m.id).length;
         for (const entries of verdict.get(m.id)!.entries) {
           for (const [key, value] of entries) {
-            const rest = key.slice(prefix.length);
-            const p = Number(rest.slice(0, 4));
-            const wid = rest.slice(5);
+            const { p, wid } = entryOf(key, at);
             let part = windows.get(p);
             if (!part) windows.set(p, (part = new Map()));
             if (value.length === 0) part.delete(wid);

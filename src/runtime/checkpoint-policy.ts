@@ -18,24 +18,25 @@ export class FullCheckpointPolicy {
   private chain: ChainState;
   /** full/delta of checkpoints written but not yet confirmed */
   private readonly inFlight = new Map<number, boolean>();
+  /** Position in its chain of the checkpoint decided last (1 for a full one). */
+  lastDepth: number;
 
   constructor(
     restored?: ChainState,
     readonly maxDepth = 200,
   ) {
     this.chain = restored ?? { fullBytes: 0, deltaBytes: 0, depth: 0 };
+    this.lastDepth = this.chain.depth;
   }
 
   /** Decides checkpoint `cp`: full (true) or delta. */
   next(cp: number): boolean {
     const c = this.chain;
     // A full checkpoint on its way resets the chain: no second one behind it.
-    if ([...this.inFlight.values()].some(Boolean)) {
-      this.inFlight.set(cp, false);
-      return false;
-    }
-    const full = c.depth === 0 || c.fullBytes === 0 || c.deltaBytes >= c.fullBytes || c.depth + this.inFlight.size >= this.maxDepth;
+    const fullInFlight = [...this.inFlight.values()].some(Boolean);
+    const full = !fullInFlight && (c.depth === 0 || c.fullBytes === 0 || c.deltaBytes >= c.fullBytes || c.depth + this.inFlight.size >= this.maxDepth);
     this.inFlight.set(cp, full);
+    this.lastDepth = full ? 1 : this.lastDepth + 1;
     return full;
   }
 

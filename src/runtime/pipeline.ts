@@ -55,8 +55,8 @@ export function runInMemory(
         out.results.push(...o.results);
         out.late.push(...o.late);
       };
-      const ops = batches[p]!;
-      for (let i = 0; (i = op.applySome(ops, i, opts.slice)) < ops.length; ) take();
+      const batch = batches[p]!;
+      for (let i = 0; (i = op.applySome(batch, i, opts.slice)) < batch.length; ) take();
       take();
     });
     out.dead.push(...ingest.takeDead());

@@ -34,7 +34,11 @@ t.test('the chain length is capped', async (t) => {
 
 t.test('a restored chain is continued, not restarted', async (t) => {
   const p = new FullCheckpointPolicy({ fullBytes: 1000, deltaBytes: 850, depth: 6 });
-  t.equal(sequence(p, 3, 1000, 100, 50), 'ddF', '850 + 100 + 100 ≥ 1000');
+  t.equal(p.lastDepth, 6, 'the restored checkpoint is 6th in its chain');
+  t.equal(sequence(p, 2, 1000, 100, 50), 'dd', '850 + 100 < 1000, then 950 < 1000');
+  t.equal(p.lastDepth, 8, 'the deltas continue its positions');
+  t.equal(sequence(p, 1, 1000, 100, 52), 'F', '850 + 100 + 100 ≥ 1000');
+  t.equal(p.lastDepth, 1, 'a full checkpoint starts a chain');
   t.same(p.state, { fullBytes: 1000, deltaBytes: 0, depth: 1 });
 });
 
