@@ -11,6 +11,8 @@ import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { CheckpointStore, type CheckpointMeta } from '../src/io/checkpoint-store.js';
 import { WindowOperator, type Op, type PersistedWindow } from '../src/runtime/window-operator.js';
+import { compileJob } from '../src/runtime/compiled-job.js';
+import { sentimentJob } from '../src/runtime/sentiment-job.js';
 
 export interface StateRow {
   windows: number;
@@ -58,7 +60,9 @@ function meta(id: number, parent: number, full: boolean, depth: number, windows:
   };
 }
 
-const op = (): WindowOperator => new WindowOperator({ job: JOB, window: { kind: 'tumbling', size: SIZE }, lateness: 0, mode: 'updates' });
+const COMPILED = compileJob(sentimentJob({ keys: { hashtags: true, all: false, keywords: [] } }), { stream: 'POSTS', lateIdField: 'postId' });
+const op = (): WindowOperator => new WindowOperator({ job: JOB, window: { kind: 'tumbling', size: SIZE }, lateness: 0, mode: 'updates', compiled: COMPILED });
+const unitAcc = (score: number) => ({ count: 1, positive: score > 0 ? 1 : 0, negative: score < 0 ? 1 : 0, neutral: score === 0 ? 1 : 0, scoreSum: score });
 
 /** Measures one state size in `dir` (created and removed). */
 export async function measureState(windows: number, dir: string): Promise<StateRow> {
@@ -75,8 +79,9 @@ export async function measureState(windows: number, dir: string): Promise<StateR
         start: BASE,
         end: BASE + SIZE,
         state: 'open',
-        agg: { count: 1, positive: score > 0 ? 1 : 0, negative: score < 0 ? 1 : 0, neutral: score === 0 ? 1 : 0, scoreSum: score },
+        acc: unitAcc(score),
         revision: 0,
+        n: 1,
       });
     }
     const live = op();
@@ -91,7 +96,7 @@ export async function measureState(windows: number, dir: string): Promise<StateR
     const changed = Math.max(1, Math.round(windows / 100));
     const stride = Math.floor(windows / changed);
     const posts: Op[] = [];
-    for (let j = 0; j < changed; j++) posts.push({ k: `#tag${j * stride}`, id: `p${j}`, ts: BASE + 1000, s: 2 });
+    for (let j = 0; j < changed; j++) posts.push({ k: `#tag${j * stride}`, s: BASE, a: unitAcc(2), c: 1 });
     live.apply(posts);
     t = now();
     const d = live.takeDelta();

@@ -9,6 +9,7 @@ import { ChunkingPublisher, Reassembler } from '../io/framing.js';
 import { WindowOperator, type OperatorConfig, type PersistedWindow } from '../runtime/window-operator.js';
 import { topKeys } from '../runtime/top-keys.js';
 import type { OutMsg, PartitionMsg, QueryReply, QueryRequest } from './messages.js';
+import { TidemarkError } from '../errors.js';
 
 /** Results per message while a watermark step fires many windows. */
 const OUTPUT_SLICE = 500;
@@ -20,6 +21,8 @@ export class PartitionActor {
   private querySub?: Subscription;
   private done?: Promise<void>;
   batches = 0;
+  /** Called when the job's code fails in this actor (the actor stops). */
+  onFail?: (e: TidemarkError) => void;
 
   constructor(
     private readonly nc: NatsConnection,
@@ -58,7 +61,14 @@ export class PartitionActor {
       },
     });
     const sub = this.sub;
-    this.done = (async () => {
+    this.done = this.loop(sub, out).catch((e: unknown) => {
+      sub.unsubscribe();
+      this.onFail?.(e instanceof TidemarkError ? e : new TidemarkError('USER_CODE', `partition ${this.partition}: ${(e as Error).message}`));
+    });
+  }
+
+  private async loop(sub: Subscription, out: (m: OutMsg) => void): Promise<void> {
+    {
       const parts = new Reassembler();
       for await (const m of sub) {
         const data = parts.push(m);
@@ -86,7 +96,7 @@ export class PartitionActor {
           break;
         }
       }
-    })();
+    }
   }
 
   /** Resolves when the actor has processed `end` (or was stopped). */

@@ -57,14 +57,13 @@ const entryOf = (key: string, prefixLength: number): { p: number; wid: string } 
 });
 
 // A window's value in LevelDB: its key, start and end are in the entry's key; the value is a
-// plain array [state (0 open, 1 pending), count, positive, negative, neutral, scoreSum, revision]
-// (about 15 bytes, where a self-describing record would repeat its field names in every entry).
+// plain array [state (0 open, 1 pending), revision, records, accumulator] (the accumulator as the
+// job keeps it: msgpack of plain data, which the job definition was checked to round-trip).
 const plain = new Packr({ useRecords: false });
-type StoredWindow = [0 | 1, number, number, number, number, number, number];
+type StoredWindow = [0 | 1, number, number, unknown];
 
 function encodeWindow(w: PersistedWindow): Uint8Array {
-  const a = w.agg;
-  const v: StoredWindow = [w.state === 'open' ? 0 : 1, a.count, a.positive, a.negative, a.neutral, a.scoreSum, w.revision];
+  const v: StoredWindow = [w.state === 'open' ? 0 : 1, w.revision, w.n, w.acc];
   return plain.pack(v);
 }
 
@@ -72,14 +71,15 @@ function decodeWindow(wid: string, value: Uint8Array): PersistedWindow {
   const v = plain.unpack(value) as StoredWindow;
   const e = wid.lastIndexOf('\u0000');
   const s = wid.lastIndexOf('\u0000', e - 1);
-  if (!Array.isArray(v) || v.length !== 7 || s < 0) throw new Error(`window entry ${JSON.stringify(wid)} is not a stored window`);
+  if (!Array.isArray(v) || v.length !== 4 || s < 0) throw new Error(`window entry ${JSON.stringify(wid)} is not a stored window`);
   return {
     key: wid.slice(0, s),
     start: Number(wid.slice(s + 1, e)),
     end: Number(wid.slice(e + 1)),
     state: v[0] === 0 ? 'open' : 'pending',
-    agg: { count: v[1], positive: v[2], negative: v[3], neutral: v[4], scoreSum: v[5] },
-    revision: v[6],
+    acc: v[3],
+    revision: v[1],
+    n: v[2],
     id: wid,
   };
 }
