@@ -86,6 +86,12 @@ export class Ingestor {
     this.dead.push(deadLetterRecord(this.sem.job, reason, subject, seq, payload, error));
   }
 
+  /** Moves the watermark to `w` by hand (when later than the current one). */
+  advanceWatermark(w: number): void {
+    const before = this.tracker.current;
+    this.router.advance(before, this.tracker.advanceTo(w));
+  }
+
   /** End of input: the watermark becomes +∞ in every partition. */
   end(): void {
     const before = this.tracker.current;
