@@ -88,7 +88,7 @@ export async function measureState(windows: number, dir: string): Promise<StateR
     live.restore(persisted, BASE - 1);
 
     let t = now();
-    const full = await store.write({ meta: meta(1, 0, true, 1, windows), upserts: live.fullSnapshot().map((w) => [0, w]), deletes: [] });
+    const full = await store.write({ meta: meta(1, 0, true, 1, windows), upserts: [[0, live.fullSnapshot()]], deletes: [] });
     const fullCheckpointMs = now() - t;
     live.takeDelta();
 
@@ -100,7 +100,7 @@ export async function measureState(windows: number, dir: string): Promise<StateR
     live.apply(posts);
     t = now();
     const d = live.takeDelta();
-    const delta = await store.write({ meta: meta(2, 1, false, 2, windows), upserts: d.upserts.map((w) => [0, w]), deletes: d.deletes.map((id) => [0, id]) });
+    const delta = await store.write({ meta: meta(2, 1, false, 2, windows), upserts: [[0, d.upserts]], deletes: d.deletes.map((id) => [0, id]) });
     const deltaCheckpointMs = now() - t;
     if (d.upserts.length !== changed) throw new Error(`the delta holds ${d.upserts.length} windows, ${changed} changed`);
 

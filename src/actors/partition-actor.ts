@@ -11,6 +11,9 @@ import { topKeys } from '../runtime/top-keys.js';
 import type { OutMsg, PartitionMsg, QueryReply, QueryRequest } from './messages.js';
 import { TidemarkError } from '../errors.js';
 
+/** Windows per message of a checkpoint barrier: each is encoded on its own, with a yield between. */
+const SNAPSHOT_SLICE = 10_000;
+
 /** Results per message while a watermark step fires many windows. */
 const OUTPUT_SLICE = 500;
 const FIRST_SLICE = 25;
@@ -32,9 +35,12 @@ export class PartitionActor {
     this.operator = new WindowOperator(cfg);
   }
 
-  /** Rebuilds windows from a checkpoint before start. */
-  restore(windows: readonly PersistedWindow[], watermark: number): void {
-    this.operator.restore(windows, watermark);
+  /** Rebuilds windows from a checkpoint before start, in slices with a yield between them. */
+  async restore(windows: readonly PersistedWindow[], watermark: number): Promise<void> {
+    for (let i = 0; i < windows.length || i === 0; i += SNAPSHOT_SLICE) {
+      this.operator.restore(windows.slice(i, i + SNAPSHOT_SLICE), watermark);
+      if (windows.length > SNAPSHOT_SLICE) await new Promise<void>((r) => setImmediate(r));
+    }
   }
 
   /** Subscribes and processes messages in order until `end`. */
@@ -88,9 +94,19 @@ export class PartitionActor {
           const { results, late } = this.operator.drainOutput();
           out({ t: 'out', from: this.partition, n: msg.n, results, late, dead: [], ...(msg.at !== undefined ? { at: msg.at } : {}) });
         } else if (msg.t === 'barrier') {
-          const delta = msg.full ? { upserts: this.operator.fullSnapshot(), deletes: [] } : this.operator.takeDelta();
-          if (msg.full) this.operator.takeDelta();
-          out({ t: 'barrier', from: this.partition, cp: msg.cp, upserts: delta.upserts, deletes: delta.deletes, windows: this.operator.size });
+          // A large snapshot leaves in slices, each encoded on its own with a yield in between, so the
+          // event loop never stops for the whole state; nothing is applied until the last slice is out.
+          const snap = this.operator.snapshot(msg.full);
+          let slice: PersistedWindow[] = [];
+          for (const w of snap.upserts) {
+            slice.push(w);
+            if (slice.length >= SNAPSHOT_SLICE) {
+              out({ t: 'barrier-part', from: this.partition, cp: msg.cp, upserts: slice });
+              slice = [];
+              await new Promise<void>((r) => setImmediate(r));
+            }
+          }
+          out({ t: 'barrier', from: this.partition, cp: msg.cp, upserts: slice, deletes: snap.deletes, windows: this.operator.size });
         } else {
           out({ t: 'end', from: this.partition });
           break;
