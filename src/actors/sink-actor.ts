@@ -12,6 +12,7 @@ import type { Logger } from '../log.js';
 import type { CreditMsg, OutMsg } from './messages.js';
 import type { PersistedWindow } from '../runtime/window-operator.js';
 import { faultPoint } from '../io/fault.js';
+import { yieldToLoop } from './slices.js';
 
 export interface SinkSet {
   results: Sink[];
@@ -24,8 +25,6 @@ interface Alignment {
   arrived: Map<number, Extract<OutMsg, { t: 'barrier' | 'source-barrier' }>>;
 }
 
-/** Let the event loop breathe between slices of a large checkpoint. */
-const breathe = (): Promise<void> => new Promise((r) => setImmediate(r));
 
 export interface CheckpointEvent {
   meta: CheckpointMeta;
@@ -220,7 +219,7 @@ export class SinkActor {
           },
           upserts,
           deletes,
-        }, breathe);
+        }, yieldToLoop);
         faultPoint('checkpoint-after-write');
         await this.store.prune(this.retain);
         const ms = performance.now() - t0;
