@@ -15,6 +15,8 @@ export function subjectsFor(job: string) {
     late: `${base}.late`,
     /** default dead-letter output */
     dlq: `${base}.dlq`,
+    /** alerts fired by the dashboard's rules (JSON, one message per rule and window) */
+    alerts: `${base}.alerts`,
     /** micro service group */
     serviceGroup: base,
     /** lock held by the instance that runs the job */
