@@ -109,7 +109,11 @@
   function handle(type, ev) {
     if (S.paused) { S.queue.push([type, ev]); return; }
     const d = JSON.parse(ev.data);
-    if (ev.lastEventId) S.lastId = ev.lastEventId;
+    if (ev.lastEventId) {
+      S.lastId = ev.lastEventId;
+      const m = /:(\d+)$/.exec(ev.lastEventId);
+      if (m) S.lastSeq = Number(m[1]);
+    }
     switch (type) {
       case 'hello':
         S.job = d.job;
@@ -123,7 +127,6 @@
         break;
       case 'results':
         ingest(d.records);
-        S.lastSeq = d.lastSeq;
         break;
       case 'status':
         S.status = d;
@@ -442,7 +445,6 @@
   let lastStats = 0;
   function frame(now) {
     requestAnimationFrame(frame);
-    if (S.paused) return;
     const t0 = performance.now();
     let did = false;
     if (S.dirty.empty) { S.dirty.empty = false; renderEmpty(); did = true; }

@@ -57,6 +57,8 @@ export interface FeedOptions {
 }
 
 const EXAMPLES = 8;
+/** Results heard on the default subject before the job first answered, at most. */
+const EARLY_MAX = 100_000;
 const dec = new TextDecoder();
 const enc = new TextEncoder();
 
@@ -157,6 +159,10 @@ export class DashboardFeed {
   private closed = false;
   private lastPosts?: { at: number; posts: number };
   private readonly subjects;
+  private early?: { subject: string; data: Uint8Array[]; handle: (d: Uint8Array) => void; sub: Subscription };
+  private sourceKnown!: () => void;
+  /** Resolves once the results source (and with it the event-id tag) is known. */
+  readonly ready = new Promise<void>((resolve) => (this.sourceKnown = resolve));
 
   constructor(private readonly o: FeedOptions) {
     this.subjects = subjectsFor(o.job);
@@ -182,8 +188,19 @@ export class DashboardFeed {
     for (const fn of this.listeners) fn(e);
   }
 
-  /** Starts polling the job; the result and example sources are set up at its first answer. */
+  /**
+   * Starts polling the job; the result and example sources are set up at its first answer. Until then
+   * the job's default results subject is heard already (core NATS keeps no history): what arrives there
+   * is kept when the job turns out to write to it and no JetStream sink.
+   */
   start(): void {
+    const early: NonNullable<DashboardFeed['early']> = {
+      subject: this.subjects.results,
+      data: [],
+      handle: (d) => void (early.data.length < EARLY_MAX && early.data.push(d)),
+      sub: this.o.nc.subscribe(this.subjects.results, { callback: (_e, m) => early.handle(m.data) }),
+    };
+    this.early = early;
     const poll = (): void => {
       if (this.closed) return;
       void this.pollStatus().finally(() => {
@@ -230,10 +247,20 @@ export class DashboardFeed {
       this.consumeStream(js.stream, { deliver_policy: DeliverPolicy.StartTime, opt_start_time: since }, (data, seq) => this.receive(JSON.parse(dec.decode(data)) as ResultRecord, seq));
     } else if (core) {
       this.source = { kind: 'nats', subject: core.subject };
+      const early = this.early?.subject === core.subject ? this.early : undefined;
       this.subs.push(this.o.nc.subscribe(core.subject, { callback: (_e, m) => this.receiveJson(m.data) }));
+      if (early) {
+        // Both subscriptions hear the subject until the server has the new one (ids deduplicate).
+        for (const d of early.data) this.receiveJson(d);
+        early.handle = (d) => this.receiveJson(d);
+        await this.o.nc.flush();
+      }
     } else {
       throw new Error(`job "${this.o.job}" writes results only to ${status.config.sinks.join(', ')}; the dashboard reads a nats: or jetstream: sink`);
     }
+    this.early?.sub.unsubscribe();
+    this.early = undefined;
+    this.sourceKnown();
     this.emit({ type: 'source', source: this.source });
     this.o.log.info({ source: this.source }, 'dashboard: reading results');
     this.examplesFrom(cfg.lateSink, (d) => this.keep(this.lateExamples, JSON.parse(dec.decode(d)) as LateRecord, 'late'));
@@ -336,6 +363,7 @@ export class DashboardFeed {
     this.closed = true;
     for (const t of this.timers) clearTimeout(t);
     for (const s of this.subs) s.unsubscribe();
+    this.early?.sub.unsubscribe();
     for (const c of this.consumers) await c.close().catch(() => undefined);
     this.listeners.clear();
   }

@@ -55,6 +55,8 @@ const REPLAY_CHUNK = 2000;
 /** A page that falls this far behind (bytes buffered) is dropped; it reconnects and catches up. */
 const MAX_BUFFERED = 32 << 20;
 const HEARTBEAT_MS = 15_000;
+/** How long a reconnecting page waits for the results source of a dashboard that just started. */
+const SOURCE_WAIT_MS = 10_000;
 
 interface Client {
   res: ServerResponse;
@@ -164,12 +166,16 @@ export class Dashboard {
     send(res, 404, { error: `not found: ${req.method} ${path}` });
   }
 
-  private events(req: IncomingMessage, res: ServerResponse, url: URL): void {
+  private async events(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
+    const last = (req.headers['last-event-id'] as string | undefined) ?? url.searchParams.get('lastEventId') ?? '';
+    // A page coming back (to a restarted job) names the source of its last event: wait for ours to be
+    // known before deciding between "what you missed" and a snapshot.
+    if (last && !this.feed.source) await Promise.race([this.feed.ready, new Promise((r) => setTimeout(r, SOURCE_WAIT_MS))]);
+    if (req.destroyed) return;
     res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache', connection: 'keep-alive', 'x-accel-buffering': 'no' });
     req.socket.setNoDelay(true);
     const feed = this.feed;
     const client: Client = { res, seq: -1 };
-    const last = (req.headers['last-event-id'] as string | undefined) ?? url.searchParams.get('lastEventId') ?? '';
     write(res, 'hello', { job: feed.job, tag: feed.tag, source: feed.source ?? null, serverTime: Date.now() }, undefined, 'retry: 1000\n');
     const m = /^(.+):(\d+)$/.exec(last);
     const missed = m && m[1] === feed.tag ? feed.store.after(Number(m[2])) : undefined;

@@ -11,6 +11,8 @@ export function subjectsFor(job: string) {
     out: `${base}.out`,
     /** sink actor → source: credits (flow control) and checkpoint completion */
     credit: `${base}.credit`,
+    /** default results output */
+    results: `${base}.results`,
     /** default late output */
     late: `${base}.late`,
     /** default dead-letter output */
