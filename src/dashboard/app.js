@@ -269,7 +269,9 @@
     const ctx = u.ctx;
     const n = u.data[0].length;
     if (!n) return;
-    const w = Math.max(4, (u.bbox.width / Math.max(n, 2)) * 0.8);
+    // The bars' own width: 70% of the gap between windows, at most 60 px (uPlot.paths.bars size).
+    const gap = n > 1 ? Math.abs(u.valToPos(u.data[0][1], 'x', true) - u.valToPos(u.data[0][0], 'x', true)) : u.bbox.width / 2;
+    const w = Math.max(4, Math.min(gap * 0.7, 60 * devicePixelRatio)) + 6 * devicePixelRatio;
     ctx.save();
     ctx.strokeStyle = C.rev;
     ctx.lineWidth = 3 * devicePixelRatio;
@@ -470,8 +472,9 @@
 
   const quantiles = (xs) => {
     const s = [...xs].sort((a, b) => a - b);
-    const q = (p) => (s.length ? s[Math.min(s.length - 1, Math.floor(p * s.length))] : null);
-    return { n: s.length, p50: q(0.5), p95: q(0.95), p99: q(0.99), max: s.length ? s[s.length - 1] : null };
+    const r1 = (x) => Math.round(x * 10) / 10;
+    const q = (p) => (s.length ? r1(s[Math.min(s.length - 1, Math.floor(p * s.length))]) : null);
+    return { n: s.length, p50: q(0.5), p95: q(0.95), p99: q(0.99), max: s.length ? r1(s[s.length - 1]) : null };
   };
 
   function waitFrames(n) {
@@ -509,17 +512,15 @@
       const saved = { sel: S.selected, user: S.userSelected };
       es.close();
       reset();
-      const longTasks = [];
-      let obs = null;
-      try { obs = new PerformanceObserver((l) => { for (const e of l.getEntries()) longTasks.push(e.duration); }); obs.observe({ type: 'longtask', buffered: false }); } catch { /* not supported */ }
-      S.renderTimes = [];
       const ingestTimes = [];
       const windowMs = 1000 / perSecond;
       const t0 = Date.now() - 60_000;
       let tick = 0;
       let sent = 0;
       const rnd = (() => { let a = 7; return () => ((a = (a * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff); })();
-      const timer = setInterval(() => {
+      // The batches are made before the measurement: only the page's own work is measured.
+      const batches = [];
+      for (let b = 0; b < (seconds * 1000) / batchMs; b++) {
         const recs = [];
         const windowsThisTick = (batchMs / 1000) * perSecond;
         for (let w = 0; w < windowsThisTick; w++, tick++) {
@@ -539,16 +540,26 @@
           }
         }
         sent += recs.length;
-        const data = JSON.stringify({ records: recs, lastSeq: sent });
+        batches.push(JSON.stringify({ records: recs, lastSeq: sent }));
+      }
+      const longTasks = [];
+      let obs = null;
+      try { obs = new PerformanceObserver((l) => { for (const e of l.getEntries()) longTasks.push(e.duration); }); obs.observe({ type: 'longtask', buffered: false }); } catch { /* not supported */ }
+      S.renderTimes = [];
+      let next = 0;
+      const timer = setInterval(() => {
+        const data = batches[next++];
+        if (data === undefined) return;
         const a = performance.now();
         handle('results', { data, lastEventId: '' });
         ingestTimes.push(performance.now() - a);
       }, batchMs);
       if (!S.userSelected || saved.sel == null || !S.newest.has(saved.sel)) S.userSelected = false;
-      const loaded = await frames(seconds * 1000);
+      const loaded = await frames(seconds * 1000 + batchMs);
       clearInterval(timer);
+      const fed = ingestTimes.length;
       obs?.disconnect();
-      const result = { keys, perSecond, seconds, records: sent, recordsPerSecond: Math.round(sent / seconds), frameIntervalMs: quantiles(loaded), idleFrameIntervalMs: quantiles(idle), renderMs: quantiles(S.renderTimes), ingestMsPerBatch: quantiles(ingestTimes), longTasks: { count: longTasks.length, totalMs: Math.round(longTasks.reduce((x, y) => x + y, 0)) } };
+      const result = { keys, perSecond, seconds, records: Math.round((sent * fed) / batches.length), recordsPerSecond: Math.round((sent * fed) / batches.length / seconds), batchesFed: fed, batches: batches.length, frameIntervalMs: quantiles(loaded), idleFrameIntervalMs: quantiles(idle), renderMs: quantiles(S.renderTimes), ingestMsPerBatch: quantiles(ingestTimes), longTasks: { count: longTasks.length, totalMs: Math.round(longTasks.reduce((x, y) => x + y, 0)) } };
       // Back to the real job: a fresh stream from the server (snapshot) replaces the synthetic keys.
       S.lastId = '';
       S.selected = saved.sel;
