@@ -257,7 +257,7 @@
       d[3].push(o ? null : r.positive);
       d[4].push(o ? r.count : null);
       d[5].push(o ? null : r.avgScore);
-      d[6].push(o ? r.avgScore : null);
+      d[6].push(o ? (r.avgScore ?? (r.count ? r.scoreSum / r.count : 0)) : null);
       d[7].push(o ? null : r.neutral);
       d[8].push(o ? null : r.negative);
     }

@@ -2,6 +2,14 @@
 // Pure: validation and evaluation against window results; the dashboard feed publishes what fires.
 
 import type { ResultRecord } from '../runtime/records.js';
+import type { SentimentResult } from '../runtime/sentiment-job.js';
+
+/** A result of the sentiment job (the fields the dashboard draws and alerts on). */
+export type SentimentRecord = ResultRecord & SentimentResult;
+
+/** True when a result carries the sentiment job's fields (a user job's may not). */
+export const isSentiment = (r: ResultRecord): r is SentimentRecord =>
+  typeof r.count === 'number' && typeof r.avgScore === 'number' && typeof r.positive === 'number' && typeof r.negative === 'number' && typeof r.neutral === 'number';
 
 export interface AlertRule {
   id: string;
@@ -57,7 +65,8 @@ export function parseRule(body: unknown, id: string): AlertRule {
 }
 
 /** True when the result meets the rule. */
-export function ruleMatches(rule: AlertRule, r: ResultRecord): boolean {
+export function ruleMatches(rule: AlertRule, r: ResultRecord): r is SentimentRecord {
+  if (!isSentiment(r)) return false;
   if (rule.key !== undefined && rule.key !== r.key) return false;
   if (r.count < rule.minCount) return false;
   return rule.op === 'below' ? r.avgScore < rule.threshold : r.avgScore > rule.threshold;

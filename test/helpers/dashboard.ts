@@ -4,7 +4,7 @@ import { existsSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import http from 'node:http';
 import type { NatsConnection } from 'nats';
-import type { ResultRecord } from '../../src/runtime/records.js';
+import type { SentimentRecord as ResultRecord } from '../../src/host/alerts.js';
 
 export const CHROMIUM = '/usr/bin/chromium';
 

@@ -14,7 +14,7 @@ import { connect, type NatsConnection } from 'nats';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { CLI, ROOT, scratchDir } from '../helpers/nats.js';
 import { CHROMIUM_ARGS, ensureChromium, latestByWindow, readResultsStream } from '../helpers/dashboard.js';
-import type { ResultRecord } from '../../src/runtime/records.js';
+import type { SentimentRecord as ResultRecord } from '../../src/host/alerts.js';
 
 interface View {
   selected: string | null;

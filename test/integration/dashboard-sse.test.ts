@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { natsFixture, spawnCli } from '../helpers/nats.js';
 import { BASE_TS, genStream } from '../helpers/streams.js';
 import { readResultsStream, SseClient } from '../helpers/dashboard.js';
-import type { ResultRecord } from '../../src/runtime/records.js';
+import type { SentimentRecord as ResultRecord } from '../../src/host/alerts.js';
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
