@@ -83,6 +83,14 @@ export class ResultStore {
     const r = n.record;
     if (this.seen.has(r.id)) return false;
     this.seen.add(r.id);
+    // Ids are remembered longer than windows are kept (a replay of an evicted window is still one),
+    // oldest first out: a Set iterates in insertion order.
+    if (this.seen.size > this.ringSize * 2) {
+      for (const id of this.seen) {
+        this.seen.delete(id);
+        if (this.seen.size <= this.ringSize * 2) break;
+      }
+    }
     this.ring.push(n);
     if (this.ring.length > this.ringSize * 1.25) this.ring.splice(0, this.ring.length - this.ringSize);
     const wk = windowKey(r);
@@ -98,7 +106,6 @@ export class ResultStore {
         for (const old of list.splice(0, list.length - this.historyPerKey)) {
           const gone = this.latest.get(old)!;
           this.latest.delete(old);
-          for (let rev = 0; rev <= gone.revision; rev++) this.seen.delete(`${gone.job}/${gone.key}/${gone.window.start}/${gone.window.end}/${rev}`);
           this.onEvict(gone);
         }
       }
