@@ -16,6 +16,7 @@
     byKey: new Map(), // key -> Map(windowId -> record), latest revision of each window
     newest: new Map(), // key -> newest window's record
     results: 0,
+    foreign: 0,
     lastId: '',
     lastSeq: 0,
     drawnSeq: 0,
@@ -51,6 +52,8 @@
   // ---- state
 
   function addRecord(r) {
+    // The page draws the sentiment job's fields; a user-defined job's results may not have them.
+    if (typeof r.count !== 'number' || typeof r.avgScore !== 'number') { S.foreign++; return; }
     let wins = S.byKey.get(r.key);
     if (!wins) S.byKey.set(r.key, (wins = new Map()));
     const id = wid(r);
@@ -83,6 +86,7 @@
     S.newest.clear();
     S.revised.clear();
     S.results = 0;
+    S.foreign = 0;
     markAll();
   }
 
@@ -394,7 +398,9 @@
     if (!empty) return;
     const st = S.status;
     const s = st && st.status;
-    $('empty-detail').textContent = !st || !st.available
+    $('empty-detail').textContent = S.foreign > 0
+      ? `${fmtInt(S.foreign)} results arrived without the sentiment fields this page draws (count, positive, negative, neutral, avgScore).`
+      : !st || !st.available
       ? `No answer yet from job "${S.job || '…'}"${st && st.error ? ` (${st.error})` : ''}. The page connects by itself once it runs.`
       : `Posts read: ${fmtInt(s.postsIn)}; windows open: ${fmtInt(s.windows.open)}; watermark ${typeof s.watermark === 'number' ? clockMs(s.watermark) : 'none yet'} (${s.config.window}, bound ${s.config.maxOutOfOrderness}). A window fires when the watermark passes its end.`;
   }
