@@ -39,7 +39,7 @@ export async function runDemo(argv: string[]): Promise<number> {
   const nats = await EmbeddedNats.start(join(dir, 'nats'));
   process.stdout.write(`embedded nats-server listening on ${nats.url}\n`);
   const cfg = resolveJobConfig({
-    nats: nats.url, job: 'demo', window: 'tumbling:5s', maxOutOfOrderness: '1s', lateness: '3s', keys: 'hashtags,all',
+    nats: nats.url, job: 'demo', window: 'tumbling:5s', maxOutOfOrderness: '1s', lateness: '3s', keys: 'hashtags,all', examples: true,
     stateDir: join(dir, 'state'), logLevel: 'warn', sinks: ['nats:tidemark.demo.results', 'jetstream:DEMO_RESULTS'],
   });
   const nc = await connectNats(nats.url, 'tidemark-demo');
