@@ -278,7 +278,7 @@ export class CheckpointStore {
     if (this.manifest.damagedLines.length) this.notes.push(`checkpoint manifest lines ${this.manifest.damagedLines.join(', ')} are damaged and were ignored`);
   }
 
-  /** Writes one checkpoint in one atomic, synced batch, then records it in the manifest. */
+  /** Writes one checkpoint in one atomic batch, then records it in the manifest (fsynced). */
   async write(cp: CheckpointWrite): Promise<CheckpointMeta> {
     const ops: Array<{ type: 'put'; key: string; value: Uint8Array }> = [];
     let bytes = 0;
@@ -296,7 +296,7 @@ export class CheckpointStore {
     meta.bytes += encode(meta).length;
     const metaBytes = encode(meta);
     try {
-      await this.db.batch([...ops, { type: 'put', key: metaKey(meta.id), value: metaBytes }], { sync: true });
+      await this.db.batch([...ops, { type: 'put', key: metaKey(meta.id), value: metaBytes }]);
       await this.manifest.add([manifestEntry(meta, metaBytes)]);
     } catch (e) {
       const hint = isLevelDamage(e) ? `: LevelDB reports damage in ${this.dir} (LevelDB: ${levelText(e)}); ${waysOut(this.ref, { repair: true })}` : `: ${(e as Error).message}`;
