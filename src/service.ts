@@ -148,8 +148,9 @@ const windowJson = (v: WindowView, partition: number): Record<string, unknown> =
   key: v.key,
   window: v.window,
   state: v.state,
+  records: v.records,
   ...v.aggregate,
-  avgScore: v.aggregate.count === 0 ? 0 : v.aggregate.scoreSum / v.aggregate.count,
+  ...v.extra,
   nextRevision: v.nextRevision,
   firesAt: v.firesAt,
   closesAt: v.closesAt,
@@ -228,7 +229,7 @@ function endpoints(job: Job): Record<string, EndpointDef> {
         return async () => {
           const p = partitionOf(key, cfg.partitions);
           const [reply] = await queryPartitions(job, { key }, p);
-          const live: LiveWindow[] = reply!.windows.map((w) => ({ window: w.window, state: w.state, count: w.aggregate.count }));
+          const live: LiveWindow[] = reply!.windows.map((w) => ({ window: w.window, state: w.state, count: w.records }));
           let asked: Window[] | undefined;
           if (at !== undefined) {
             const holding = live.filter((l) => l.window.start <= at && at < l.window.end).map((l) => l.window);
@@ -251,11 +252,7 @@ function endpoints(job: Job): Record<string, EndpointDef> {
         if (typeof name === 'string' && /^\d+$/.test(name)) throw bad('checkpoint: "name" must not be all digits (those mean a checkpoint id); add a letter');
         return async () => {
           const label = typeof name === 'string' ? name : `savepoint-${new Date().toISOString()}`;
-          // A name names one savepoint: asked again while it is being taken, the request joins it;
-          // asked again after it is written, it is refused (--from-checkpoint NAME must mean one thing).
-          const prior = job.source.savepointPending(label) ? undefined : job.store.savepointNamed(label);
-          if (prior !== undefined) throw new ServiceError(409, `a savepoint named "${label}" already exists (checkpoint ${prior}); names are unique, choose another`);
-          const taken = job.source.savepoint(label);
+          const taken = job.savepoint(label);
           const { id, joined } = await withTimeout(taken, SAVEPOINT_TIMEOUT, `savepoint "${label}" (still queued: it will be taken, and tidemark inspect lists it once written)`);
           const last = job.source.lastCheckpoint;
           return { id, name: label, ...(joined ? { joined: true } : {}), ...(last?.cp === id ? { ms: Math.round(last.ms), bytes: last.bytes } : {}) };
@@ -292,7 +289,8 @@ export async function startService(job: Job, log: Logger, version: string): Prom
           (e: unknown) => {
             failed.set(subject, (failed.get(subject) ?? 0) + 1);
             // A savepoint refused because the job is stopping or too many wait: 503, the service is unavailable for it.
-            const code = e instanceof ServiceError ? e.code : e instanceof TidemarkError && e.code === 'NOT_AVAILABLE' ? 503 : 500;
+            // A name already written: 409.
+            const code = e instanceof ServiceError ? e.code : e instanceof TidemarkError ? (e.code === 'NOT_AVAILABLE' ? 503 : e.code === 'SAVEPOINT_EXISTS' ? 409 : 500) : 500;
             log.warn({ endpoint: name, err: (e as Error).message }, 'service request failed');
             m.respondError(code, `${name}: ${(e as Error).message}`);
           },

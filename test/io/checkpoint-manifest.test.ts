@@ -12,6 +12,7 @@ import { CheckpointManifest } from '../../src/io/checkpoint-manifest.js';
 import { checkTable, crc32c, damagedTables, unsnappy } from '../../src/io/leveldb-tables.js';
 import { describeOpenFailure, groupProblems, isLevelDamage, levelText } from '../../src/io/state-damage.js';
 import { encode, decode } from '../../src/io/codec.js';
+import type { PersistedWindow } from '../../src/runtime/window-operator.js';
 
 const scratch = scratchDir('tidemark-manifest-');
 t.teardown(() => scratch.remove());
@@ -22,8 +23,8 @@ const freshDir = (): string => join(scratch.dir, `s${++dirs}`, 'checkpoints');
 /** Writes full checkpoints `ids`, each holding `n` windows. */
 async function writeFull(store: CheckpointStore, ids: number[], n = 50): Promise<void> {
   for (const id of ids) {
-    const upserts = Array.from({ length: n }, (_, i) => [i % 2, { key: `#k${i}`, start: 0, end: 60_000, state: 'open' as const, agg: { count: id, positive: 1, negative: 0, neutral: 0, scoreSum: 1 }, revision: 0, id: '' }] as [number, never]);
-    await store.write({ meta: { id, time: Date.now(), seq: id * 10, watermark: { wm: 0, maxTs: [] }, sinks: {}, parent: 0, full: true, depth: 1, windows: n, counters: {}, fingerprint: {} }, upserts, deletes: [] });
+    const windows: PersistedWindow[] = Array.from({ length: n }, (_, i) => ({ key: `#k${i}`, start: 0, end: 60_000, state: 'open', acc: { count: id, positive: 1, negative: 0, neutral: 0, scoreSum: 1 }, revision: 0, n: id }));
+    await store.write({ meta: { id, time: Date.now(), seq: id * 10, watermark: { wm: 0, maxTs: [] }, sinks: {}, parent: 0, full: true, depth: 1, windows: n, counters: {}, fingerprint: {} }, upserts: [[0, windows]], deletes: [] });
   }
 }
 
