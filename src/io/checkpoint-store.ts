@@ -1,5 +1,8 @@
 // LevelDB checkpoint store: incremental checkpoints as chains of deltas on a full base,
-// each written in one atomic batch and verified (entry count + hash) before it is trusted.
+// each written in one atomic batch and verified (entry count + hash) before it is trusted. A
+// manifest beside the LevelDB directory records each checkpoint, so one that LevelDB lost (a
+// damaged log or table) is reported; table checksums are checked before LevelDB reads a table;
+// damage LevelDB itself reports is named with the ways out (inspect --repair, --reset-state).
 
 import { existsSync, readdirSync, rmSync, cpSync, mkdirSync, renameSync } from 'node:fs';
 import { join } from 'node:path';

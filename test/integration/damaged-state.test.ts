@@ -156,6 +156,7 @@ function assertFallback(t: Test, r: CliResult, dir: string): void {
   sameRecords(t, deadView(readJsonl(join(dir, 'dlq.jsonl'))), deadView(expected.dead), 'dead letters: exactly the model');
 }
 
+// DAMAGE_ONLY=<case name with dashes> runs the cases whose name contains it (while working on one).
 for (const c of cases.filter((x) => !process.env.DAMAGE_ONLY || x.name.replace(/\W+/g, '-').includes(process.env.DAMAGE_ONLY))) {
   t.test(`${c.name}: ${c.expect === 'any' ? 'fallback or a clear refusal' : c.expect === 'fallback' ? 'falls back, results exact' : 'a clear refusal, then --repair and a fallback'}`, async (t) => {
     const dir = freshWork();
