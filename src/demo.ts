@@ -17,6 +17,7 @@ import { connectNats } from './cli.js';
 const DEMO_OPTIONS: OptionDef[] = [
   { flag: '--duration', key: 'duration', kind: 'dur', arg: 'DUR', help: 'stop after this long (default: until Ctrl-C)' },
   { flag: '--rate', key: 'rate', kind: 'int', arg: 'N', help: 'posts per second', default: '500' },
+  { flag: '--sink', key: 'sinks', kind: 'string', arg: 'SPEC', repeat: true, help: 'also write the results here (e.g. postgres://USER:PASS@HOST/DB); repeatable' },
   { flag: '--help', key: 'help', kind: 'bool', help: 'this help' },
 ];
 
@@ -35,7 +36,7 @@ export async function runDemo(argv: string[]): Promise<number> {
   process.stdout.write(`embedded nats-server listening on ${nats.url}\n`);
   const cfg = resolveJobConfig({
     nats: nats.url, job: 'demo', window: 'tumbling:5s', maxOutOfOrderness: '1s', lateness: '3s', keys: 'hashtags,all',
-    stateDir: join(dir, 'state'), logLevel: 'warn', sinks: ['nats:tidemark.demo.results'],
+    stateDir: join(dir, 'state'), logLevel: 'warn', sinks: ['nats:tidemark.demo.results', ...((opts.sinks as string[] | undefined) ?? [])],
   });
   const nc = await connectNats(nats.url, 'tidemark-demo');
   const job = await Job.start(cfg, nc, createLogger('warn'));
