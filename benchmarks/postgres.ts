@@ -45,7 +45,7 @@ export function resultRows(n: number): ResultRecord[] {
     const count = 1 + (i % 37);
     const neg = i % 5;
     const pos = Math.min(count - neg, i % 11);
-    out[i] = resultRecord('bench', key, { start, end: start + 60_000 }, { count, positive: pos, negative: neg, neutral: count - pos - neg, scoreSum: pos * 2 - neg * 3 }, 0, true, start + 65_000);
+    out[i] = resultRecord('bench', key, { start, end: start + 60_000 }, { count, positive: pos, negative: neg, neutral: count - pos - neg, scoreSum: pos * 2 - neg * 3, avgScore: (pos * 2 - neg * 3) / count }, 0, true, start + 65_000);
   }
   return out;
 }

@@ -5,7 +5,7 @@ import { readFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { connect, type NatsConnection } from 'nats';
 import { TidemarkError, exitCodeFor } from './errors.js';
-import { RUN_OPTIONS, parseFlags, resolveJobConfig, optionHelp, type OptionDef, type RawOptions, type JobConfig } from './config.js';
+import { RUN_OPTIONS, parseFlags, resolveJobConfig, rawRunOptions, optionHelp, type OptionDef, type RawOptions, type JobConfig } from './config.js';
 import { createLogger } from './log.js';
 import { EmbeddedNats } from './io/nats-server.js';
 import { Job } from './actors/job.js';
@@ -16,6 +16,7 @@ import { inspectCommand, INSPECT_OPTIONS } from './inspect.js';
 import { clientCommands } from './service-client.js';
 import { reconnectBackoff } from './io/reconnect.js';
 import { Instance } from './instance.js';
+import { loadJobModule } from './io/job-loader.js';
 
 const VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
@@ -172,12 +173,14 @@ async function run(argv: string[]): Promise<number> {
   const { opts, positional } = parseFlags(argv, RUN_HELP_OPTIONS);
   if (opts.help) {
     process.stdout.write(
-      `Usage: tidemark run --window SPEC [options]\n\nRuns a job: reads posts from a JetStream stream, scores them (AFINN), counts them in event-time\nwindows per key, and writes window results to the sinks. DUR is like 250ms, 30s, 10m, 1h.\n\nOptions:\n${optionHelp(RUN_HELP_OPTIONS)}\n`,
+      `Usage: tidemark run --window SPEC [options]\n\nRuns a job: reads records from a JetStream stream and aggregates them in event-time windows per key;\nthe built-in job scores posts (AFINN) and counts them, --job-module FILE runs your own. Window\nresults go to the sinks. DUR is like 250ms, 30s, 10m, 1h.\n\nOptions:\n${optionHelp(RUN_HELP_OPTIONS)}\n`,
     );
     return 0;
   }
   if (positional.length) throw new TidemarkError('BAD_FLAG', `run: unexpected argument "${positional[0]}"; options start with --`);
-  const cfg = resolveJobConfig(opts);
+  const moduleFile = rawRunOptions(opts).jobModule;
+  const definition = typeof moduleFile === 'string' ? (await loadJobModule(moduleFile)).definition : undefined;
+  const cfg = resolveJobConfig(opts, definition);
   const log = createLogger(cfg.logLevel);
   let embedded: EmbeddedNats | undefined;
   let url = cfg.nats;

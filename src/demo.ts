@@ -61,13 +61,13 @@ export async function runDemo(argv: string[]): Promise<number> {
     }
   }, 20);
   const draw = (): void => {
-    const rows = [...latest.values()].sort((a, b) => b.count - a.count).slice(0, 12);
+    const rows = [...latest.values()].sort((a, b) => Number(b.count) - Number(a.count)).slice(0, 12);
     const lines = [
       `\x1b[2J\x1b[HTidemark demo: ${sent} posts published, window tumbling 5s, lateness 3s  (Ctrl-C to stop)`,
       `late posts dropped: ${late}   dead letters: ${dead}   results: ${job.sink.counts.results}`,
       '',
       `${'key'.padEnd(12)} ${'window'.padEnd(21)} ${'count'.padStart(6)} ${'pos'.padStart(5)} ${'neg'.padStart(5)} ${'neu'.padStart(5)} ${'avg'.padStart(7)}  rev  final`,
-      ...rows.map((r) => `${r.key.padEnd(12)} ${new Date(r.window.start).toISOString().slice(11, 19)}-${new Date(r.window.end).toISOString().slice(11, 19)}   ${String(r.count).padStart(6)} ${String(r.positive).padStart(5)} ${String(r.negative).padStart(5)} ${String(r.neutral).padStart(5)} ${r.avgScore.toFixed(2).padStart(7)}  ${String(r.revision).padStart(3)}  ${r.final}`),
+      ...rows.map((r) => `${r.key.padEnd(12)} ${new Date(r.window.start).toISOString().slice(11, 19)}-${new Date(r.window.end).toISOString().slice(11, 19)}   ${String(r.count).padStart(6)} ${String(r.positive).padStart(5)} ${String(r.negative).padStart(5)} ${String(r.neutral).padStart(5)} ${Number(r.avgScore).toFixed(2).padStart(7)}  ${String(r.revision).padStart(3)}  ${r.final}`),
     ];
     process.stdout.write(lines.join('\n') + '\n');
   };
