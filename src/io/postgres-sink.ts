@@ -2,8 +2,10 @@
 // one transaction per checkpoint together with that checkpoint's id in a progress table.
 //
 // Records between two barriers form an epoch. One connection streams an epoch's records into an
-// open transaction in batches (COPY into a temporary staging table, then INSERT … SELECT … ON
-// CONFLICT into the real tables), and at the barrier writes the progress row and commits; only
+// open transaction in batches (rows no earlier write can have made, such as a window's revision 0,
+// by a plain COPY into their tables; the others by COPY into a temporary staging table, then
+// INSERT … SELECT … ON CONFLICT; an epoch whose plain COPY meets an existing row — a replay — is
+// written again the second way), and at the barrier writes the progress row and commits; only
 // then does the checkpoint's snapshot promise resolve, so LevelDB never records a checkpoint whose
 // results are not durable in PostgreSQL, and a reader never sees results of an uncommitted cut.
 // Records are kept until their epoch commits: when the connection is lost the epoch is written
@@ -100,6 +102,8 @@ interface Epoch {
   lines: string[];
   sent: number;
   closed: boolean;
+  /** written with ON CONFLICT only (a plain COPY of this epoch met a row that was there) */
+  safe?: boolean;
   resolve?: (p: SinkProgress) => void;
   reject?: (e: Error) => void;
 }
@@ -524,9 +528,36 @@ export class PostgresSink implements Sink {
   }
 
   /** COPY a batch into the staging table, then move it into every target with its conflict rule. */
-  private async writeBatch(c: pg.Client, records: readonly OutRecord[], lines: readonly string[]): Promise<void> {
+  /**
+   * Writes a batch. Fast path: rows no earlier write can have made — a window's revision 0, a late
+   * record, a dead letter, when this epoch has met no existing row — are COPYed straight into their
+   * tables; a row that is there after all (a replay after a crash) makes the COPY fail with a unique
+   * violation, and the epoch is written again with `safe`. The rest (and all of a safe epoch) goes
+   * through the staging table and INSERT … ON CONFLICT.
+   */
+  private async writeBatch(c: pg.Client, records: readonly OutRecord[], lines: readonly string[], safe: boolean): Promise<void> {
     const cols = this.columns.map((k) => q(k.name)).join(', ');
-    await pipeline(Readable.from([lines.join('')]), c.query(copyFrom(`COPY ${this.stage} (${cols}) FROM STDIN`)));
+    const copy = (table: string, text: string): Promise<void> => pipeline(Readable.from([text]), c.query(copyFrom(`COPY ${table} (${cols}) FROM STDIN`)));
+    if (!safe) {
+      const fresh: string[] = [];
+      const restRecords: OutRecord[] = [];
+      const restLines: string[] = [];
+      for (let i = 0; i < records.length; i++) {
+        if (this.role !== 'results' || (records[i] as unknown as Rec).revision === 0) fresh.push(lines[i]!);
+        else {
+          restRecords.push(records[i]!);
+          restLines.push(lines[i]!);
+        }
+      }
+      if (fresh.length) {
+        const text = fresh.join('');
+        for (const t of this.targets) await copy(t.table, text);
+      }
+      if (restRecords.length === 0) return;
+      records = restRecords;
+      lines = restLines;
+    }
+    await copy(this.stage, lines.join(''));
     const unique = this.role !== 'results' || windowsUnique(records);
     const stmts: string[] = [];
     for (const t of this.targets) {
@@ -577,7 +608,7 @@ export class PostgresSink implements Sink {
         if (unsent > 0) {
           const n = Math.min(unsent, CHUNK);
           await this.syncSchema(c);
-          await this.writeBatch(c, ep.records.slice(ep.sent, ep.sent + n), ep.lines.slice(ep.sent, ep.sent + n));
+          await this.writeBatch(c, ep.records.slice(ep.sent, ep.sent + n), ep.lines.slice(ep.sent, ep.sent + n), ep.safe === true);
           ep.sent += n;
           this.unsent -= n;
           faultPoint('postgres-batch-written');
@@ -598,6 +629,18 @@ export class PostgresSink implements Sink {
       } catch (e) {
         this.inTx = false;
         if (this.closing) return;
+        if ((e as { code?: string }).code === '23505' && !ep.safe) {
+          // A plain COPY met a row that is there (a replay): this epoch again, with ON CONFLICT.
+          this.log?.debug({ sink: this.shown, checkpoint: ep.cp ?? null }, 'rows already in PostgreSQL: writing this checkpoint again with ON CONFLICT');
+          ep.safe = true;
+          this.unsent += ep.sent;
+          ep.sent = 0;
+          const c = this.client;
+          // The rollback also undid this transaction's staging table and added columns: look again.
+          const rolledBack = c ? await c.query('ROLLBACK').then(() => this.reloadColumns(c)).then(() => true, () => false) : false;
+          if (rolledBack) continue;
+          e = Object.assign(new Error('Connection terminated during ROLLBACK'), { code: '08006' });
+        }
         if (!isTransient(e)) {
           this.fail(e);
           return;
