@@ -119,7 +119,7 @@ export class Job {
       const jobSource: JobSource | undefined = cfg.jobModule
         ? { module: pathToFileURL(resolve(cfg.jobModule)).href, stream: cfg.inputStream }
         : cfg.keys
-          ? { keys: cfg.keys, stream: cfg.inputStream }
+          ? { keys: cfg.keys, examples: cfg.examples === true, stream: cfg.inputStream }
           : undefined;
       const pool = new ScoringPool(cfg.scoringThreads, cfg.compiled, jobSource);
       const source = new SourceActor(
