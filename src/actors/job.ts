@@ -94,6 +94,7 @@ export class Job {
   static async start(cfg: JobConfig, nc: NatsConnection, log: Logger): Promise<Job> {
     const t0 = performance.now();
     const store = await openJobStore(cfg.stateDir, cfg.job, cfg.resetState);
+    let opened: SinkActor | undefined;
     try {
       if (cfg.resetState) log.warn({ stateDir: cfg.stateDir }, 'state reset: starting from the beginning of the input');
       for (const note of store.notes) log.warn({ stateDir: cfg.stateDir }, note);
@@ -121,11 +122,12 @@ export class Job {
       const js = nc.jetstream();
       const input = await ensureStream(jsm, cfg.inputStream, cfg.inputSubjects);
       const sinkSet: SinkSet = {
-        results: cfg.sinks.map((s) => createSink(s, nc, js, jsm, cfg.job)),
-        late: createSink(cfg.lateSink, nc, js, jsm, cfg.job),
-        dead: createSink(cfg.dlqSink, nc, js, jsm, cfg.job),
+        results: cfg.sinks.map((s) => createSink(s, nc, js, jsm, cfg.job, 'results', log)),
+        late: createSink(cfg.lateSink, nc, js, jsm, cfg.job, 'late', log),
+        dead: createSink(cfg.dlqSink, nc, js, jsm, cfg.job, 'dead', log),
       };
       const sink = new SinkActor(nc, cfg.job, cfg.partitions, sinkSet, store, fingerprint, cfg.retain, log, meta?.id ?? 0);
+      opened = sink;
       await sink.openSinks(meta?.sinks);
       if (meta) {
         sink.counts.results = meta.counters.results ?? 0;
@@ -183,6 +185,8 @@ export class Job {
       );
       return new Job(cfg, nc, store, parts, sink, source, meta, endSeq, pool);
     } catch (e) {
+      // A sink that refused to open must not keep the process alive with the others' connections.
+      await opened?.closeSinks().catch(() => undefined);
       await store.close().catch(() => undefined);
       throw e;
     }

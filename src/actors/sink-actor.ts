@@ -183,7 +183,7 @@ export class SinkActor {
   private complete(a: Alignment): void {
     const t0 = performance.now();
     const src = a.arrived.get(-1) as Extract<OutMsg, { t: 'source-barrier' }>;
-    const progress = SinkActor.progressKeys(this.sinks).map(([key, s]) => [key, s.snapshot()] as const);
+    const progress = SinkActor.progressKeys(this.sinks).map(([key, s]) => [key, s.snapshot(a.cp)] as const);
     const upserts: Array<[number, readonly PersistedWindow[]]> = [];
     const deletes: Array<[number, string]> = [];
     let windows = 0;

@@ -6,6 +6,8 @@ import { dirname } from 'node:path';
 import { type JetStreamClient, type JetStreamManager, type NatsConnection, type PubAck } from 'nats';
 import { TidemarkError } from '../errors.js';
 import type { SinkSpec } from '../config.js';
+import type { Logger } from '../log.js';
+import { PostgresSink, type SinkRole } from './postgres-sink.js';
 
 /** Anything a sink writes: every record has a stable id. */
 export interface OutRecord {
@@ -13,7 +15,7 @@ export interface OutRecord {
 }
 
 /** Progress a sink needs to recover exactly: written into each checkpoint. */
-export type SinkProgress = { offset: number } | { lastSeq: number } | Record<string, never>;
+export type SinkProgress = { offset: number } | { lastSeq: number } | { checkpoint: number } | Record<string, never>;
 
 /** A sink of records. */
 export interface Sink {
@@ -25,8 +27,9 @@ export interface Sink {
   /**
    * Captures the progress at a checkpoint barrier (synchronously: it covers exactly what was written
    * so far) and returns a promise that resolves once that much is durable. Writing may go on meanwhile.
+   * `cp` is the checkpoint's id (a transactional sink commits it with the records).
    */
-  snapshot(): Promise<SinkProgress>;
+  snapshot(cp?: number): Promise<SinkProgress>;
   /** Makes everything written durable; returns the progress. */
   flush(): Promise<SinkProgress>;
   close(): Promise<void>;
@@ -227,9 +230,10 @@ export class JetStreamSink implements Sink {
   }
 }
 
-/** Builds the sink for a spec. */
-export function createSink(spec: SinkSpec, nc: NatsConnection, js: JetStreamClient, jsm: JetStreamManager, job: string): Sink {
+/** Builds the sink for a spec; `role` says what it carries (results, late records, dead letters). */
+export function createSink(spec: SinkSpec, nc: NatsConnection, js: JetStreamClient, jsm: JetStreamManager, job: string, role: SinkRole = 'results', log?: Logger): Sink {
   if (spec.kind === 'jsonl') return new JsonlSink(spec.path);
+  if (spec.kind === 'postgres') return new PostgresSink(spec, role, job, log);
   if (spec.kind === 'nats') return new NatsSubjectSink(nc, spec.subject);
   return new JetStreamSink(js, jsm, spec.stream, spec.subject ?? `tidemark.${job}.js.${spec.stream}`);
 }
