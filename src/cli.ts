@@ -16,6 +16,7 @@ import { inspectCommand, INSPECT_OPTIONS } from './inspect.js';
 import { clientCommands } from './service-client.js';
 import { reconnectBackoff } from './io/reconnect.js';
 import { Instance } from './instance.js';
+import { isTransientNatsError } from './io/nats-errors.js';
 
 const VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
@@ -35,6 +36,26 @@ Commands:
   services   list running Tidemark instances
 
 Run 'tidemark <command> --help' for the options of a command.`;
+
+/** How long SIGTERM waits for the final checkpoint before stopping without it; then for the abort. */
+const STOP_GRACE_MS = 10_000;
+const ABORT_GRACE_MS = 2_000;
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** Starts the job, again and again while NATS fails transiently (a cluster electing leaders), with backoff. */
+async function startRetrying(start: () => Promise<Job>, log: ReturnType<typeof createLogger>, stopping: () => boolean): Promise<Job> {
+  const backoff = reconnectBackoff();
+  for (;;) {
+    try {
+      return await start();
+    } catch (e) {
+      if (!isTransientNatsError(e) || stopping()) throw e;
+      const wait = backoff();
+      log.warn({ err: (e as Error).message }, `the job could not start (${(e as Error).message}); trying again in ${Math.round(wait)} ms`);
+      await sleep(wait);
+    }
+  }
+}
 
 const CONNECT_OPTIONS: OptionDef[] = [
   { flag: '--nats', key: 'nats', kind: 'string', arg: 'URL', help: 'NATS server', default: 'nats://127.0.0.1:4222' },
@@ -74,7 +95,7 @@ function intFlag(o: RawOptions, table: OptionDef[], key: string, min = 0): numbe
 /** Connects to NATS or fails with one clear line. */
 export async function connectNats(url: string, name = 'tidemark'): Promise<NatsConnection> {
   try {
-    return await connect({ servers: url, name, maxReconnectAttempts: -1, reconnectDelayHandler: reconnectBackoff(), timeout: 5000 });
+    return await connect({ servers: url.split(',').map((u) => u.trim()).filter(Boolean), name, maxReconnectAttempts: -1, reconnectDelayHandler: reconnectBackoff(), timeout: 5000 });
   } catch (e) {
     throw new TidemarkError('NATS_UNAVAILABLE', `cannot connect to NATS at ${url}: ${(e as Error).message}`, { cause: e });
   }
@@ -208,24 +229,42 @@ async function run(argv: string[]): Promise<number> {
   let instance: Instance | undefined;
   let lockLost: string | undefined;
   let stopRequested = false;
+  // A graceful stop that cannot finish (a wedged channel, NATS gone) is cut short: SIGTERM always ends the process.
+  let forceStop: () => void = () => undefined;
+  const forced = new Promise<'forced'>((r) => (forceStop = () => r('forced')));
+  const hardStop = (): void => {
+    forceStop();
+    // Whatever still holds the process (a request to a frozen server, a start-up step) must not keep it.
+    setTimeout(() => process.exit(1), ABORT_GRACE_MS * 2);
+  };
   const onSignal = (sig: string): void => {
-    if (stopRequested) return;
+    if (stopRequested) {
+      log.warn({ signal: sig }, 'second signal: stopping now, without a final checkpoint');
+      hardStop();
+      return;
+    }
     stopRequested = true;
     log.info({ signal: sig }, 'stopping: no more intake, flushing, final checkpoint');
-    void job?.stop();
+    setTimeout(() => {
+      log.error(`the graceful stop did not finish within ${STOP_GRACE_MS / 1000}s; stopping without a final checkpoint (the last complete one is intact)`);
+      hardStop();
+    }, STOP_GRACE_MS).unref();
+    // Its outcome (or failure) is the main loop's to report.
+    job?.stop().catch(() => undefined);
   };
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
   try {
     instance = await Instance.start(nc, cfg, log, VERSION, (why) => {
       lockLost = why;
-      void job?.stop();
+      job?.stop().catch(() => undefined);
     });
     let restartCfg: JobConfig | undefined;
+    const faultBackoff = reconnectBackoff();
     for (;;) {
       const lost = new Promise<'lost'>((r) => (connectionLost = () => r('lost')));
       const back = new Promise<void>((r) => (reconnected = r));
-      job = await Job.start(restartCfg ?? cfg, nc, log);
+      job = await startRetrying(() => Job.start(restartCfg ?? cfg, nc, log), log, () => stopRequested);
       // A restart after a lost connection resumes from the job's own last checkpoint: neither
       // --from-checkpoint nor --reset-state applies again.
       restartCfg ??= (({ fromCheckpoint: _from, ...rest }) => ({ ...rest, resetState: false }))(cfg);
@@ -233,8 +272,21 @@ async function run(argv: string[]): Promise<number> {
       const running = job;
       const { startService } = await import('./service.js');
       service = await startService(running, log, VERSION);
-      if (stopRequested) void running.stop();
-      const outcome = await Promise.race([running.run().then(() => 'done' as const), lost]);
+      if (stopRequested) running.stop().catch(() => undefined);
+      // A NATS request that timed out while the cluster fails over is no reason to end: the job restarts from its checkpoint.
+      const finished = running.run().then(
+        () => 'done' as const,
+        (e: unknown) => {
+          if (isTransientNatsError(e)) return { fault: (e as Error).message };
+          throw e;
+        },
+      );
+      const outcome = await Promise.race([finished, lost, forced, running.faulted.then((why) => ({ fault: why }))]);
+      if (outcome === 'forced') {
+        await Promise.race([running.abort(), sleep(ABORT_GRACE_MS)]);
+        job = undefined;
+        return 1;
+      }
       if (outcome === 'done') {
         log.info({ seq: running.source.seq, results: running.sink.counts.results, late: running.sink.counts.late, dead: running.sink.counts.dead }, 'job finished');
         if (lockLost) throw new TidemarkError('STATE_LOCKED', lockLost);
@@ -242,6 +294,16 @@ async function run(argv: string[]): Promise<number> {
       }
       await running.abort();
       job = undefined;
+      if (typeof outcome === 'object') {
+        // An internal message was lost (or NATS failed a request): the checkpoint is the consistent cut to go back to.
+        if (stopRequested) throw new TidemarkError('NATS_UNAVAILABLE', `stopped without a final checkpoint: ${outcome.fault}`);
+        await service.stop().catch(() => undefined);
+        service = undefined;
+        const wait = faultBackoff();
+        log.warn({ reason: outcome.fault }, `restarting the job from its last checkpoint in ${Math.round(wait)} ms: ${outcome.fault}`);
+        await sleep(wait);
+        continue;
+      }
       if (nc.isClosed()) throw new TidemarkError('NATS_UNAVAILABLE', `lost the connection to NATS at ${url} for good`);
       await back;
       await service.stop().catch(() => undefined);
