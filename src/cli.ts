@@ -3,7 +3,8 @@
 
 import { readFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { connect, type NatsConnection } from 'nats';
+import type { NatsConnection } from 'nats';
+import { connectNats, natsAuthFrom, redactUrl, NATS_AUTH_OPTIONS } from './io/connect.js';
 import { TidemarkError, exitCodeFor } from './errors.js';
 import { RUN_OPTIONS, parseFlags, resolveJobConfig, optionHelp, type OptionDef, type RawOptions, type JobConfig } from './config.js';
 import { createLogger } from './log.js';
@@ -58,7 +59,8 @@ async function startRetrying(start: () => Promise<Job>, log: ReturnType<typeof c
 }
 
 const CONNECT_OPTIONS: OptionDef[] = [
-  { flag: '--nats', key: 'nats', kind: 'string', arg: 'URL', help: 'NATS server', default: 'nats://127.0.0.1:4222' },
+  { flag: '--nats', key: 'nats', kind: 'string', arg: 'URL', help: 'NATS server(s), comma-separated', default: 'nats://127.0.0.1:4222' },
+  ...NATS_AUTH_OPTIONS,
   { flag: '--input-stream', key: 'inputStream', kind: 'string', arg: 'NAME', help: 'input stream (created when missing)', default: 'POSTS' },
   { flag: '--input-subjects', key: 'inputSubjects', kind: 'string', arg: 'SUBJ', help: 'subjects of the input stream when it is created', default: 'posts.>' },
   { flag: '--subject', key: 'subject', kind: 'string', arg: 'SUBJ', help: 'subject to publish posts on', default: 'posts.in' },
@@ -92,14 +94,6 @@ function intFlag(o: RawOptions, table: OptionDef[], key: string, min = 0): numbe
   return Number(v);
 }
 
-/** Connects to NATS or fails with one clear line. */
-export async function connectNats(url: string, name = 'tidemark'): Promise<NatsConnection> {
-  try {
-    return await connect({ servers: url.split(',').map((u) => u.trim()).filter(Boolean), name, maxReconnectAttempts: -1, reconnectDelayHandler: reconnectBackoff(), timeout: 5000 });
-  } catch (e) {
-    throw new TidemarkError('NATS_UNAVAILABLE', `cannot connect to NATS at ${url}: ${(e as Error).message}`, { cause: e });
-  }
-}
 
 async function ensureInput(nc: NatsConnection, stream: string, subjects: string): Promise<void> {
   const { ensureStream } = await import('./io/jetstream-source.js');
@@ -117,7 +111,7 @@ async function produce(argv: string[]): Promise<number> {
   } catch (e) {
     throw new TidemarkError('BAD_FLAG', `--file: cannot read ${file}: ${(e as Error).message}`);
   }
-  const nc = await connectNats(get(opts, PRODUCE_OPTIONS, 'nats')!);
+  const nc = await connectNats(get(opts, PRODUCE_OPTIONS, 'nats')!, 'tidemark-produce', natsAuthFrom((k) => get(opts, PRODUCE_OPTIONS, k)));
   try {
     await ensureInput(nc, get(opts, PRODUCE_OPTIONS, 'inputStream')!, get(opts, PRODUCE_OPTIONS, 'inputSubjects')!);
     const js = nc.jetstream();
@@ -158,7 +152,7 @@ async function gen(argv: string[]): Promise<number> {
     process.stdout.write(out.join('\n') + '\n');
     return 0;
   }
-  const nc = await connectNats(get(opts, GEN_OPTIONS, 'nats')!);
+  const nc = await connectNats(get(opts, GEN_OPTIONS, 'nats')!, 'tidemark-gen', natsAuthFrom((k) => get(opts, GEN_OPTIONS, k)));
   try {
     await ensureInput(nc, get(opts, GEN_OPTIONS, 'inputStream')!, get(opts, GEN_OPTIONS, 'inputSubjects')!);
     const subject = get(opts, GEN_OPTIONS, 'subject')!;
@@ -208,7 +202,7 @@ async function run(argv: string[]): Promise<number> {
     process.stdout.write(`embedded nats-server listening on ${url}\n`);
   }
   mkdirSync(cfg.stateDir, { recursive: true });
-  const nc = await connectNats(url, `tidemark-${cfg.job}`);
+  const nc = await connectNats(url, `tidemark-${cfg.job}`, cfg.natsAuth);
   // Core NATS is at-most-once between actors: when the connection drops, batches in flight may be
   // lost, so the job restarts from its last checkpoint once NATS is back (Flink's failover).
   let connectionLost: () => void = () => undefined;
@@ -304,7 +298,7 @@ async function run(argv: string[]): Promise<number> {
         await sleep(wait);
         continue;
       }
-      if (nc.isClosed()) throw new TidemarkError('NATS_UNAVAILABLE', `lost the connection to NATS at ${url} for good`);
+      if (nc.isClosed()) throw new TidemarkError('NATS_UNAVAILABLE', `lost the connection to NATS at ${redactUrl(url)} for good`);
       await back;
       await service.stop().catch(() => undefined);
       service = undefined;

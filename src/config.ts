@@ -10,11 +10,13 @@ import { parseKeySpec, type KeySpec } from './runtime/keys.js';
 import type { JobSemantics } from './runtime/ingest.js';
 import type { WindowSpec } from './runtime/windows.js';
 import { JOB_NAME } from './io/subjects.js';
+import { NATS_AUTH_OPTIONS, natsAuthFrom, type NatsAuth } from './io/connect.js';
 
 export type SinkSpec = { kind: 'jsonl'; path: string } | { kind: 'nats'; subject: string } | { kind: 'jetstream'; stream: string; subject?: string };
 
 export interface JobConfig extends JobSemantics {
   nats?: string;
+  natsAuth: NatsAuth;
   inputStream: string;
   inputSubjects: string[];
   idleTimeout: number;
@@ -54,7 +56,8 @@ export interface OptionDef {
 
 /** Options of `tidemark run`. */
 export const RUN_OPTIONS: OptionDef[] = [
-  { flag: '--nats', key: 'nats', kind: 'string', arg: 'URL', help: 'NATS server to use; without it an embedded nats-server is started' },
+  { flag: '--nats', key: 'nats', kind: 'string', arg: 'URL', help: 'NATS server(s) to use, comma-separated; without it an embedded nats-server is started' },
+  ...NATS_AUTH_OPTIONS,
   { flag: '--job', key: 'job', kind: 'string', arg: 'NAME', help: 'job name (scopes subjects, consumers and state)', default: 'sentiment' },
   { flag: '--input-stream', key: 'inputStream', kind: 'string', arg: 'NAME', help: 'JetStream stream holding the posts (created when missing)', default: 'POSTS' },
   { flag: '--input-subjects', key: 'inputSubjects', kind: 'list', arg: 'SUBJ', help: 'subjects of the input stream, comma-separated', default: 'posts.>' },
@@ -216,6 +219,7 @@ export function resolveJobConfig(flags: RawOptions): JobConfig {
     retain: int(get('retain')!, '--retain', 1, 1000),
     resetState: raw.resetState === true,
     logLevel,
+    natsAuth: natsAuthFrom(get),
   };
   if (!/^[A-Za-z0-9_-]+$/.test(cfg.inputStream)) throw new TidemarkError('BAD_FLAG', `--input-stream: "${cfg.inputStream}" is not a stream name (letters, digits, _ and -)`);
   const from = get('fromCheckpoint');

@@ -12,7 +12,7 @@ import { createLogger } from './log.js';
 import { Job } from './actors/job.js';
 import { syntheticPosts } from './runtime/synthetic.js';
 import type { ResultRecord } from './runtime/records.js';
-import { connectNats } from './cli.js';
+import { connectNats } from './io/connect.js';
 
 const DEMO_OPTIONS: OptionDef[] = [
   { flag: '--duration', key: 'duration', kind: 'dur', arg: 'DUR', help: 'stop after this long (default: until Ctrl-C)' },
