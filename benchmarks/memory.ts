@@ -5,7 +5,9 @@
 
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
-import { WindowOperator, type PostItem } from '../src/runtime/window-operator.js';
+import { WindowOperator, type DeltaItem } from '../src/runtime/window-operator.js';
+import { compileJob } from '../src/runtime/compiled-job.js';
+import { sentimentJob } from '../src/runtime/sentiment-job.js';
 
 export interface MemoryOutcome {
   bytesPerOpenWindow: number;
@@ -30,18 +32,21 @@ function forceGc(): void {
   gcFn();
 }
 
+/** A sentiment accumulator of one post with this score. */
+const unitAcc = (score: number) => ({ count: 1, positive: score > 0 ? 1 : 0, negative: score < 0 ? 1 : 0, neutral: score === 0 ? 1 : 0, scoreSum: score });
+
 /** Opens `windows` windows (distinct keys, one tumbling day window) and measures heap growth. */
 export function measureWindowMemory(windows: number): MemoryOutcome {
   const day = 86_400_000;
   const base = Math.floor(Date.UTC(2025, 0, 1) / day) * day;
   forceGc();
   const before = process.memoryUsage().heapUsed;
-  const op = new WindowOperator({ job: 'sentiment', window: { kind: 'tumbling', size: day }, lateness: day, mode: 'updates' });
+  const op = new WindowOperator({ job: 'sentiment', window: { kind: 'tumbling', size: day }, lateness: day, mode: 'updates', compiled: compileJob(sentimentJob({ keys: { hashtags: true, all: false, keywords: [] } }), { stream: 'POSTS', lateIdField: 'postId' }) });
   // Keys are built per window, as the job receives them: they are part of a window's cost.
   const chunk = 10_000;
   for (let i = 0; i < windows; i += chunk) {
-    const ops: PostItem[] = [];
-    for (let j = i; j < Math.min(windows, i + chunk); j++) ops.push({ k: `#w${j}`, id: `p${j}`, ts: base + 1000 + (j % 1000), s: (j % 5) - 2 });
+    const ops: DeltaItem[] = [];
+    for (let j = i; j < Math.min(windows, i + chunk); j++) ops.push({ k: `#w${j}`, s: base, a: unitAcc((j % 5) - 2), c: 1 });
     op.apply(ops);
   }
   forceGc();

@@ -8,9 +8,14 @@
 // so 1M windows fit in the heap; `memory.ts` measures windows with running actors.
 
 import { mkdirSync, rmSync } from 'node:fs';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { join } from 'node:path';
 import { CheckpointStore, type CheckpointMeta } from '../src/io/checkpoint-store.js';
 import { WindowOperator, type Op, type PersistedWindow } from '../src/runtime/window-operator.js';
+import { compileJob } from '../src/runtime/compiled-job.js';
+import { sentimentJob } from '../src/runtime/sentiment-job.js';
+import { forEachSlice, yieldToLoop } from '../src/actors/slices.js';
+import { SNAPSHOT_SLICE } from '../src/actors/partition-actor.js';
 
 export interface StateRow {
   windows: number;
@@ -33,14 +38,19 @@ export interface StateRow {
   allResultsMs: number | null;
   /** results produced (equals windows when every window was fired) */
   results: number;
+  /**
+   * Worst event-loop delay (ms, `monitorEventLoopDelay`) while the full checkpoint, the restore and
+   * the watermark step ran the way the actors run them (slices with yields between them).
+   */
+  maxEventLoopDelayMs: number;
 }
 
 const JOB = 'state';
 const SIZE = 60_000;
 const BASE = 1_764_000_000_000;
 const now = (): number => performance.now();
-/** Firing costs one xstate actor per window (tens of µs); beyond this size only the first slice is timed. */
-export const FIRE_ALL_UP_TO = 100_000;
+/** Firing steps each window's machine (a few µs each); beyond this size only the first slice is timed. */
+export const FIRE_ALL_UP_TO = 1_000_000;
 
 function meta(id: number, parent: number, full: boolean, depth: number, windows: number): Omit<CheckpointMeta, 'entries' | 'hash' | 'bytes'> {
   return {
@@ -58,7 +68,9 @@ function meta(id: number, parent: number, full: boolean, depth: number, windows:
   };
 }
 
-const op = (): WindowOperator => new WindowOperator({ job: JOB, window: { kind: 'tumbling', size: SIZE }, lateness: 0, mode: 'updates' });
+const COMPILED = compileJob(sentimentJob({ keys: { hashtags: true, all: false, keywords: [] } }), { stream: 'POSTS', lateIdField: 'postId' });
+const op = (): WindowOperator => new WindowOperator({ job: JOB, window: { kind: 'tumbling', size: SIZE }, lateness: 0, mode: 'updates', compiled: COMPILED });
+const unitAcc = (score: number) => ({ count: 1, positive: score > 0 ? 1 : 0, negative: score < 0 ? 1 : 0, neutral: score === 0 ? 1 : 0, scoreSum: score });
 
 /** Measures one state size in `dir` (created and removed). */
 export async function measureState(windows: number, dir: string): Promise<StateRow> {
@@ -75,27 +87,34 @@ export async function measureState(windows: number, dir: string): Promise<StateR
         start: BASE,
         end: BASE + SIZE,
         state: 'open',
-        agg: { count: 1, positive: score > 0 ? 1 : 0, negative: score < 0 ? 1 : 0, neutral: score === 0 ? 1 : 0, scoreSum: score },
+        acc: unitAcc(score),
         revision: 0,
+        n: 1,
       });
     }
     const live = op();
     live.restore(persisted, BASE - 1);
 
+    // The loop's delay is watched through the phases the actors slice: the partition's snapshot in
+    // barrier parts, the store's sliced batch, the sliced restore, the watermark step's result slices.
+    const delay = monitorEventLoopDelay({ resolution: 5 });
+    delay.enable();
     let t = now();
-    const full = await store.write({ meta: meta(1, 0, true, 1, windows), upserts: live.fullSnapshot().map((w) => [0, w]), deletes: [] });
+    const snapshot: PersistedWindow[] = [];
+    await forEachSlice(live.snapshot(true).upserts, SNAPSHOT_SLICE, (slice) => void snapshot.push(...slice));
+    const full = await store.write({ meta: meta(1, 0, true, 1, windows), upserts: [[0, snapshot]], deletes: [] }, yieldToLoop);
     const fullCheckpointMs = now() - t;
-    live.takeDelta();
+    snapshot.length = 0;
 
     // 1% of the windows get a post (spread over the key space), then an incremental checkpoint.
     const changed = Math.max(1, Math.round(windows / 100));
     const stride = Math.floor(windows / changed);
     const posts: Op[] = [];
-    for (let j = 0; j < changed; j++) posts.push({ k: `#tag${j * stride}`, id: `p${j}`, ts: BASE + 1000, s: 2 });
+    for (let j = 0; j < changed; j++) posts.push({ k: `#tag${j * stride}`, s: BASE, a: unitAcc(2), c: 1 });
     live.apply(posts);
     t = now();
     const d = live.takeDelta();
-    const delta = await store.write({ meta: meta(2, 1, false, 2, windows), upserts: d.upserts.map((w) => [0, w]), deletes: d.deletes.map((id) => [0, id]) });
+    const delta = await store.write({ meta: meta(2, 1, false, 2, windows), upserts: [[0, d.upserts]], deletes: d.deletes.map((id) => [0, id]) }, yieldToLoop);
     const deltaCheckpointMs = now() - t;
     if (d.upserts.length !== changed) throw new Error(`the delta holds ${d.upserts.length} windows, ${changed} changed`);
 
@@ -106,7 +125,7 @@ export async function measureState(windows: number, dir: string): Promise<StateR
     if (!restored || restored.meta.id !== 2) throw new Error('the incremental checkpoint was not restored');
     t = now();
     const back = op();
-    back.restore(restored.windows.get(0) ?? [], restored.meta.watermark.wm);
+    await forEachSlice(restored.windows.get(0) ?? [], SNAPSHOT_SLICE, (slice) => back.restore(slice, restored.meta.watermark.wm));
     const operatorRestoreMs = now() - t;
     if (back.size !== windows) throw new Error(`restored ${back.size} windows of ${windows}`);
 
@@ -121,9 +140,11 @@ export async function measureState(windows: number, dir: string): Promise<StateR
       i = back.applySome(ops, i, 500);
       results += back.drainOutput().results.length;
       if (firstResultsMs < 0) firstResultsMs = now() - t;
+      await yieldToLoop();
       if (i < ops.length && windows > FIRE_ALL_UP_TO) all = false;
     } while (all && i < ops.length);
     const allResultsMs = all ? now() - t : null;
+    delay.disable();
     return {
       windows,
       fullCheckpointMs,
@@ -138,6 +159,7 @@ export async function measureState(windows: number, dir: string): Promise<StateR
       firstResultsMs,
       allResultsMs,
       results,
+      maxEventLoopDelayMs: delay.max / 1e6,
     };
   } finally {
     await store.close();

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import type { NatsConnection } from 'nats';
 import { connectNats, natsAuthFrom, redactUrl, NATS_AUTH_OPTIONS } from './io/connect.js';
 import { TidemarkError, exitCodeFor } from './errors.js';
-import { RUN_OPTIONS, parseFlags, resolveJobConfig, optionHelp, type OptionDef, type RawOptions, type JobConfig } from './config.js';
+import { RUN_OPTIONS, parseFlags, resolveJobConfig, rawRunOptions, optionHelp, type OptionDef, type RawOptions, type JobConfig } from './config.js';
 import { createLogger } from './log.js';
 import { EmbeddedNats } from './io/nats-server.js';
 import { Job } from './actors/job.js';
@@ -18,8 +18,9 @@ import { clientCommands } from './service-client.js';
 import { reconnectBackoff } from './io/reconnect.js';
 import { Instance } from './instance.js';
 import { isTransientNatsError } from './io/nats-errors.js';
+import { loadJobModule } from './io/job-loader.js';
 
-const VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+export const VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
 const USAGE = `tidemark ${VERSION}: event-time stream processing for NATS
 
@@ -27,7 +28,8 @@ Usage: tidemark <command> [options]
 
 Commands:
   run        run a job as a NATS microservice (tidemark run --help)
-  demo       embedded NATS, synthetic posts, live windows on screen
+  demo       embedded NATS, synthetic posts, live windows on screen and in a web page
+  dashboard  a live web page for a running job (tidemark dashboard --help)
   produce    publish a JSONL file of posts into the input stream
   gen        generate synthetic posts (to NATS, or JSONL on stdout)
   inspect    list checkpoints in a state directory, dump a key's windows
@@ -187,12 +189,14 @@ async function run(argv: string[]): Promise<number> {
   const { opts, positional } = parseFlags(argv, RUN_HELP_OPTIONS);
   if (opts.help) {
     process.stdout.write(
-      `Usage: tidemark run --window SPEC [options]\n\nRuns a job: reads posts from a JetStream stream, scores them (AFINN), counts them in event-time\nwindows per key, and writes window results to the sinks. DUR is like 250ms, 30s, 10m, 1h.\n\nOptions:\n${optionHelp(RUN_HELP_OPTIONS)}\n`,
+      `Usage: tidemark run --window SPEC [options]\n\nRuns a job: reads records from a JetStream stream and aggregates them in event-time windows per key;\nthe built-in job scores posts (AFINN) and counts them, --job-module FILE runs your own. Window\nresults go to the sinks. DUR is like 250ms, 30s, 10m, 1h.\n\nOptions:\n${optionHelp(RUN_HELP_OPTIONS)}\n`,
     );
     return 0;
   }
   if (positional.length) throw new TidemarkError('BAD_FLAG', `run: unexpected argument "${positional[0]}"; options start with --`);
-  const cfg = resolveJobConfig(opts);
+  const moduleFile = rawRunOptions(opts).jobModule;
+  const definition = typeof moduleFile === 'string' ? (await loadJobModule(moduleFile)).definition : undefined;
+  const cfg = resolveJobConfig(opts, definition);
   const log = createLogger(cfg.logLevel);
   let embedded: EmbeddedNats | undefined;
   let url = cfg.nats;
@@ -203,6 +207,9 @@ async function run(argv: string[]): Promise<number> {
   }
   mkdirSync(cfg.stateDir, { recursive: true });
   const nc = await connectNats(url, `tidemark-${cfg.job}`, cfg.natsAuth);
+  // The dashboard outlives job restarts after a NATS failover; it reads the job over NATS like any other.
+  const dashboard = cfg.dashboardPort === undefined ? undefined : await (await import('./host/dashboard.js')).Dashboard.start({ nc, job: cfg.job, log, port: cfg.dashboardPort });
+  if (dashboard) process.stdout.write(`dashboard: ${dashboard.url}\n`);
   // Core NATS is at-most-once between actors: when the connection drops, batches in flight may be
   // lost, so the job restarts from its last checkpoint once NATS is back (Flink's failover).
   let connectionLost: () => void = () => undefined;
@@ -310,6 +317,7 @@ async function run(argv: string[]): Promise<number> {
     await service?.stop().catch(() => undefined);
     await job?.close().catch(() => undefined);
     await instance?.close().catch(() => undefined);
+    await dashboard?.close().catch(() => undefined);
     await nc.drain().catch(() => undefined);
     await embedded?.stop();
   }
@@ -328,6 +336,8 @@ export async function main(argv: string[]): Promise<number> {
         return await gen(rest);
       case 'demo':
         return await runDemo(rest);
+      case 'dashboard':
+        return await (await import('./cli/dashboard.js')).dashboardCommand(rest);
       case 'inspect':
         if (rest.includes('--help')) return help('inspect --state-dir DIR [options]', INSPECT_OPTIONS);
         return await inspectCommand(rest);
@@ -344,7 +354,7 @@ export async function main(argv: string[]): Promise<number> {
       default: {
         const client = clientCommands[cmd];
         if (client) return await client(rest);
-        process.stderr.write(`tidemark: unknown command "${cmd}"; accepted: run, demo, produce, gen, inspect, checkpoint, status, query, explain, keys, services\n`);
+        process.stderr.write(`tidemark: unknown command "${cmd}"; accepted: run, demo, dashboard, produce, gen, inspect, checkpoint, status, query, explain, keys, services\n`);
         return 2;
       }
     }

@@ -8,6 +8,9 @@ import { parseDuration, formatDuration } from './runtime/duration.js';
 import { parseWindowSpec, formatWindowSpec } from './runtime/windows.js';
 import { parseKeySpec, type KeySpec } from './runtime/keys.js';
 import type { JobSemantics } from './runtime/ingest.js';
+import { compileJob } from './runtime/compiled-job.js';
+import { sentimentJob } from './runtime/sentiment-job.js';
+import type { AnyJobDefinition } from './runtime/job-definition.js';
 import type { WindowSpec } from './runtime/windows.js';
 import { JOB_NAME } from './io/subjects.js';
 import { NATS_AUTH_OPTIONS, natsAuthFrom, type NatsAuth } from './io/connect.js';
@@ -15,6 +18,12 @@ import { NATS_AUTH_OPTIONS, natsAuthFrom, type NatsAuth } from './io/connect.js'
 export type SinkSpec = { kind: 'jsonl'; path: string } | { kind: 'nats'; subject: string } | { kind: 'jetstream'; stream: string; subject?: string };
 
 export interface JobConfig extends JobSemantics {
+  /** the sentiment job's keys (absent with a job module) */
+  keys?: KeySpec;
+  /** the sentiment job keeps example posts per window */
+  examples?: boolean;
+  /** `--job-module`: the user's job module, as given */
+  jobModule?: string;
   nats?: string;
   natsAuth: NatsAuth;
   inputStream: string;
@@ -34,6 +43,8 @@ export interface JobConfig extends JobSemantics {
   fromCheckpoint?: string;
   logLevel: string;
   metricsPort?: number;
+  /** Serve the live dashboard on this port of 127.0.0.1 from the job's process. */
+  dashboardPort?: number;
 }
 
 type Kind = 'string' | 'dur' | 'int' | 'bool' | 'list';
@@ -65,7 +76,10 @@ export const RUN_OPTIONS: OptionDef[] = [
   { flag: '--max-out-of-orderness', key: 'maxOutOfOrderness', kind: 'dur', arg: 'DUR', help: 'watermark = max event time seen minus this bound', default: '5s' },
   { flag: '--allowed-lateness', key: 'lateness', kind: 'dur', arg: 'DUR', help: 'how long after firing a window still accepts late posts', default: '0s' },
   { flag: '--idle-timeout', key: 'idleTimeout', kind: 'dur', arg: 'DUR', help: 'an input partition with no post for this long stops holding the watermark back (0 = never)', default: '0s' },
-  { flag: '--keys', key: 'keys', kind: 'string', arg: 'LIST', help: 'comma-separated: hashtags, all, keyword:WORD', default: 'hashtags' },
+  { flag: '--job-module', key: 'jobModule', kind: 'string', arg: 'FILE', help: 'run your own job: an ES module whose default export is a job definition (defineJob)' },
+  { flag: '--keys', key: 'keys', kind: 'string', arg: 'LIST', help: 'sentiment job: comma-separated: hashtags, all, keyword:WORD', default: 'hashtags' },
+  { flag: '--examples', key: 'examples', kind: 'bool', help: 'sentiment job: each window keeps its most negative and most positive post (shown by query and the dashboard)' },
+  { flag: '--max-future', key: 'maxFuture', kind: 'dur', arg: 'DUR', help: 'a post stamped further ahead of the wall clock is dead-lettered (future_ts) and does not move the watermark', default: '1h' },
   { flag: '--emit', key: 'emit', kind: 'string', arg: 'MODE', help: 'updates (a revision per change, final record at close) | final (one record per window)', default: 'updates' },
   { flag: '--sink', key: 'sinks', kind: 'string', arg: 'SPEC', repeat: true, help: 'jsonl:PATH | nats:SUBJECT | jetstream:STREAM[:SUBJECT]; repeatable', default: 'nats:tidemark.<job>.results' },
   { flag: '--late-sink', key: 'lateSink', kind: 'string', arg: 'SPEC', help: 'where late records go', default: 'nats:tidemark.<job>.late' },
@@ -81,6 +95,7 @@ export const RUN_OPTIONS: OptionDef[] = [
   { flag: '--scoring-threads', key: 'scoringThreads', kind: 'int', arg: 'N', help: 'worker threads that parse and score posts (0 = on the source thread)', default: `${DEFAULT_SCORING_THREADS}` },
   { flag: '--log-level', key: 'logLevel', kind: 'string', arg: 'LEVEL', help: 'fatal | error | warn | info | debug | trace', default: 'info' },
   { flag: '--metrics-port', key: 'metricsPort', kind: 'int', arg: 'PORT', help: 'serve Prometheus metrics on this port' },
+  { flag: '--dashboard', key: 'dashboardPort', kind: 'int', arg: 'PORT', help: 'serve the live dashboard on this port of 127.0.0.1 (0 = a free one)' },
   { flag: '--config', key: 'config', kind: 'string', arg: 'FILE', help: 'JSON file with the same options (keys as flag names without --); flags win' },
 ];
 
@@ -171,14 +186,27 @@ function int(v: string, flag: string, min: number, max: number): number {
   return n;
 }
 
-/** Resolves raw options (config file, then flags) into a validated job configuration. */
-export function resolveJobConfig(flags: RawOptions): JobConfig {
+/** Raw options: the config file's, then the flags (which win). */
+export function rawRunOptions(flags: RawOptions): RawOptions {
   const file = typeof flags.config === 'string' ? readConfigFile(flags.config, RUN_OPTIONS) : {};
-  const raw: RawOptions = { ...file, ...flags };
+  return { ...file, ...flags };
+}
+
+/**
+ * Resolves raw options (config file, then flags) into a validated job configuration. With a job
+ * definition (`--job-module`), its defaults (name, window, bounds, emit) apply where no flag is given.
+ */
+export function resolveJobConfig(flags: RawOptions, definition?: AnyJobDefinition): JobConfig {
+  const raw = rawRunOptions(flags);
+  if (definition && raw.examples === true) throw new TidemarkError('BAD_FLAG', '--examples: is an option of the built-in sentiment job; a --job-module keeps what its aggregate keeps');
+  if (definition && raw.keys !== undefined) throw new TidemarkError('BAD_FLAG', '--keys: is an option of the built-in sentiment job; a --job-module computes its own keys');
+  const fromDef: Record<string, string | undefined> = definition
+    ? { job: definition.name, window: definition.window, maxOutOfOrderness: definition.maxOutOfOrderness, lateness: definition.allowedLateness, emit: definition.emit }
+    : {};
   const get = (key: string): string | undefined => {
     const def = RUN_OPTIONS.find((d) => d.key === key)!;
     const v = raw[key];
-    if (v === undefined) return def.default;
+    if (v === undefined) return fromDef[key] ?? def.default;
     return Array.isArray(v) ? v[v.length - 1] : String(v);
   };
   const job = get('job')!;
@@ -193,18 +221,21 @@ export function resolveJobConfig(flags: RawOptions): JobConfig {
     throw new TidemarkError('BAD_FLAG', `--log-level: "${logLevel}" is not accepted; fatal, error, warn, info, debug, trace, silent`);
   }
   const sinksRaw = raw.sinks === undefined ? [`nats:tidemark.${job}.results`] : (raw.sinks as string[]);
-  const keys: KeySpec = parseKeySpec(get('keys')!);
+  const keys: KeySpec | undefined = definition ? undefined : parseKeySpec(get('keys')!);
   const metrics = get('metricsPort');
+  const dashboard = get('dashboardPort');
   const inputSubjects = get('inputSubjects')!.split(',').map((s) => s.trim()).filter(Boolean);
   if (inputSubjects.length === 0) throw new TidemarkError('BAD_FLAG', '--input-subjects: needs at least one subject');
+  const inputStream = get('inputStream')!;
   const cfg: JobConfig = {
     job,
     window,
     maxOutOfOrderness: parseDuration(get('maxOutOfOrderness')!, '--max-out-of-orderness'),
     lateness: parseDuration(get('lateness')!, '--allowed-lateness'),
-    keys,
     emit,
-    inputStream: get('inputStream')!,
+    compiled: compileJob(definition ?? sentimentJob({ keys: keys!, examples: raw.examples === true }), { stream: inputStream, lateIdField: definition ? 'recordId' : 'postId' }),
+    maxFuture: parseDuration(get('maxFuture')!, '--max-future'),
+    inputStream,
     inputSubjects,
     idleTimeout: parseDuration(get('idleTimeout')!, '--idle-timeout'),
     sinks: sinksRaw.map((s) => parseSinkSpec(s, '--sink')),
@@ -221,11 +252,16 @@ export function resolveJobConfig(flags: RawOptions): JobConfig {
     logLevel,
     natsAuth: natsAuthFrom(get),
   };
+  if (keys) cfg.keys = keys;
+  if (raw.examples === true) cfg.examples = true;
+  const jobModule = get('jobModule');
+  if (jobModule !== undefined) cfg.jobModule = jobModule;
   if (!/^[A-Za-z0-9_-]+$/.test(cfg.inputStream)) throw new TidemarkError('BAD_FLAG', `--input-stream: "${cfg.inputStream}" is not a stream name (letters, digits, _ and -)`);
   const from = get('fromCheckpoint');
   if (from !== undefined) cfg.fromCheckpoint = from;
   if (metrics !== undefined) cfg.metricsPort = int(metrics, '--metrics-port', 0, 65535);
-  if (typeof flags.nats === 'string' || typeof file.nats === 'string') cfg.nats = get('nats')!;
+  if (dashboard !== undefined) cfg.dashboardPort = int(dashboard, '--dashboard', 0, 65535);
+  if (typeof raw.nats === 'string') cfg.nats = get('nats')!;
   return cfg;
 }
 
@@ -236,7 +272,8 @@ export function stateFingerprint(cfg: JobConfig): Record<string, string> {
     window: formatWindowSpec(cfg.window),
     'allowed-lateness': formatDuration(cfg.lateness),
     'max-out-of-orderness': formatDuration(cfg.maxOutOfOrderness),
-    keys: [cfg.keys.hashtags ? 'hashtags' : '', cfg.keys.all ? 'all' : '', ...cfg.keys.keywords.map((k) => `keyword:${k}`)].filter(Boolean).join(','),
+    ...(cfg.keys ? { keys: [cfg.keys.hashtags ? 'hashtags' : '', cfg.keys.all ? 'all' : '', ...cfg.keys.keywords.map((k) => `keyword:${k}`)].filter(Boolean).join(',') } : { 'job-module': cfg.compiled.def.name }),
+    ...(cfg.examples ? { examples: 'on' } : {}),
     emit: cfg.emit,
     partitions: String(cfg.partitions),
     'input-stream': cfg.inputStream,

@@ -12,7 +12,9 @@ export type ErrorCode =
   | 'STATE_WRITE_FAILED'
   | 'CHECKPOINT_NOT_FOUND'
   | 'SINK_FAILED'
-  | 'NOT_AVAILABLE';
+  | 'NOT_AVAILABLE'
+  | 'BAD_JOB'
+  | 'USER_CODE';
 
 /** An error Tidemark knows how to explain to a user. */
 export class TidemarkError extends Error {
@@ -28,6 +30,6 @@ export class TidemarkError extends Error {
 
 /** Exit code for a failed command: usage errors are 2, everything else 1. */
 export function exitCodeFor(err: unknown): number {
-  if (err instanceof TidemarkError && (err.code === 'BAD_FLAG' || err.code === 'BAD_CONFIG' || err.code === 'NATS_SERVER_MISSING')) return 2;
+  if (err instanceof TidemarkError && (err.code === 'BAD_FLAG' || err.code === 'BAD_CONFIG' || err.code === 'NATS_SERVER_MISSING' || err.code === 'BAD_JOB')) return 2;
   return 1;
 }

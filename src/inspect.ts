@@ -30,11 +30,11 @@ export async function inspectCommand(argv: string[]): Promise<number> {
       const r = await store.restore(await resolveCheckpointId(store, opts.checkpoint === undefined ? undefined : String(opts.checkpoint), '--checkpoint'));
       if (!r) throw new TidemarkError('CHECKPOINT_NOT_FOUND', 'no checkpoint yet');
       const windows = [...r.windows.values()].flat().filter((w) => w.key === opts.key).sort((a, b) => a.start - b.start);
-      const rows = windows.map((w) => ({ window: { start: w.start, end: w.end }, state: w.state, ...w.agg, nextRevision: w.revision }));
+      const rows = windows.map((w) => ({ window: { start: w.start, end: w.end }, state: w.state, records: w.n, accumulator: w.acc, nextRevision: w.revision }));
       if (opts.json) process.stdout.write(JSON.stringify({ checkpoint: r.meta.id, key: opts.key, windows: rows }) + '\n');
       else {
         process.stdout.write(`checkpoint ${r.meta.id}, key ${opts.key}: ${rows.length} windows\n`);
-        for (const w of rows) process.stdout.write(`  [${w.window.start}, ${w.window.end})  ${String(w.state).padEnd(8)} count ${w.count}  +${w.positive} -${w.negative} =${w.neutral}  scoreSum ${w.scoreSum}\n`);
+        for (const w of rows) process.stdout.write(`  [${w.window.start}, ${w.window.end})  ${String(w.state).padEnd(8)} records ${w.records}  ${JSON.stringify(w.accumulator)}\n`);
       }
       return 0;
     }

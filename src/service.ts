@@ -150,8 +150,9 @@ const windowJson = (v: WindowView, partition: number): Record<string, unknown> =
   key: v.key,
   window: v.window,
   state: v.state,
+  records: v.records,
   ...v.aggregate,
-  avgScore: v.aggregate.count === 0 ? 0 : v.aggregate.scoreSum / v.aggregate.count,
+  ...v.extra,
   nextRevision: v.nextRevision,
   firesAt: v.firesAt,
   closesAt: v.closesAt,
@@ -228,7 +229,7 @@ function endpoints(job: Job): Record<string, EndpointDef> {
         return async () => {
           const p = partitionOf(key, cfg.partitions);
           const [reply] = await queryPartitions(job, { key }, p);
-          const live: LiveWindow[] = reply!.windows.map((w) => ({ window: w.window, state: w.state, count: w.aggregate.count }));
+          const live: LiveWindow[] = reply!.windows.map((w) => ({ window: w.window, state: w.state, count: w.records }));
           let asked: Window[] | undefined;
           if (at !== undefined) {
             const holding = live.filter((l) => l.window.start <= at && at < l.window.end).map((l) => l.window);

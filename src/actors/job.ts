@@ -1,7 +1,8 @@
 // Wires one job: restores the newest checkpoint, opens sinks at their checkpointed progress,
 // starts the partition actors, the sink actor and the source actor, all talking over NATS.
 
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import type { NatsConnection, JetStreamManager } from 'nats';
 import { TidemarkError } from '../errors.js';
 import { stateFingerprint, type JobConfig } from '../config.js';
@@ -9,6 +10,7 @@ import { CheckpointStore, type CheckpointMeta } from '../io/checkpoint-store.js'
 import { ensureStream, JetStreamSource } from '../io/jetstream-source.js';
 import { createSink } from '../io/sinks.js';
 import { ScoringPool } from '../io/scoring-pool.js';
+import type { JobSource } from '../io/job-loader.js';
 import { formatWindowSpec } from '../runtime/windows.js';
 import { formatDuration } from '../runtime/duration.js';
 import type { Logger } from '../log.js';
@@ -116,12 +118,18 @@ export class Job {
         sink.counts.late = meta.counters.late ?? 0;
         sink.counts.dead = meta.counters.dead ?? 0;
       }
-      const parts = Array.from({ length: cfg.partitions }, (_, p) => new PartitionActor(nc, p, { job: cfg.job, window: cfg.window, lateness: cfg.lateness, mode: cfg.emit }, channel));
-      if (restored) parts.forEach((pa) => pa.restore(restored.windows.get(pa.partition) ?? [], restored.meta.watermark.wm));
+      const parts = Array.from({ length: cfg.partitions }, (_, p) => new PartitionActor(nc, p, { job: cfg.job, window: cfg.window, lateness: cfg.lateness, mode: cfg.emit, compiled: cfg.compiled }, channel));
+      if (restored) for (const pa of parts) await pa.restore(restored.windows.get(pa.partition) ?? [], restored.meta.watermark.wm);
       for (const pa of parts) pa.start(cfg.job);
       sink.start();
       const endSeq = cfg.drain ? input.lastSeq : undefined;
-      const pool = new ScoringPool(cfg.scoringThreads, cfg.keys);
+      // Threads build the same job from its module (or key spec); a definition object stays inline.
+      const jobSource: JobSource | undefined = cfg.jobModule
+        ? { module: pathToFileURL(resolve(cfg.jobModule)).href, stream: cfg.inputStream }
+        : cfg.keys
+          ? { keys: cfg.keys, examples: cfg.examples === true, stream: cfg.inputStream }
+          : undefined;
+      const pool = new ScoringPool(cfg.scoringThreads, cfg.compiled, jobSource);
       const source = new SourceActor(
         nc,
         new JetStreamSource(js, cfg.inputStream),
@@ -135,7 +143,10 @@ export class Job {
       if (meta) {
         source.ingest.postsIn = meta.counters.postsIn ?? 0;
         source.ingest.deadCount = meta.counters.dead ?? 0;
+        source.ingest.futureBound = meta.counters.futureBound ?? -Infinity;
       }
+      // A bug in the job's merge or result stops the job; its last checkpoint stays intact.
+      for (const pa of parts) pa.onFail = (e) => source.fail(e);
       source.listen();
       await nc.flush();
       const ms = Math.round(performance.now() - t0);

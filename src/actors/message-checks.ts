@@ -20,7 +20,10 @@ export function checkOps(ops: readonly unknown[]): string | undefined {
       if (Number.isNaN(op)) return `op ${i}: a watermark that is not a number`;
       continue;
     }
-    if (!isObj(op) || typeof op.k !== 'string' || typeof op.id !== 'string' || !isInt(op.ts) || !isNum(op.s)) return `op ${i}: not a post {k,id,ts,s} or a watermark`;
+    if (!isObj(op) || typeof op.k !== 'string' || !('a' in op)) return `op ${i}: not a record {k,id,ts,a}, a delta {k,s,a,c} or a watermark`;
+    const record = typeof op.id === 'string' && isInt(op.ts);
+    const delta = isInt(op.s) && isInt(op.c);
+    if (!record && !delta) return `op ${i}: not a record {k,id,ts,a}, a delta {k,s,a,c} or a watermark`;
   }
   return undefined;
 }
@@ -48,6 +51,8 @@ export function checkOutMsg(v: unknown, from: number): Check<OutMsg> {
       return isInt(v.n) && arrays(v, 'results', 'late', 'dead') && optNum(v.at) ? ok : fail('an output message without n, results, late or dead');
     case 'barrier':
       return from >= 0 && isInt(v.cp) && arrays(v, 'upserts', 'deletes') && isInt(v.windows) ? ok : fail('a partition barrier without cp, upserts, deletes or windows');
+    case 'barrier-part':
+      return from >= 0 && isInt(v.cp) && arrays(v, 'upserts') ? ok : fail('a barrier slice without cp or upserts');
     case 'source-barrier':
       return from === -1 && isInt(v.cp) && isInt(v.seq) && isObj(v.watermark) && typeof v.full === 'boolean' && isInt(v.depth) && isObj(v.counters) ? ok : fail('a source barrier with missing fields');
     case 'end':

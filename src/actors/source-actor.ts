@@ -161,6 +161,12 @@ export class SourceActor {
     void this.source.close();
   }
 
+  /** Stops the job with `err` (reported by run()). */
+  fail(err: TidemarkError): void {
+    if (!this.failure) this.failure = err;
+    this.abort();
+  }
+
   /** Takes a savepoint now; resolves with its id once written. */
   savepoint(name: string): Promise<number> {
     return new Promise((resolve, reject) => {
@@ -192,11 +198,18 @@ export class SourceActor {
     // the batches before it, because the watermark and the routing follow input order.
     const raw = this.raw;
     this.raw = { data: [], subjects: [], seqs: [] };
-    const prepared = raw.data.length ? this.pool.prepare(raw.data) : Promise.resolve([]);
+    const prepared = raw.data.length ? this.pool.prepare(raw.data, raw.subjects, raw.seqs) : Promise.resolve([]);
     const done: Promise<void> = this.flushing.then(async () => {
       const ready = await prepared;
       if (this.aborted) return;
-      for (let i = 0; i < ready.length; i++) this.ingest.acceptPrepared(ready[i]!, raw.data[i]!, raw.subjects[i]!, raw.seqs[i]!);
+      this.ingest.tick(Date.now());
+      try {
+        for (let i = 0; i < ready.length; i++) this.ingest.acceptPrepared(ready[i]!, raw.data[i]!, raw.subjects[i]!, raw.seqs[i]!);
+      } catch (e) {
+        // A bug in the job's code: stop at once; the last complete checkpoint stays intact.
+        this.fail(e instanceof TidemarkError ? e : new TidemarkError('USER_CODE', (e as Error).message));
+        return;
+      }
       if (ready.length) this.seq = raw.seqs[ready.length - 1]!;
       await this.flushBatch();
     });
@@ -247,7 +260,7 @@ export class SourceActor {
       full,
       depth: this.policy.lastDepth,
       ...(sp ? { savepoint: sp.name } : {}),
-      counters: { postsIn: this.ingest.postsIn, dead: this.ingest.deadCount },
+      counters: { postsIn: this.ingest.postsIn, dead: this.ingest.deadCount, futureBound: this.ingest.futureBound },
     });
     this.lastCpSeq = this.seq;
     if (this.pendingSavepoints.length) this.cpDue = true;

@@ -1,11 +1,12 @@
-// Worker threads for the order-free part of ingestion (JSON, validation, keys, AFINN scoring),
+// Worker threads for the order-free part of ingestion (decode, validation, keys, the record's
+// accumulator: AFINN scoring for the sentiment job),
 // so the source's second core is used; results come back in order and are accepted in order.
 
 import { Worker } from 'node:worker_threads';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { preparer, type Prepared } from '../runtime/ingest.js';
-import type { KeySpec } from '../runtime/keys.js';
+import type { CompiledJob, Prepared } from '../runtime/compiled-job.js';
+import type { JobSource } from './job-loader.js';
 
 const WORKER = new URL('./scoring-worker.js', import.meta.url);
 
@@ -22,14 +23,19 @@ export class ScoringPool {
   private readonly workers: Worker[] = [];
   private readonly queues: Job[][] = [];
   private next = 0;
-  private readonly inline: (payload: Uint8Array) => Prepared;
-
-  constructor(threads: number, keys: KeySpec) {
-    this.inline = preparer(keys);
+  /**
+   * `source` tells a thread how to build the same job (absent for a definition given as an object,
+   * which cannot cross a thread boundary: then everything is prepared inline).
+   */
+  constructor(
+    threads: number,
+    private readonly job: CompiledJob,
+    source?: JobSource,
+  ) {
     // The worker is compiled JavaScript; where it is absent (sources run directly), prepare inline.
-    const available = existsSync(fileURLToPath(WORKER));
+    const available = source !== undefined && existsSync(fileURLToPath(WORKER));
     for (let i = 0; available && i < threads; i++) {
-      const w = new Worker(WORKER, { workerData: { keys } });
+      const w = new Worker(WORKER, { workerData: source });
       const queue: Job[] = [];
       w.on('message', (out: Prepared[]) => queue.shift()?.resolve(out));
       w.on('error', (e) => {
@@ -47,8 +53,14 @@ export class ScoringPool {
   }
 
   /** Prepares payloads, results in the same order. */
-  prepare(payloads: readonly Uint8Array[]): Promise<Prepared[]> {
-    if (this.workers.length === 0 || payloads.length < MIN_BATCH_FOR_THREADS) return Promise.resolve(payloads.map(this.inline));
+  prepare(payloads: readonly Uint8Array[], subjects: readonly string[], seqs: readonly number[]): Promise<Prepared[]> {
+    if (this.workers.length === 0 || payloads.length < MIN_BATCH_FOR_THREADS) {
+      try {
+        return Promise.resolve(payloads.map((p, i) => this.job.prepare(p, subjects[i]!, seqs[i]!)));
+      } catch (e) {
+        return Promise.reject(e as Error);
+      }
+    }
     // One transferable buffer and its offsets: no per-message cloning on the way out.
     let total = 0;
     for (const p of payloads) total += p.length;
@@ -63,7 +75,7 @@ export class ScoringPool {
     const i = this.next++ % this.workers.length;
     return new Promise((resolve, reject) => {
       this.queues[i]!.push({ resolve, reject });
-      this.workers[i]!.postMessage({ buf, offsets }, [buf.buffer, offsets.buffer]);
+      this.workers[i]!.postMessage({ buf, offsets, subjects, seqs }, [buf.buffer, offsets.buffer]);
     });
   }
 

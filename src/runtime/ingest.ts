@@ -1,14 +1,15 @@
 // The source side of the job, without I/O: validate, timestamp, score and key each message,
 // track the watermark, and route the results as per-partition batches.
 
-import { parsePost } from './post.js';
-import { scoreText } from './sentiment.js';
-import { keyExtractor, type KeySpec } from './keys.js';
 import { WatermarkTracker } from './watermark.js';
 import { BatchRouter } from './partitioner.js';
 import { deadLetterRecord, type DeadLetterRecord } from './records.js';
+import { TidemarkError } from '../errors.js';
 import type { WindowSpec } from './windows.js';
 import type { EmitMode } from './window-machine.js';
+import type { CompiledJob, Prepared } from './compiled-job.js';
+
+export type { Prepared };
 
 /** What the event-time rules of a job depend on. */
 export interface JobSemantics {
@@ -16,42 +17,39 @@ export interface JobSemantics {
   window: WindowSpec;
   maxOutOfOrderness: number;
   lateness: number;
-  keys: KeySpec;
   emit: EmitMode;
-}
-
-/** A message after the part of ingestion that needs no order (and can run on another thread). */
-export type Prepared = { ok: false; reason: string } | { ok: true; id: string; ts: number; keys: string[]; score: number };
-
-/** Builds the order-free step: validate, extract keys, score (only posts that have keys). */
-export function preparer(spec: KeySpec): (payload: Uint8Array) => Prepared {
-  const keysOf = keyExtractor(spec);
-  return (payload) => {
-    const parsed = parsePost(payload);
-    if (!parsed.ok) return parsed;
-    const { id, ts, text, lang } = parsed.post;
-    const keys = keysOf(text);
-    return { ok: true, id, ts, keys, score: keys.length > 0 ? scoreText(text, lang) : 0 };
-  };
+  /** the job's definition, compiled */
+  compiled: CompiledJob;
+  /** a record whose event time is further ahead of the wall clock than this is dead-lettered (`future_ts`) */
+  maxFuture?: number;
 }
 
 /** Turns raw input messages into routed ops, dead letters and watermark progress. */
 export class Ingestor {
   readonly tracker: WatermarkTracker;
   readonly router: BatchRouter;
-  readonly prepare: (payload: Uint8Array) => Prepared;
   dead: DeadLetterRecord[] = [];
   postsIn = 0;
   deadCount = 0;
+  /**
+   * Wall-clock bound for event times (`--max-future`): never decreasing, taken once per batch and
+   * saved in checkpoints, so a restore judges the records after it against at least the same bound.
+   */
+  futureBound = -Infinity;
 
   constructor(
     private readonly sem: JobSemantics,
     partitions: number,
     idleTimeout = 0,
+    opts: { preaggregate?: boolean } = {},
   ) {
     this.tracker = new WatermarkTracker(sem.maxOutOfOrderness, idleTimeout);
-    this.router = new BatchRouter(partitions, sem.window, sem.lateness);
-    this.prepare = preparer(sem.keys);
+    this.router = new BatchRouter(partitions, sem.window, sem.lateness, sem.compiled.merge, opts.preaggregate ?? true);
+  }
+
+  /** Moves the wall-clock bound for event times to `now + maxFuture` (if that is later). */
+  tick(now: number): void {
+    if (this.sem.maxFuture !== undefined) this.futureBound = Math.max(this.futureBound, now + this.sem.maxFuture);
   }
 
   /** Current watermark. */
@@ -61,21 +59,37 @@ export class Ingestor {
 
   /** Accepts one message from the input stream. */
   accept(payload: Uint8Array, subject: string, seq: number): void {
-    this.acceptPrepared(this.prepare(payload), payload, subject, seq);
+    this.acceptPrepared(this.sem.compiled.prepare(payload, subject, seq), payload, subject, seq);
   }
 
   /** Accepts a prepared message, in input order: the watermark and routing need the order. */
   acceptPrepared(p: Prepared, payload: Uint8Array, subject: string, seq: number): void {
     if (!p.ok) {
-      this.deadCount++;
-      this.dead.push(deadLetterRecord(this.sem.job, p.reason, subject, seq, payload));
+      // A bug in the job's add: stop (the last checkpoint stays intact).
+      if (p.reason === 'fatal') throw new TidemarkError('USER_CODE', p.error!);
+      this.deadLetter(p.reason, payload, subject, seq, p.error);
+      return;
+    }
+    if (this.sem.maxFuture !== undefined && p.ts > this.futureBound) {
+      this.deadLetter('future_ts', payload, subject, seq, `event time ${p.ts} is more than --max-future ahead of the wall clock (bound ${this.futureBound})`);
       return;
     }
     this.postsIn++;
     const before = this.tracker.current;
-    for (const k of p.keys) this.router.post({ k, id: p.id, ts: p.ts, s: p.score }, before);
+    for (const k of p.keys) this.router.post(k, p.id, p.ts, p.unit, before);
     const after = this.tracker.observe(p.ts);
     this.router.advance(before, after);
+  }
+
+  private deadLetter(reason: string, payload: Uint8Array, subject: string, seq: number, error?: string): void {
+    this.deadCount++;
+    this.dead.push(deadLetterRecord(this.sem.job, reason, subject, seq, payload, error));
+  }
+
+  /** Moves the watermark to `w` by hand (when later than the current one). */
+  advanceWatermark(w: number): void {
+    const before = this.tracker.current;
+    this.router.advance(before, this.tracker.advanceTo(w));
   }
 
   /** End of input: the watermark becomes +∞ in every partition. */

@@ -1,8 +1,9 @@
 // Routes scored posts to key partitions and decides which watermark markers each partition needs.
 // Markers are what make firing deterministic: a window fires on the first watermark value ≥ its end.
 
-import type { Op, PostItem } from './window-operator.js';
-import { boundaryStep, type WindowSpec } from './windows.js';
+import type { DeltaItem, Op } from './window-operator.js';
+import { boundaryStep, fixedWindows, type WindowSpec } from './windows.js';
+import { lifecycleAt } from './lateness.js';
 
 /** FNV-1a hash of a key: stable across processes and machines. */
 export function hashKey(key: string): number {
@@ -22,25 +23,61 @@ export class BatchRouter {
   private ops: Op[][];
   private readonly lastSent: number[];
   private readonly step: number | undefined;
+  /** This batch's delta per (key, window start) of open fixed windows. */
+  private deltas = new Map<string, DeltaItem>();
 
   constructor(
     readonly partitions: number,
-    spec: WindowSpec,
+    private readonly spec: WindowSpec,
     private readonly lateness: number,
+    /** combines two accumulators (the job's merge) */
+    private readonly merge: (a: unknown, b: unknown, where: { key: string; start: number; end: number; recordId?: string }) => unknown,
+    /** false: one delta per record and window (the per-record reference the tests compare with) */
+    private readonly preaggregate = true,
   ) {
     this.ops = Array.from({ length: partitions }, () => []);
     this.lastSent = Array.from({ length: partitions }, () => -Infinity);
     this.step = boundaryStep(spec);
   }
 
-  /** Adds a post for one key; `wmBefore` is the watermark in force before the post. */
-  post(item: PostItem, wmBefore: number): void {
-    const p = partitionOf(item.k, this.partitions);
-    if (this.lastSent[p] !== wmBefore) {
-      this.ops[p]!.push(wmBefore);
-      this.lastSent[p] = wmBefore;
+  /**
+   * Adds a record for one key; `wmBefore` is the watermark in force before the record. Its share
+   * of fixed windows still open under that watermark joins the batch's delta for the window; the
+   * rest (late, firing or closing windows, and every session record) travels as the record itself.
+   */
+  post(key: string, id: string, ts: number, unit: unknown, wmBefore: number): void {
+    const p = partitionOf(key, this.partitions);
+    let individual = this.spec.kind === 'session';
+    if (!individual) {
+      for (const win of fixedWindows(this.spec, ts)) {
+        if (lifecycleAt(win, wmBefore, this.lateness) !== 'open') {
+          individual = true;
+          continue;
+        }
+        const dk = `${key}\u0000${win.start}`;
+        const d = this.preaggregate ? this.deltas.get(dk) : undefined;
+        if (d) {
+          d.a = this.merge(d.a, unit, { key, start: win.start, end: win.end, recordId: id });
+          d.c++;
+        } else {
+          const item: DeltaItem = { k: key, s: win.start, a: unit, c: 1 };
+          this.marker(p, wmBefore);
+          this.ops[p]!.push(item);
+          if (this.preaggregate) this.deltas.set(dk, item);
+        }
+      }
     }
-    this.ops[p]!.push(item);
+    if (individual) {
+      this.marker(p, wmBefore);
+      this.ops[p]!.push({ k: key, id, ts, a: unit });
+    }
+  }
+
+  private marker(p: number, wm: number): void {
+    if (this.lastSent[p] !== wm) {
+      this.ops[p]!.push(wm);
+      this.lastSent[p] = wm;
+    }
   }
 
   /** The watermark moved from `from` to `to`: tell every partition if some window may fire or close. */
@@ -56,6 +93,7 @@ export class BatchRouter {
   take(): Op[][] {
     const out = this.ops;
     this.ops = Array.from({ length: this.partitions }, () => []);
+    this.deltas = new Map();
     return out;
   }
 

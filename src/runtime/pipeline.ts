@@ -23,12 +23,18 @@ export function runInMemory(
     restartEvery?: number;
     /** Hand results on in slices of this many within a watermark step (as the partition actor does). */
     slice?: number;
+    /** false: one delta per record and window instead of one per (key, window) and batch */
+    preaggregate?: boolean;
+    /** wall clock for `--max-future` (default: Date.now) */
+    now?: () => number;
   } = {},
 ): { results: ResultRecord[]; late: LateRecord[]; dead: DeadLetterRecord[] } {
   const batchSize = opts.batchSize ?? 1000;
   const partitions = opts.partitions ?? 1;
-  const ingest = new Ingestor(sem, partitions);
-  const make = (): WindowOperator => new WindowOperator({ job: sem.job, window: sem.window, lateness: sem.lateness, mode: sem.emit });
+  const ingest = new Ingestor(sem, partitions, 0, { preaggregate: opts.preaggregate ?? true });
+  const now = opts.now ?? Date.now;
+  ingest.tick(now());
+  const make = (): WindowOperator => new WindowOperator({ job: sem.job, window: sem.window, lateness: sem.lateness, mode: sem.emit, compiled: sem.compiled });
   let ops = Array.from({ length: partitions }, make);
   // The stored state, as a checkpoint store would hold it after applying each delta.
   const stored = Array.from({ length: partitions }, () => new Map<string, PersistedWindow>());
@@ -60,6 +66,7 @@ export function runInMemory(
       take();
     });
     out.dead.push(...ingest.takeDead());
+    ingest.tick(now());
     delivered++;
     if (opts.restartEvery && delivered % opts.restartEvery === 0) restart();
   };

@@ -16,11 +16,15 @@ export type Parsed = { ok: true; post: Post } | { ok: false; reason: string };
 export const MAX_TEXT_BYTES = 64 * 1024;
 const ISO_8601 = /^\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d{1,9})?)?(?:Z|[+-]\d{2}(?::?\d{2})?)?)?$/i;
 const decoder = new TextDecoder('utf-8', { fatal: true });
+const MAX_DATE_MS = 8.64e15;
+
+const daysInMonth = (y: number, m: number): number => (m === 2 ? ((y % 4 === 0 && y % 100 !== 0) || y % 400 === 0 ? 29 : 28) : [4, 6, 9, 11].includes(m) ? 30 : 31);
 
 /** Parses an event time: integer ms since the epoch or an ISO-8601 string (no offset = UTC). */
 export function parseEventTime(ts: unknown): number | string {
   if (typeof ts === 'number') {
-    return Number.isSafeInteger(ts) ? ts : 'ts must be an integer number of ms since the epoch';
+    if (!Number.isSafeInteger(ts)) return 'ts must be an integer number of ms since the epoch';
+    return Math.abs(ts) <= MAX_DATE_MS ? ts : `ts ${ts} is outside JavaScript's date range (±8.64e15 ms)`;
   }
   if (typeof ts === 'string') {
     const t = ts.trim();
@@ -32,7 +36,10 @@ export function parseEventTime(ts: unknown): number | string {
       norm = norm.replace(/([+-]\d{2})(\d{2})$/, '$1:$2').replace(/([+-]\d{2})$/, '$1:00');
     }
     const ms = Date.parse(norm);
-    return Number.isFinite(ms) ? ms : `ts "${ts.slice(0, 64)}" is not a valid date`;
+    // Date.parse rolls impossible dates over (2026-09-31 becomes 1 October): check the calendar.
+    const [y, mo, d] = norm.slice(0, 10).split('-').map(Number) as [number, number, number];
+    if (!Number.isFinite(ms) || mo < 1 || mo > 12 || d < 1 || d > daysInMonth(y, mo)) return `ts "${ts.slice(0, 64)}" is not a valid date`;
+    return ms;
   }
   return ts === undefined ? 'missing field "ts"' : 'ts must be a number (ms) or an ISO-8601 string';
 }

@@ -3,29 +3,24 @@
 
 import type { Window } from './windows.js';
 
-export interface Aggregate {
-  count: number;
-  positive: number;
-  negative: number;
-  neutral: number;
-  scoreSum: number;
-}
-
-export interface ResultRecord extends Aggregate {
+/** A window result: the engine's fields around the job's `result(acc)` fields. */
+export interface ResultRecord {
   id: string;
   job: string;
   key: string;
   window: Window;
-  avgScore: number;
   revision: number;
   final: boolean;
   /** Watermark that produced the record; null means +∞ (end of input). */
   watermark: number | null;
+  [field: string]: unknown;
 }
 
 export interface LateRecord {
   id: string;
-  postId: string;
+  /** `postId` for the sentiment job, `recordId` for user jobs */
+  postId?: string;
+  recordId?: string;
   key: string;
   window: Window;
   ts: number;
@@ -38,49 +33,22 @@ export interface DeadLetterRecord {
   subject: string;
   seq: number;
   payload: string;
+  /** what a user function said (reason `user_error`) */
+  error?: string;
 }
 
 export const MAX_DEAD_PAYLOAD = 1024;
 
-/** An empty aggregate. */
-export const emptyAggregate = (): Aggregate => ({ count: 0, positive: 0, negative: 0, neutral: 0, scoreSum: 0 });
-
-/** Adds one scored post to an aggregate (mutates and returns it). */
-export function addScore(agg: Aggregate, score: number): Aggregate {
-  agg.count += 1;
-  agg.scoreSum += score;
-  if (score > 0) agg.positive += 1;
-  else if (score < 0) agg.negative += 1;
-  else agg.neutral += 1;
-  return agg;
-}
-
-/** Sum of two aggregates (session merges). */
-export function mergeAggregates(a: Aggregate, b: Aggregate): Aggregate {
-  return {
-    count: a.count + b.count,
-    positive: a.positive + b.positive,
-    negative: a.negative + b.negative,
-    neutral: a.neutral + b.neutral,
-    scoreSum: a.scoreSum + b.scoreSum,
-  };
-}
-
 const wmField = (wm: number): number | null => (Number.isFinite(wm) ? wm : null);
 
 /** Builds a window result; the id is `job/key/start/end/revision`. */
-export function resultRecord(job: string, key: string, window: Window, agg: Aggregate, revision: number, final: boolean, watermark: number): ResultRecord {
+export function resultRecord(job: string, key: string, window: Window, fields: Record<string, unknown>, revision: number, final: boolean, watermark: number): ResultRecord {
   return {
     id: `${job}/${key}/${window.start}/${window.end}/${revision}`,
     job,
     key,
     window: { start: window.start, end: window.end },
-    count: agg.count,
-    positive: agg.positive,
-    negative: agg.negative,
-    neutral: agg.neutral,
-    scoreSum: agg.scoreSum,
-    avgScore: agg.count === 0 ? 0 : agg.scoreSum / agg.count,
+    ...fields,
     revision,
     final,
     watermark: wmField(watermark),
@@ -88,10 +56,10 @@ export function resultRecord(job: string, key: string, window: Window, agg: Aggr
 }
 
 /** Builds a late record for a (post, key, window) the post missed. */
-export function lateRecord(job: string, postId: string, key: string, window: Window, ts: number, watermark: number): LateRecord {
+export function lateRecord(job: string, idField: 'postId' | 'recordId', recordId: string, key: string, window: Window, ts: number, watermark: number): LateRecord {
   return {
-    id: `${job}/${key}/${window.start}/${window.end}/${postId}`,
-    postId,
+    id: `${job}/${key}/${window.start}/${window.end}/${recordId}`,
+    [idField]: recordId,
     key,
     window: { start: window.start, end: window.end },
     ts,
@@ -100,7 +68,9 @@ export function lateRecord(job: string, postId: string, key: string, window: Win
 }
 
 /** Builds a dead-letter record; the payload is kept as text, truncated. */
-export function deadLetterRecord(job: string, reason: string, subject: string, seq: number, payload: Uint8Array): DeadLetterRecord {
+export function deadLetterRecord(job: string, reason: string, subject: string, seq: number, payload: Uint8Array, error?: string): DeadLetterRecord {
   const text = Buffer.from(payload.subarray(0, MAX_DEAD_PAYLOAD)).toString('utf8');
-  return { id: `${job}/dlq/${seq}`, reason, subject, seq, payload: payload.length > MAX_DEAD_PAYLOAD ? `${text}…` : text };
+  const rec: DeadLetterRecord = { id: `${job}/dlq/${seq}`, reason, subject, seq, payload: payload.length > MAX_DEAD_PAYLOAD ? `${text}…` : text };
+  if (error !== undefined) rec.error = error;
+  return rec;
 }

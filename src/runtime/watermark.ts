@@ -37,6 +37,12 @@ export class WatermarkTracker {
     return this.recompute(now);
   }
 
+  /** A watermark set by hand (tests, punctuations): takes effect when it is later than the current one. */
+  advanceTo(w: number): number {
+    if (w > this.wm) this.wm = w;
+    return this.wm;
+  }
+
   /** End of input: the watermark becomes +∞. */
   end(): number {
     this.wm = Infinity;

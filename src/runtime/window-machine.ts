@@ -1,8 +1,10 @@
 // Every window is its own xstate v5 machine: open → pending → closed (DESIGN.md §3).
-// The machine owns the lifecycle and the revisions; the arithmetic lives in records.ts.
+// The machine owns the lifecycle and the revisions; the arithmetic is the job's aggregate. Windows
+// are not running actors: the operator steps each one with the machine's pure transition.
 
 import { setup, assign, enqueueActions } from 'xstate';
-import { addScore, emptyAggregate, mergeAggregates, resultRecord, type Aggregate, type ResultRecord } from './records.js';
+import { resultRecord, type ResultRecord } from './records.js';
+import type { CompiledJob } from './compiled-job.js';
 
 export type EmitMode = 'updates' | 'final';
 
@@ -13,7 +15,8 @@ export interface WindowInput {
   end: number;
   lateness: number;
   mode: EmitMode;
-  agg?: Aggregate;
+  acc: unknown;
+  revision?: number;
 }
 
 export interface WindowContext {
@@ -23,14 +26,15 @@ export interface WindowContext {
   end: number;
   lateness: number;
   mode: EmitMode;
-  agg: Aggregate;
+  /** The job's accumulator of the window's records. */
+  acc: unknown;
   /** Revision the next emitted record gets. */
   revision: number;
 }
 
 export type WindowEvent =
-  | { type: 'ADD'; delta: Aggregate }
-  | { type: 'LATE'; score: number; watermark: number }
+  | { type: 'ADD'; delta: unknown }
+  | { type: 'LATE'; delta: unknown; watermark: number; recordId: string }
   | { type: 'FIRE'; watermark: number }
   | { type: 'CLOSE'; watermark: number };
 
@@ -39,13 +43,13 @@ export interface WindowEmitted {
   record: ResultRecord;
 }
 
-const record = (c: WindowContext, revision: number, final: boolean, watermark: number): WindowEmitted => ({
-  type: 'result',
-  record: resultRecord(c.job, c.key, { start: c.start, end: c.end }, c.agg, revision, final, watermark),
-});
-
-/** The window lifecycle machine. */
-export const windowMachine = setup({
+/** The window lifecycle machine of a job (its aggregate does the arithmetic). */
+export function createWindowMachine(job: Pick<CompiledJob, 'merge' | 'result'>) {
+  const record = (c: WindowContext, revision: number, final: boolean, watermark: number): WindowEmitted => ({
+    type: 'result',
+    record: resultRecord(c.job, c.key, { start: c.start, end: c.end }, job.result(c.acc, c), revision, final, watermark),
+  });
+  return setup({
   types: {
     context: {} as WindowContext,
     events: {} as WindowEvent,
@@ -57,8 +61,8 @@ export const windowMachine = setup({
     closesAtOnce: ({ context, event }) => event.type === 'FIRE' && event.watermark >= context.end + context.lateness,
   },
   actions: {
-    accumulate: assign(({ context, event }) => (event.type === 'ADD' ? { agg: mergeAggregates(context.agg, event.delta) } : {})),
-    accumulateLate: assign(({ context, event }) => (event.type === 'LATE' ? { agg: addScore({ ...context.agg }, event.score) } : {})),
+    accumulate: assign(({ context, event }) => (event.type === 'ADD' ? { acc: job.merge(context.acc, event.delta, context) } : {})),
+    accumulateLate: assign(({ context, event }) => (event.type === 'LATE' ? { acc: job.merge(context.acc, event.delta, { ...context, recordId: event.recordId }) } : {})),
     // Firing emits revision 0 in updates mode; with no lateness it is also the final record.
     emitFiring: enqueueActions(({ context, event, enqueue }) => {
       if (context.mode !== 'updates' || event.type !== 'FIRE') return;
@@ -88,8 +92,8 @@ export const windowMachine = setup({
     end: input.end,
     lateness: input.lateness,
     mode: input.mode,
-    agg: input.agg ?? emptyAggregate(),
-    revision: 0,
+    acc: input.acc,
+    revision: input.revision ?? 0,
   }),
   states: {
     open: {
@@ -108,5 +112,8 @@ export const windowMachine = setup({
     closed: { type: 'final' },
   },
 });
+}
+
+export type WindowMachine = ReturnType<typeof createWindowMachine>;
 
 export type WindowState = 'open' | 'pending' | 'closed';

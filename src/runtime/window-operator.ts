@@ -1,54 +1,67 @@
-// The keyed window operator of one partition: owns every key's windows (one xstate actor each)
-// and their event-time timers, and applies an ordered stream of posts and watermark markers.
+// The keyed window operator of one partition: owns every key's windows and their event-time
+// timers, and applies an ordered stream of records, aggregate deltas and watermark markers.
+// Each window holds its own machine state and is stepped by the window machine's transition.
 
-import { createActor, type Actor } from 'xstate';
-import { lateRecord, mergeAggregates, emptyAggregate, addScore, type Aggregate, type LateRecord, type ResultRecord } from './records.js';
+import { lateRecord, type LateRecord, type ResultRecord } from './records.js';
 import { fixedWindows, type Window, type WindowSpec } from './windows.js';
 import { lifecycleAt } from './lateness.js';
 import { TimerHeap } from './timer-heap.js';
-import { windowMachine, type EmitMode, type WindowContext, type WindowState } from './window-machine.js';
+import { createWindowMachine, type EmitMode, type WindowEvent, type WindowState } from './window-machine.js';
+import { WindowStepper } from './window-step.js';
+import type { CompiledJob } from './compiled-job.js';
 
-/** A scored post routed to this partition for one of its keys. */
+/**
+ * One record routed to this partition for one of its keys, judged on its own: a session record,
+ * or a record that is late for (or fires) some of its fixed windows. For fixed windows it stands
+ * for the record's windows that are not open under the watermark in force (open ones get deltas).
+ */
 export interface PostItem {
   /** key */
   k: string;
-  /** post id */
+  /** record id */
   id: string;
   ts: number;
-  /** sentiment score */
-  s: number;
+  /** the record's own accumulator, add(init(), record) */
+  a: unknown;
 }
 
-/** An operation: a post for a key, or (a number) the watermark advancing to that value. */
-export type Op = PostItem | number;
+/**
+ * Records of one key that land in one fixed window still open under the watermark in force
+ * before each of them, pre-aggregated by the source (Flink's two-phase aggregation).
+ */
+export interface DeltaItem {
+  k: string;
+  /** window start (the end follows from the window spec) */
+  s: number;
+  /** merged accumulator of the records */
+  a: unknown;
+  /** number of records */
+  c: number;
+}
+
+/** An operation: a record, a delta, or (a number) the watermark advancing to that value. */
+export type Op = PostItem | DeltaItem | number;
 
 export interface OperatorConfig {
   job: string;
   window: WindowSpec;
   lateness: number;
   mode: EmitMode;
+  compiled: CompiledJob;
 }
 
-/**
- * A window as it goes to and comes back from a checkpoint: its machine's state and the part of
- * its context that is not configuration (job, lateness and emit mode come from the job).
- */
+/** A window as it goes to and comes back from a checkpoint: its machine state and record count. */
 export interface PersistedWindow {
   key: string;
   start: number;
   end: number;
   state: 'open' | 'pending';
-  agg: Aggregate;
+  acc: unknown;
   revision: number;
+  /** records in the window */
+  n: number;
   /** `windowId(key, start, end)` when the reader already has it (saves building it again) */
   id?: string;
-}
-
-/** The machine state of a window whose actor is not running (restored, not touched since). */
-interface Dormant {
-  state: 'open' | 'pending';
-  agg: Aggregate;
-  revision: number;
 }
 
 /** A window as `query` shows it. */
@@ -56,33 +69,27 @@ export interface WindowView {
   key: string;
   window: Window;
   state: WindowState;
-  aggregate: Aggregate;
+  /** the job's result fields for the window as it stands */
+  aggregate: Record<string, unknown>;
+  /** records in the window */
+  records: number;
   nextRevision: number;
   firesAt: number;
   closesAt: number;
+  /** what the job's `inspect(acc)` adds (e.g. example posts) */
+  extra?: Record<string, unknown>;
 }
-
-type WindowActor = Actor<typeof windowMachine>;
 
 interface Entry {
   id: string;
   key: string;
   start: number;
   end: number;
-  /**
-   * The window's xstate actor, activated on the window's first lifecycle event (Orleans-style
-   * virtual actors): until then `dormant` holds its machine state — `open` with the posts so far,
-   * or, for a window restored from a checkpoint, whatever state was saved. An open window costs
-   * no actor while it collects posts, and a restart does not start 100k actors before its first post.
-   */
-  actor: WindowActor | null;
-  dormant: Dormant | null;
-  /**
-   * Posts the actor has not seen yet. They reach it in one ADD at its next lifecycle event,
-   * checkpoint or query, so xstate is paid per window and checkpoint, not per post.
-   */
-  pending: Aggregate | null;
+  /** The window's machine state value (`absorbed`: merged into a larger session). */
   state: WindowState | 'absorbed';
+  acc: unknown;
+  revision: number;
+  n: number;
 }
 
 interface Timer {
@@ -93,6 +100,8 @@ interface Timer {
 /** Storage id of a window: key, start, end. */
 export const windowId = (key: string, start: number, end: number): string => `${key}\u0000${start}\u0000${end}`;
 
+const isDelta = (op: PostItem | DeltaItem): op is DeltaItem => (op as DeltaItem).c !== undefined;
+
 /** Per-partition keyed window state and the rules of DESIGN.md §3 applied to it. */
 export class WindowOperator {
   private wm = -Infinity;
@@ -102,10 +111,17 @@ export class WindowOperator {
   private dirty = new Set<Entry>();
   private removed = new Set<string>();
   private liveCount = 0;
+  private readonly stepper: WindowStepper;
+  private readonly job: CompiledJob;
+  private readonly windowSize: number;
   results: ResultRecord[] = [];
   late: LateRecord[] = [];
 
-  constructor(private readonly cfg: OperatorConfig) {}
+  constructor(private readonly cfg: OperatorConfig) {
+    this.job = cfg.compiled;
+    this.stepper = new WindowStepper(createWindowMachine(cfg.compiled), (r) => this.results.push(r));
+    this.windowSize = cfg.window.kind === 'session' ? 0 : cfg.window.size;
+  }
 
   /** The watermark this partition has seen. */
   get watermark(): number {
@@ -117,7 +133,7 @@ export class WindowOperator {
     return this.liveCount;
   }
 
-  /** Applies posts and watermark markers in order; outputs accumulate in `results` / `late`. */
+  /** Applies ops in order; outputs accumulate in `results` / `late`. */
   apply(ops: readonly Op[]): void {
     this.applySome(ops, 0);
   }
@@ -134,7 +150,8 @@ export class WindowOperator {
       if (typeof op === 'number') {
         // Resuming at i applies the marker again: a no-op, then the timers still due go on firing.
         if (!this.advance(op, limit)) return i;
-      } else if (this.cfg.window.kind === 'session') this.sessionPost(op, this.cfg.window.gap);
+      } else if (isDelta(op)) this.delta(op);
+      else if (this.cfg.window.kind === 'session') this.sessionPost(op, this.cfg.window.gap);
       else this.fixedPost(op, this.cfg.window);
     }
     return ops.length;
@@ -160,6 +177,29 @@ export class WindowOperator {
     return { upserts, deletes };
   }
 
+  /**
+   * A checkpoint's windows, produced lazily so a caller can hand them on in slices: every live
+   * window (full) or the changed ones since the last checkpoint, and the removed ids. The state
+   * must not change until the windows are consumed (the partition actor applies nothing meanwhile).
+   */
+  snapshot(full: boolean): { upserts: Iterable<PersistedWindow>; deletes: string[] } {
+    const dirty = this.dirty;
+    const deletes = full ? [] : [...this.removed];
+    this.dirty = new Set();
+    this.removed = new Set();
+    const persist = (e: Entry): PersistedWindow => this.persist(e);
+    const live = (e: Entry): boolean => e.state === 'open' || e.state === 'pending';
+    const source = full ? () => this.entries() : () => dirty.values();
+    return {
+      deletes,
+      upserts: {
+        *[Symbol.iterator]() {
+          for (const e of source()) if (live(e)) yield persist(e);
+        },
+      },
+    };
+  }
+
   /** Every live window, persisted (a full checkpoint). */
   fullSnapshot(): PersistedWindow[] {
     const out: PersistedWindow[] = [];
@@ -167,12 +207,13 @@ export class WindowOperator {
     return out;
   }
 
-  /** Rebuilds windows in their saved lifecycle state, with their timers; actors start on first use. */
+  /** Rebuilds windows in their saved machine state, with their timers. */
   restore(windows: readonly PersistedWindow[], watermark: number): void {
     this.wm = watermark;
     for (const w of windows) {
-      // The persisted window serves as the dormant state as it is (it is not shared).
-      const entry = this.spawn(w.key, w.start, w.end, undefined, w, false);
+      const entry = this.spawn(w.key, w.start, w.end, w.acc, w.n, false, w.id);
+      entry.state = w.state;
+      entry.revision = w.revision;
       if (entry.state === 'open') this.timers.push(entry.end, { entry, kind: 'fire' });
       else this.timers.push(entry.end + this.cfg.lateness, { entry, kind: 'close' });
     }
@@ -181,18 +222,21 @@ export class WindowOperator {
   /** Current windows of a key (all keys when `key` is undefined), optionally within [from, to). */
   query(key?: string, from = -Infinity, to = Infinity): WindowView[] {
     const out: WindowView[] = [];
+    const inspect = this.job.def.inspect;
     for (const e of this.entries(key)) {
       if (e.end <= from || e.start >= to) continue;
-      const ctx = this.contextOf(e);
-      out.push({
+      const view: WindowView = {
         key: e.key,
         window: { start: e.start, end: e.end },
         state: e.state as WindowState,
-        aggregate: { ...ctx.agg },
-        nextRevision: ctx.revision,
+        aggregate: this.job.result(e.acc, e),
+        records: e.n,
+        nextRevision: e.revision,
         firesAt: e.end,
         closesAt: e.end + this.cfg.lateness,
-      });
+      };
+      if (inspect) view.extra = inspect(e.acc);
+      out.push(view);
     }
     return out.sort((a, b) => a.window.start - b.window.start || a.key.localeCompare(b.key));
   }
@@ -221,40 +265,25 @@ export class WindowOperator {
   }
 
   private persist(e: Entry): PersistedWindow {
-    const ctx = this.contextOf(e);
-    return { key: e.key, start: e.start, end: e.end, state: e.state as 'open' | 'pending', agg: { ...ctx.agg }, revision: ctx.revision };
+    return { key: e.key, start: e.start, end: e.end, state: e.state as 'open' | 'pending', acc: e.acc, revision: e.revision, n: e.n };
   }
 
-  /** The window's machine context, with every buffered post applied. */
-  private contextOf(e: Entry): Pick<WindowContext, 'agg' | 'revision'> {
-    this.flush(e);
-    return e.actor ? (e.actor.getSnapshot().context as WindowContext) : e.dormant!;
+  /** Steps the window's machine with a lifecycle event; its new state and context become the entry's. */
+  private step(e: Entry, event: WindowEvent): void {
+    const next = this.stepper.step(
+      {
+        value: e.state as WindowState,
+        context: { job: this.cfg.job, key: e.key, start: e.start, end: e.end, lateness: this.cfg.lateness, mode: this.cfg.mode, acc: e.acc, revision: e.revision },
+      },
+      event,
+    );
+    e.state = next.value;
+    e.acc = next.context.acc;
+    e.revision = next.context.revision;
   }
 
-  /** The window's running actor, started from its dormant state when it has none yet. */
-  private actorOf(e: Entry): WindowActor {
-    if (e.actor) return e.actor;
-    const d = e.dormant!;
-    const input = { job: this.cfg.job, key: e.key, start: e.start, end: e.end, lateness: this.cfg.lateness, mode: this.cfg.mode, agg: d.agg };
-    // An open window has emitted nothing (revision 0): the machine's own initial state with the
-    // posts so far as input. A pending one is resolved from its saved state.
-    e.actor =
-      d.state === 'open' && d.revision === 0
-        ? this.startActor(createActor(windowMachine, { input }))
-        : this.startActor(createActor(windowMachine, { input, snapshot: windowMachine.resolveState({ value: d.state, context: { ...input, revision: d.revision } }) }));
-    e.dormant = null;
-    return e.actor;
-  }
-
-  private startActor(actor: WindowActor): WindowActor {
-    actor.on('result', (ev) => this.results.push(ev.record));
-    actor.start();
-    return actor;
-  }
-
-  private spawn(key: string, start: number, end: number, agg?: Aggregate, dormant?: Dormant & { id?: string }, dirty = true): Entry {
-    const d: Dormant = dormant ?? { state: 'open', agg: agg ?? emptyAggregate(), revision: 0 };
-    const entry: Entry = { id: dormant?.id ?? windowId(key, start, end), key, start, end, actor: null, dormant: d, pending: null, state: d.state };
+  private spawn(key: string, start: number, end: number, acc: unknown, n: number, dirty = true, id?: string): Entry {
+    const entry: Entry = { id: id ?? windowId(key, start, end), key, start, end, state: 'open', acc, revision: 0, n };
     this.liveCount++;
     if (dirty) this.dirty.add(entry);
     if (this.cfg.window.kind === 'session') {
@@ -271,7 +300,6 @@ export class WindowOperator {
 
   private drop(e: Entry, state: 'closed' | 'absorbed'): void {
     e.state = state;
-    e.actor?.stop();
     this.liveCount--;
     this.dirty.delete(e);
     this.removed.add(e.id);
@@ -284,23 +312,6 @@ export class WindowOperator {
       m.delete(e.start);
       if (m.size === 0) this.fixed.delete(e.key);
     }
-  }
-
-  private flush(e: Entry): void {
-    if (e.pending === null) return;
-    // A running actor takes the posts as an ADD; a dormant open window keeps them as the context
-    // its machine will start with.
-    if (e.actor) e.actor.send({ type: 'ADD', delta: e.pending });
-    else e.dormant!.agg = mergeAggregates(e.dormant!.agg, e.pending);
-    e.pending = null;
-  }
-
-  private buffer(e: Entry, score: number): void {
-    if (e.pending === null) {
-      e.pending = emptyAggregate();
-      this.dirty.add(e);
-    }
-    addScore(e.pending, score);
   }
 
   /**
@@ -321,50 +332,68 @@ export class WindowOperator {
   }
 
   private fire(e: Entry, w: number): void {
-    this.flush(e);
-    const actor = this.actorOf(e);
-    actor.send({ type: 'FIRE', watermark: w });
+    this.step(e, { type: 'FIRE', watermark: w });
     // A watermark already past end + lateness closes the window in the same machine step.
-    if (actor.getSnapshot().value === 'closed') {
+    if (e.state === 'closed') {
       this.drop(e, 'closed');
       return;
     }
-    e.state = 'pending';
     this.dirty.add(e);
     this.timers.push(e.end + this.cfg.lateness, { entry: e, kind: 'close' });
   }
 
   private close(e: Entry, w: number): void {
-    this.actorOf(e).send({ type: 'CLOSE', watermark: w });
+    this.step(e, { type: 'CLOSE', watermark: w });
     this.drop(e, 'closed');
   }
 
-  /** A new window holding one post; fires at once when the watermark is already past its end. */
-  private open(key: string, win: Window, score: number, agg?: Aggregate): void {
-    const e = this.spawn(key, win.start, win.end, agg);
-    this.buffer(e, score);
+  /** A new window holding `acc`; fires at once when the watermark is already past its end. */
+  private open(key: string, win: Window, acc: unknown, n: number): Entry {
+    const e = this.spawn(key, win.start, win.end, acc, n);
     if (win.end <= this.wm) this.fire(e, this.wm);
     else this.timers.push(win.end, { entry: e, kind: 'fire' });
+    return e;
   }
 
-  private accept(e: Entry, score: number): void {
-    if (e.state === 'open') this.buffer(e, score);
+  /** Records of an open window: the machine's `accumulate` (ADD in `open`) applied directly. */
+  private addOpen(e: Entry, delta: unknown, n: number): void {
+    e.acc = this.job.merge(e.acc, delta, e);
+    e.n += n;
+    this.dirty.add(e);
+  }
+
+  /** One record for a live window: accumulated while open, a revision when pending. */
+  private accept(e: Entry, p: PostItem): void {
+    if (e.state === 'open') this.addOpen(e, p.a, 1);
     else {
-      this.flush(e);
-      this.actorOf(e).send({ type: 'LATE', score, watermark: this.wm });
+      e.n += 1;
+      this.step(e, { type: 'LATE', delta: p.a, watermark: this.wm, recordId: p.id });
       this.dirty.add(e);
     }
   }
 
+  private delta(d: DeltaItem): void {
+    const e = this.fixed.get(d.k)?.get(d.s);
+    if (e) {
+      // The source sends deltas only for windows open under the watermark in force: anything else
+      // means the channel delivered ops out of order, and a result would be wrong.
+      if (e.state !== 'open') throw new Error(`delta for ${d.k} [${d.s}) arrived while the window is ${e.state}`);
+      this.addOpen(e, d.a, d.c);
+    } else this.open(d.k, { start: d.s, end: d.s + this.windowSize }, d.a, d.c);
+  }
+
   private fixedPost(p: PostItem, spec: WindowSpec): void {
     for (const win of fixedWindows(spec, p.ts)) {
-      if (lifecycleAt(win, this.wm, this.cfg.lateness) === 'closed') {
-        this.late.push(lateRecord(this.cfg.job, p.id, p.k, win, p.ts, this.wm));
+      const life = lifecycleAt(win, this.wm, this.cfg.lateness);
+      // Open windows got this record in a delta.
+      if (life === 'open') continue;
+      if (life === 'closed') {
+        this.late.push(lateRecord(this.cfg.job, this.job.lateIdField, p.id, p.k, win, p.ts, this.wm));
         continue;
       }
       const e = this.fixed.get(p.k)?.get(win.start);
-      if (e) this.accept(e, p.s);
-      else this.open(p.k, win, p.s);
+      if (e) this.accept(e, p);
+      else this.open(p.k, win, p.a, 1);
     }
   }
 
@@ -373,26 +402,28 @@ export class WindowOperator {
     const live = this.sessions.get(p.k) ?? [];
     const touching = live.filter((s) => s.start <= proto.end && proto.start <= s.end);
     if (touching.length === 0) {
-      if (proto.end + this.cfg.lateness <= this.wm) this.late.push(lateRecord(this.cfg.job, p.id, p.k, proto, p.ts, this.wm));
-      else this.open(p.k, proto, p.s);
+      if (proto.end + this.cfg.lateness <= this.wm) this.late.push(lateRecord(this.cfg.job, this.job.lateIdField, p.id, p.k, proto, p.ts, this.wm));
+      else this.open(p.k, proto, p.a, 1);
       return;
     }
     const only = touching[0]!;
     if (touching.length === 1 && only.start <= proto.start && proto.end <= only.end) {
-      this.accept(only, p.s);
+      this.accept(only, p);
       return;
     }
     // Any other merge is a new window; the absorbed sessions emit nothing more.
-    let agg = emptyAggregate();
+    let acc: unknown = undefined;
+    let n = 1;
     let start = proto.start;
     let end = proto.end;
     for (const s of touching) {
-      agg = mergeAggregates(agg, this.contextOf(s).agg);
+      acc = acc === undefined ? s.acc : this.job.merge(acc, s.acc, { key: p.k, start: s.start, end: s.end, recordId: p.id });
+      n += s.n;
       start = Math.min(start, s.start);
       end = Math.max(end, s.end);
       this.drop(s, 'absorbed');
     }
-    this.open(p.k, { start, end }, p.s, agg);
+    acc = this.job.merge(acc, p.a, { key: p.k, start, end, recordId: p.id });
+    this.open(p.k, { start, end }, acc, n);
   }
 }
-

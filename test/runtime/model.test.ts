@@ -4,6 +4,8 @@
 import t, { type Test } from 'tap';
 import { isDeepStrictEqual } from 'node:util';
 import { runInMemory } from '../../src/runtime/pipeline.js';
+import { compileJob } from '../../src/runtime/compiled-job.js';
+import { sentimentJob } from '../../src/runtime/sentiment-job.js';
 import { referenceRun, ruleCounts, type RefConfig, type Result, type Late } from '../helpers/reference.js';
 import { genStream, KEYWORDS } from '../helpers/streams.js';
 
@@ -68,9 +70,9 @@ function expectLate(key: string, start: number, end: number, postId: string, ts:
 const byId = <T extends { id: string }>(xs: readonly T[]): T[] =>
   [...xs].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : JSON.stringify(a) < JSON.stringify(b) ? -1 : 1));
 
-function implRun(payloads: string[], cfg: RefConfig, opts: { batchSize?: number; partitions?: number; drain?: boolean; restartEvery?: number; slice?: number } = {}): Run {
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any
-  const out = runInMemory(payloads.map((p) => Buffer.from(p)), cfg as any, opts);
+function implRun(payloads: string[], cfg: RefConfig, opts: { batchSize?: number; partitions?: number; drain?: boolean; restartEvery?: number; slice?: number; preaggregate?: boolean } = {}): Run {
+  const sem = { ...cfg, compiled: compileJob(sentimentJob({ keys: cfg.keys }), { stream: 'POSTS', lateIdField: 'postId' }) };
+  const out = runInMemory(payloads.map((p) => Buffer.from(p)), sem, opts);
   return out as unknown as Run;
 }
 

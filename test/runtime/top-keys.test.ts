@@ -10,6 +10,7 @@ const view = (key: string, start: number, count: number, state: WindowView['stat
   window: { start, end: start + 1000 },
   state,
   aggregate: { count, positive: count, negative: 0, neutral: 0, scoreSum: count },
+  records: count,
   nextRevision: 0,
   firesAt: start + 1000,
   closesAt: start + 1000,
