@@ -14,6 +14,7 @@ import type { AnyJobDefinition } from './runtime/job-definition.js';
 import type { WindowSpec } from './runtime/windows.js';
 import { JOB_NAME } from './io/subjects.js';
 import { isPostgresUrl, parsePostgresSpec, formatPostgresSpec, redactPostgresUrl, type PostgresSpec } from './io/postgres-url.js';
+import { NATS_AUTH_OPTIONS, natsAuthFrom, type NatsAuth } from './io/connect.js';
 
 export type SinkSpec = { kind: 'jsonl'; path: string } | { kind: 'nats'; subject: string } | { kind: 'jetstream'; stream: string; subject?: string } | PostgresSpec;
 
@@ -25,6 +26,7 @@ export interface JobConfig extends JobSemantics {
   /** `--job-module`: the user's job module, as given */
   jobModule?: string;
   nats?: string;
+  natsAuth: NatsAuth;
   inputStream: string;
   inputSubjects: string[];
   idleTimeout: number;
@@ -66,7 +68,8 @@ export interface OptionDef {
 
 /** Options of `tidemark run`. */
 export const RUN_OPTIONS: OptionDef[] = [
-  { flag: '--nats', key: 'nats', kind: 'string', arg: 'URL', help: 'NATS server to use; without it an embedded nats-server is started' },
+  { flag: '--nats', key: 'nats', kind: 'string', arg: 'URL', help: 'NATS server(s) to use, comma-separated; without it an embedded nats-server is started' },
+  ...NATS_AUTH_OPTIONS,
   { flag: '--job', key: 'job', kind: 'string', arg: 'NAME', help: 'job name (scopes subjects, consumers and state)', default: 'sentiment' },
   { flag: '--input-stream', key: 'inputStream', kind: 'string', arg: 'NAME', help: 'JetStream stream holding the posts (created when missing)', default: 'POSTS' },
   { flag: '--input-subjects', key: 'inputSubjects', kind: 'list', arg: 'SUBJ', help: 'subjects of the input stream, comma-separated', default: 'posts.>' },
@@ -250,6 +253,7 @@ export function resolveJobConfig(flags: RawOptions, definition?: AnyJobDefinitio
     retain: int(get('retain')!, '--retain', 1, 1000),
     resetState: raw.resetState === true,
     logLevel,
+    natsAuth: natsAuthFrom(get),
   };
   if (keys) cfg.keys = keys;
   if (raw.examples === true) cfg.examples = true;

@@ -7,7 +7,8 @@ import { ServiceError, type JetStreamManager, type Service, type ServiceMsg } fr
 import type { Job } from './actors/job.js';
 import type { Logger } from './log.js';
 import { subjectsFor } from './io/subjects.js';
-import { encode, decode } from './io/codec.js';
+import { decode } from './io/codec.js';
+import { Sealer, SENDER } from './io/channel.js';
 import type { QueryReply, QueryRequest } from './actors/messages.js';
 import { fixedWindows, formatWindowSpec, type Window } from './runtime/windows.js';
 import { formatDuration } from './runtime/duration.js';
@@ -69,6 +70,8 @@ export function jobStatus(job: Job, now = Date.now()): Record<string, unknown> {
     resultsOut: job.sink.counts.results,
     late: job.sink.counts.late,
     deadLetters: job.sink.counts.dead,
+    /** Internal messages refused (garbage, forged, replayed, of an earlier run): see the log for the first of each sender. */
+    rejectedMessages: job.channel.rejects.total,
     windows: windowsByState(job),
     lastCheckpoint: src.lastCheckpoint ? { id: src.lastCheckpoint.cp, ageMs: now - src.lastCheckpoint.at, ms: Math.round(src.lastCheckpoint.ms), bytes: src.lastCheckpoint.bytes } : null,
     startedAt: new Date(src.startedAt).toISOString(),
@@ -82,7 +85,7 @@ export async function queryPartitions(job: Job, req: QueryRequest, only?: number
   const targets = only === undefined ? job.partitions.map((p) => p.partition) : [only];
   const replies = await Promise.all(
     targets.map((p) =>
-      job.nc.request(`${subj.partition(p)}.query`, encode(req), { timeout: PARTITION_TIMEOUT }).catch((e: unknown) => {
+      job.nc.request(`${subj.partition(p)}.query`, new Sealer(job.channel.key, SENDER.service).seal(`${subj.partition(p)}.query`, req), { timeout: PARTITION_TIMEOUT }).catch((e: unknown) => {
         throw new ServiceError(504, `partition actor ${p} did not answer: ${(e as Error).message}`);
       }),
     ),

@@ -18,6 +18,7 @@ import type { Logger } from '../log.js';
 import { PartitionActor } from './partition-actor.js';
 import { SinkActor, type SinkSet } from './sink-actor.js';
 import { SourceActor, type SavepointTaken } from './source-actor.js';
+import { RunKey, Rejections, type ChannelContext } from '../io/channel.js';
 
 /** Where a job keeps its LevelDB state. */
 export const checkpointDir = (stateDir: string, job: string): string => join(stateDir, job, 'checkpoints');
@@ -72,6 +73,8 @@ export class Job {
   readonly source: SourceActor;
   readonly restoredFrom?: CheckpointMeta;
   private runPromise?: Promise<number>;
+  /** Resolves (with the reason) when the job must restart from its last checkpoint. */
+  readonly faulted: Promise<string>;
 
   private constructor(
     readonly cfg: JobConfig,
@@ -83,7 +86,10 @@ export class Job {
     restored: CheckpointMeta | undefined,
     readonly endSeq: number | undefined,
     private readonly pool: ScoringPool,
+    readonly channel: ChannelContext,
+    faulted: Promise<string>,
   ) {
+    this.faulted = faulted;
     this.partitions = parts;
     this.sink = sink;
     this.source = source;
@@ -95,6 +101,10 @@ export class Job {
     const t0 = performance.now();
     const store = await openJobStore(cfg.stateDir, cfg.job, cfg.resetState);
     let opened: SinkActor | undefined;
+    let fault: (why: string) => void = () => undefined;
+    const faulted = new Promise<string>((r) => (fault = r));
+    // A new secret every run: messages of an earlier run, garbage and forgeries are all refused.
+    const channel: ChannelContext = { key: RunKey.create(), rejects: new Rejections((f, m) => log.warn(f, m)), fault: (why) => fault(why) };
     try {
       if (cfg.resetState) log.warn({ stateDir: cfg.stateDir }, 'state reset: starting from the beginning of the input');
       for (const note of store.notes) log.warn({ stateDir: cfg.stateDir }, note);
@@ -126,7 +136,7 @@ export class Job {
         late: createSink(cfg.lateSink, nc, js, jsm, cfg.job, 'late', log),
         dead: createSink(cfg.dlqSink, nc, js, jsm, cfg.job, 'dead', log),
       };
-      const sink = new SinkActor(nc, cfg.job, cfg.partitions, sinkSet, store, fingerprint, cfg.retain, log, meta?.id ?? 0);
+      const sink = new SinkActor(nc, cfg.job, cfg.partitions, sinkSet, store, fingerprint, cfg.retain, log, meta?.id ?? 0, channel);
       opened = sink;
       await sink.openSinks(meta?.sinks);
       if (meta) {
@@ -134,7 +144,7 @@ export class Job {
         sink.counts.late = meta.counters.late ?? 0;
         sink.counts.dead = meta.counters.dead ?? 0;
       }
-      const parts = Array.from({ length: cfg.partitions }, (_, p) => new PartitionActor(nc, p, { job: cfg.job, window: cfg.window, lateness: cfg.lateness, mode: cfg.emit, compiled: cfg.compiled }));
+      const parts = Array.from({ length: cfg.partitions }, (_, p) => new PartitionActor(nc, p, { job: cfg.job, window: cfg.window, lateness: cfg.lateness, mode: cfg.emit, compiled: cfg.compiled }, channel));
       if (restored) for (const pa of parts) await pa.restore(restored.windows.get(pa.partition) ?? [], restored.meta.watermark.wm);
       for (const pa of parts) pa.start(cfg.job);
       sink.start();
@@ -152,6 +162,7 @@ export class Job {
         pool,
         cfg,
         { partitions: cfg.partitions, batchSize: cfg.batchSize, maxInflight: 4, checkpointInterval: cfg.checkpointInterval, idleTimeout: cfg.idleTimeout, ...(endSeq !== undefined ? { endSeq } : {}) },
+        channel,
         // New checkpoint ids continue after the newest stored one (also when restoring an older one).
         { seq: meta?.seq ?? 0, cp: store.maxId, ...(restored ? { watermark: restored.meta.watermark, chain: restored.chain } : {}) },
       );
@@ -183,7 +194,7 @@ export class Job {
         },
         `job ${cfg.job}: window ${formatWindowSpec(cfg.window)}, watermark = max(ts) - ${formatDuration(cfg.maxOutOfOrderness)}, allowed lateness ${formatDuration(cfg.lateness)}, emit ${cfg.emit}`,
       );
-      return new Job(cfg, nc, store, parts, sink, source, meta, endSeq, pool);
+      return new Job(cfg, nc, store, parts, sink, source, meta, endSeq, pool, channel, faulted);
     } catch (e) {
       // A sink that refused to open must not keep the process alive with the others' connections.
       await opened?.closeSinks().catch(() => undefined);
@@ -226,15 +237,20 @@ export class Job {
     this.sink.abort();
     for (const p of this.partitions) p.stop();
     await this.sink.finished().catch(() => undefined);
-    await this.close();
+    // Writes a sink could not confirm (NATS gone) are redone from the checkpoint: no reason to fail here.
+    await this.close().catch(() => undefined);
   }
 
   /** Releases the state store and subscriptions. */
   async close(): Promise<void> {
     for (const p of this.partitions) p.stop();
     this.sink.stop();
-    await this.sink.closeSinks();
-    await this.pool.close();
-    await this.store.close();
+    // The state store is released whatever the sinks do, so a restart in this process can open it.
+    try {
+      await this.sink.closeSinks();
+    } finally {
+      await this.pool.close();
+      await this.store.close();
+    }
   }
 }

@@ -3,7 +3,8 @@
 // sink's credits and injects checkpoint barriers between batches.
 
 import type { NatsConnection, Subscription } from 'nats';
-import { encode, decode } from '../io/codec.js';
+import { Opener, Sealer, SENDER, receive, type ChannelContext } from '../io/channel.js';
+import { checkCreditMsg } from './message-checks.js';
 import { subjectsFor } from '../io/subjects.js';
 import { ChunkingPublisher } from '../io/framing.js';
 import type { JetStreamSource } from '../io/jetstream-source.js';
@@ -43,6 +44,7 @@ export class SourceActor {
   readonly ingest: Ingestor;
   private readonly subj: ReturnType<typeof subjectsFor>;
   private readonly pub: ChunkingPublisher;
+  private readonly sealer: Sealer;
   private n = 0;
   private credit = 0;
   private creditWaiters: Array<() => void> = [];
@@ -77,8 +79,10 @@ export class SourceActor {
     private readonly pool: ScoringPool,
     private readonly sem: JobSemantics,
     private readonly opts: SourceOptions,
+    private readonly ctx: ChannelContext,
     restored: { seq: number; cp: number; chain?: ChainState; watermark?: { wm: number; maxTs: Array<[string, number]> } } = { seq: 0, cp: 0 },
   ) {
+    this.sealer = new Sealer(ctx.key, SENDER.source);
     this.subj = subjectsFor(sem.job);
     this.pub = new ChunkingPublisher(nc);
     this.ingest = new Ingestor(sem, opts.partitions, opts.idleTimeout);
@@ -95,10 +99,12 @@ export class SourceActor {
 
   /** Listens for credits and checkpoint completions. */
   listen(): void {
+    const inbox = new Opener(this.ctx.key, this.subj.credit, (from) => from === SENDER.sink);
     this.creditSub = this.nc.subscribe(this.subj.credit, {
       callback: (err, m) => {
         if (err) return;
-        const msg = decode<CreditMsg>(m.data);
+        const msg = receive(this.ctx, inbox, m.data, checkCreditMsg)?.msg;
+        if (!msg) return;
         if (msg.t === 'credit') {
           this.credit = Math.max(this.credit, msg.n);
           const w = this.creditWaiters;
@@ -275,11 +281,12 @@ export class SourceActor {
   }
 
   private publishPartition(p: number, msg: PartitionMsg): void {
-    this.pub.publish(this.subj.partition(p), encode(msg));
+    const subject = this.subj.partition(p);
+    this.pub.publish(subject, this.sealer.seal(subject, msg));
   }
 
   private publishOut(msg: OutMsg): void {
-    this.pub.publish(this.subj.out, encode(msg));
+    this.pub.publish(this.subj.out, this.sealer.seal(this.subj.out, msg));
   }
 
   private async flushBatch(): Promise<void> {
