@@ -30,6 +30,7 @@ Commands:
   produce    publish a JSONL file of posts into the input stream
   gen        generate synthetic posts (to NATS, or JSONL on stdout)
   inspect    list checkpoints in a state directory, dump a key's windows
+  check-job  check a job module's aggregate laws on generated records (fast-check)
   checkpoint take a savepoint of a running job
   status     status of a running job         query KEY    a key's windows
   explain    why a key's windows fired or not keys         busiest keys
@@ -275,6 +276,10 @@ export async function main(argv: string[]): Promise<number> {
         return await gen(rest);
       case 'demo':
         return await runDemo(rest);
+      case 'check-job': {
+        const { checkJobCommand } = await import('./check-job-command.js');
+        return await checkJobCommand(rest);
+      }
       case 'inspect':
         if (rest.includes('--help')) return help('inspect --state-dir DIR [options]', INSPECT_OPTIONS);
         return await inspectCommand(rest);
@@ -291,7 +296,7 @@ export async function main(argv: string[]): Promise<number> {
       default: {
         const client = clientCommands[cmd];
         if (client) return await client(rest);
-        process.stderr.write(`tidemark: unknown command "${cmd}"; accepted: run, demo, produce, gen, inspect, checkpoint, status, query, explain, keys, services\n`);
+        process.stderr.write(`tidemark: unknown command "${cmd}"; accepted: run, demo, produce, gen, inspect, check-job, checkpoint, status, query, explain, keys, services\n`);
         return 2;
       }
     }
