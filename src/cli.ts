@@ -238,7 +238,9 @@ async function run(argv: string[]): Promise<number> {
       const { startService } = await import('./service.js');
       service = await startService(running, log, VERSION);
       if (stopRequested) void running.stop();
-      const outcome = await Promise.race([running.run().then(() => 'done' as const), lost]);
+      // A failed job (a bug in the job's code, a checkpoint write failure) stops every actor before
+      // its sinks are closed, so no flush races the close.
+      const outcome = await Promise.race([running.run().then(() => 'done' as const, async (e: unknown) => Promise.reject(await running.abort().then(() => e, () => e))), lost]);
       if (outcome === 'done') {
         log.info({ seq: running.source.seq, results: running.sink.counts.results, late: running.sink.counts.late, dead: running.sink.counts.dead }, 'job finished');
         if (lockLost) throw new TidemarkError('STATE_LOCKED', lockLost);

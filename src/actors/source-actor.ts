@@ -152,6 +152,9 @@ export class SourceActor {
     this.creditSub?.unsubscribe();
     for (const w of this.creditWaiters) w();
     this.creditWaiters = [];
+    // A checkpoint in flight never completes once an actor has failed: release whoever awaits it.
+    for (const [cp, w] of this.cpWaiters) w({ t: 'checkpointed', cp, ms: 0, bytes: 0, entries: 0, error: 'the job stopped' });
+    this.cpWaiters.clear();
     void this.source.close();
   }
 
