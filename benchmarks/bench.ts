@@ -250,7 +250,9 @@ export async function runBenchmarks(o: BenchOptions): Promise<BenchResult> {
       },
       memory: { ...memory, bytesPerOpenWindow: round(memory.bytesPerOpenWindow), bytesPerPendingWindow: round(memory.bytesPerPendingWindow) },
       state: {
-        method: 'in process, real LevelDB: N live windows (one tumbling minute, one key each); full checkpoint; posts to 1% of the windows and an incremental checkpoint; restore of the chain and of the operator; then the watermark passes every window (results handed on in slices of 500)',
+        method: 'in process, real LevelDB: N live windows (one tumbling minute, one key each); full checkpoint; posts to 1% of the windows and an incremental checkpoint; restore of the chain and of the operator; then the watermark passes every window (results handed on in slices of 500); each phase sliced as the actors slice it, the worst event-loop delay (monitorEventLoopDelay, 5 ms resolution) over all of them',
+        maxEventLoopDelayMs: round(stateRows[stateRows.length - 1]?.maxEventLoopDelayMs ?? NaN, 1),
+        windowsAtMaxDelay: stateRows[stateRows.length - 1]?.windows ?? 0,
         rows: stateRows.map((r) => ({
           ...r,
           fullCheckpointMs: round(r.fullCheckpointMs, 1),
@@ -261,6 +263,7 @@ export async function runBenchmarks(o: BenchOptions): Promise<BenchResult> {
           restoreMs: round(r.restoreMs, 1),
           firstResultsMs: round(r.firstResultsMs, 1),
           allResultsMs: r.allResultsMs === null ? null : round(r.allResultsMs, 1),
+          maxEventLoopDelayMs: round(r.maxEventLoopDelayMs, 1),
         })),
       },
     };

@@ -89,7 +89,7 @@ export interface BenchResult {
   };
   memory: MemoryOutcome;
   /** checkpoint and restore cost against state size (issue 3) */
-  state: { method: string; rows: StateRow[] };
+  state: { method: string; rows: StateRow[]; /** the largest row's worst event-loop delay */ maxEventLoopDelayMs: number; windowsAtMaxDelay: number };
   targets: TargetRow[];
 }
 
@@ -108,6 +108,7 @@ export const TARGETS: ReadonlyArray<{ metric: string; op: '>=' | '<='; target: n
   { metric: 'latency.p99Ms', op: '<=', target: 20 },
   { metric: 'checkpoint.overheadRatio', op: '>=', target: 0.85 },
   { metric: 'recovery.msFor100kWindows', op: '<=', target: 2000 },
+  { metric: 'state.maxEventLoopDelayMs', op: '<=', target: 50 },
 ];
 
 /** Reads a dotted path of a result. */
@@ -126,6 +127,7 @@ export function evaluateTargets(r: Omit<BenchResult, 'targets'> & { targets?: Ta
     const row: TargetRow = { ...t, value, pass };
     if (t.metric === 'latency.p99Ms' && !r.generator.keptUp) row.note = 'generator fell behind its schedule';
     if (t.metric === 'latency.p99Ms' && r.latency.missingSamples > 0) row.note = `${r.latency.missingSamples} results never arrived`;
+    if (t.metric === 'state.maxEventLoopDelayMs' && r.state.windowsAtMaxDelay !== 1_000_000) row.note = `measured at ${r.state.windowsAtMaxDelay} windows`;
     if (t.metric === 'recovery.msFor100kWindows') {
       if (value === null) row.note = 'no result, see recovery.error';
       else if (r.recovery.windows !== 100_000) row.note = `measured at ${r.recovery.windows} windows`;
@@ -161,6 +163,7 @@ export function formatTable(r: BenchResult): string {
     ['  generator kept up (p99 send lag ms)', `${r.generator.keptUp ? 'yes' : 'NO'} (${num(r.generator.sendLagP99Ms, 2)})`, '', ''],
     ['checkpoint overhead (on / off)', num(r.checkpoint.overheadRatio, 3), ...target('checkpoint.overheadRatio')],
     [`recovery (ms, restart→first result, ${num(r.recovery.windows)} windows)`, num(r.recovery.msFor100kWindows), ...target('recovery.msFor100kWindows')],
+    [`worst event-loop delay (ms, ${num(r.state.windowsAtMaxDelay)} windows: checkpoint, restore, firing)`, num(r.state.maxEventLoopDelayMs, 1), ...target('state.maxEventLoopDelayMs')],
     ['  restart→recovered log line (ms)', num(r.recovery.msToRecoveredLog), '', ''],
     ['memory per open window (bytes of heap)', num(r.memory.bytesPerOpenWindow), '', ''],
     ['  per fired window in its lateness (running actor)', num(r.memory.bytesPerPendingWindow), '', ''],
@@ -185,7 +188,7 @@ export function formatTable(r: BenchResult): string {
 
 /** Checkpoint and restore against state size: one row per size. */
 export function formatStateTable(rows: readonly StateRow[]): string {
-  const head = ['live windows', 'full ckpt ms', 'full MB', '1% delta ms', 'delta KB', 'restore ms', 'first 500 ms', 'all fired ms'];
+  const head = ['live windows', 'full ckpt ms', 'full MB', '1% delta ms', 'delta KB', 'restore ms', 'first 500 ms', 'all fired ms', 'worst loop delay ms'];
   const body = rows.map((r) => [
     num(r.windows),
     num(r.fullCheckpointMs),
@@ -195,6 +198,7 @@ export function formatStateTable(rows: readonly StateRow[]): string {
     num(r.restoreMs),
     num(r.firstResultsMs),
     num(r.allResultsMs),
+    num(r.maxEventLoopDelayMs, 1),
   ]);
   const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i]!.length)));
   const line = (cells: string[]): string => cells.map((c, i) => c.padStart(widths[i]!)).join('  ');

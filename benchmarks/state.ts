@@ -8,11 +8,14 @@
 // so 1M windows fit in the heap; `memory.ts` measures windows with running actors.
 
 import { mkdirSync, rmSync } from 'node:fs';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { join } from 'node:path';
 import { CheckpointStore, type CheckpointMeta } from '../src/io/checkpoint-store.js';
 import { WindowOperator, type Op, type PersistedWindow } from '../src/runtime/window-operator.js';
 import { compileJob } from '../src/runtime/compiled-job.js';
 import { sentimentJob } from '../src/runtime/sentiment-job.js';
+import { forEachSlice, yieldToLoop } from '../src/actors/slices.js';
+import { SNAPSHOT_SLICE } from '../src/actors/partition-actor.js';
 
 export interface StateRow {
   windows: number;
@@ -35,14 +38,19 @@ export interface StateRow {
   allResultsMs: number | null;
   /** results produced (equals windows when every window was fired) */
   results: number;
+  /**
+   * Worst event-loop delay (ms, `monitorEventLoopDelay`) while the full checkpoint, the restore and
+   * the watermark step ran the way the actors run them (slices with yields between them).
+   */
+  maxEventLoopDelayMs: number;
 }
 
 const JOB = 'state';
 const SIZE = 60_000;
 const BASE = 1_764_000_000_000;
 const now = (): number => performance.now();
-/** Firing costs one xstate actor per window (tens of µs); beyond this size only the first slice is timed. */
-export const FIRE_ALL_UP_TO = 100_000;
+/** Firing steps each window's machine (a few µs each); beyond this size only the first slice is timed. */
+export const FIRE_ALL_UP_TO = 1_000_000;
 
 function meta(id: number, parent: number, full: boolean, depth: number, windows: number): Omit<CheckpointMeta, 'entries' | 'hash' | 'bytes'> {
   return {
@@ -87,10 +95,16 @@ export async function measureState(windows: number, dir: string): Promise<StateR
     const live = op();
     live.restore(persisted, BASE - 1);
 
+    // The loop's delay is watched through the phases the actors slice: the partition's snapshot in
+    // barrier parts, the store's sliced batch, the sliced restore, the watermark step's result slices.
+    const delay = monitorEventLoopDelay({ resolution: 5 });
+    delay.enable();
     let t = now();
-    const full = await store.write({ meta: meta(1, 0, true, 1, windows), upserts: live.fullSnapshot().map((w) => [0, w]), deletes: [] });
+    const snapshot: PersistedWindow[] = [];
+    await forEachSlice(live.snapshot(true).upserts, SNAPSHOT_SLICE, (slice) => void snapshot.push(...slice));
+    const full = await store.write({ meta: meta(1, 0, true, 1, windows), upserts: [[0, snapshot]], deletes: [] }, yieldToLoop);
     const fullCheckpointMs = now() - t;
-    live.takeDelta();
+    snapshot.length = 0;
 
     // 1% of the windows get a post (spread over the key space), then an incremental checkpoint.
     const changed = Math.max(1, Math.round(windows / 100));
@@ -100,7 +114,7 @@ export async function measureState(windows: number, dir: string): Promise<StateR
     live.apply(posts);
     t = now();
     const d = live.takeDelta();
-    const delta = await store.write({ meta: meta(2, 1, false, 2, windows), upserts: d.upserts.map((w) => [0, w]), deletes: d.deletes.map((id) => [0, id]) });
+    const delta = await store.write({ meta: meta(2, 1, false, 2, windows), upserts: [[0, d.upserts]], deletes: d.deletes.map((id) => [0, id]) }, yieldToLoop);
     const deltaCheckpointMs = now() - t;
     if (d.upserts.length !== changed) throw new Error(`the delta holds ${d.upserts.length} windows, ${changed} changed`);
 
@@ -111,7 +125,7 @@ export async function measureState(windows: number, dir: string): Promise<StateR
     if (!restored || restored.meta.id !== 2) throw new Error('the incremental checkpoint was not restored');
     t = now();
     const back = op();
-    back.restore(restored.windows.get(0) ?? [], restored.meta.watermark.wm);
+    await forEachSlice(restored.windows.get(0) ?? [], SNAPSHOT_SLICE, (slice) => back.restore(slice, restored.meta.watermark.wm));
     const operatorRestoreMs = now() - t;
     if (back.size !== windows) throw new Error(`restored ${back.size} windows of ${windows}`);
 
@@ -126,9 +140,11 @@ export async function measureState(windows: number, dir: string): Promise<StateR
       i = back.applySome(ops, i, 500);
       results += back.drainOutput().results.length;
       if (firstResultsMs < 0) firstResultsMs = now() - t;
+      await yieldToLoop();
       if (i < ops.length && windows > FIRE_ALL_UP_TO) all = false;
     } while (all && i < ops.length);
     const allResultsMs = all ? now() - t : null;
+    delay.disable();
     return {
       windows,
       fullCheckpointMs,
@@ -143,6 +159,7 @@ export async function measureState(windows: number, dir: string): Promise<StateR
       firstResultsMs,
       allResultsMs,
       results,
+      maxEventLoopDelayMs: delay.max / 1e6,
     };
   } finally {
     await store.close();

@@ -19,6 +19,8 @@ export type SinkSpec = { kind: 'jsonl'; path: string } | { kind: 'nats'; subject
 export interface JobConfig extends JobSemantics {
   /** the sentiment job's keys (absent with a job module) */
   keys?: KeySpec;
+  /** the sentiment job keeps example posts per window */
+  examples?: boolean;
   /** `--job-module`: the user's job module, as given */
   jobModule?: string;
   nats?: string;
@@ -71,6 +73,7 @@ export const RUN_OPTIONS: OptionDef[] = [
   { flag: '--idle-timeout', key: 'idleTimeout', kind: 'dur', arg: 'DUR', help: 'an input partition with no post for this long stops holding the watermark back (0 = never)', default: '0s' },
   { flag: '--job-module', key: 'jobModule', kind: 'string', arg: 'FILE', help: 'run your own job: an ES module whose default export is a job definition (defineJob)' },
   { flag: '--keys', key: 'keys', kind: 'string', arg: 'LIST', help: 'sentiment job: comma-separated: hashtags, all, keyword:WORD', default: 'hashtags' },
+  { flag: '--examples', key: 'examples', kind: 'bool', help: 'sentiment job: each window keeps its most negative and most positive post (shown by query and the dashboard)' },
   { flag: '--max-future', key: 'maxFuture', kind: 'dur', arg: 'DUR', help: 'a post stamped further ahead of the wall clock is dead-lettered (future_ts) and does not move the watermark', default: '1h' },
   { flag: '--emit', key: 'emit', kind: 'string', arg: 'MODE', help: 'updates (a revision per change, final record at close) | final (one record per window)', default: 'updates' },
   { flag: '--sink', key: 'sinks', kind: 'string', arg: 'SPEC', repeat: true, help: 'jsonl:PATH | nats:SUBJECT | jetstream:STREAM[:SUBJECT]; repeatable', default: 'nats:tidemark.<job>.results' },
@@ -189,6 +192,7 @@ export function rawRunOptions(flags: RawOptions): RawOptions {
  */
 export function resolveJobConfig(flags: RawOptions, definition?: AnyJobDefinition): JobConfig {
   const raw = rawRunOptions(flags);
+  if (definition && raw.examples === true) throw new TidemarkError('BAD_FLAG', '--examples: is an option of the built-in sentiment job; a --job-module keeps what its aggregate keeps');
   if (definition && raw.keys !== undefined) throw new TidemarkError('BAD_FLAG', '--keys: is an option of the built-in sentiment job; a --job-module computes its own keys');
   const fromDef: Record<string, string | undefined> = definition
     ? { job: definition.name, window: definition.window, maxOutOfOrderness: definition.maxOutOfOrderness, lateness: definition.allowedLateness, emit: definition.emit }
@@ -222,7 +226,7 @@ export function resolveJobConfig(flags: RawOptions, definition?: AnyJobDefinitio
     maxOutOfOrderness: parseDuration(get('maxOutOfOrderness')!, '--max-out-of-orderness'),
     lateness: parseDuration(get('lateness')!, '--allowed-lateness'),
     emit,
-    compiled: compileJob(definition ?? sentimentJob({ keys: keys! }), { stream: inputStream, lateIdField: definition ? 'recordId' : 'postId' }),
+    compiled: compileJob(definition ?? sentimentJob({ keys: keys!, examples: raw.examples === true }), { stream: inputStream, lateIdField: definition ? 'recordId' : 'postId' }),
     maxFuture: parseDuration(get('maxFuture')!, '--max-future'),
     inputStream,
     inputSubjects,
@@ -241,6 +245,7 @@ export function resolveJobConfig(flags: RawOptions, definition?: AnyJobDefinitio
     logLevel,
   };
   if (keys) cfg.keys = keys;
+  if (raw.examples === true) cfg.examples = true;
   const jobModule = get('jobModule');
   if (jobModule !== undefined) cfg.jobModule = jobModule;
   if (!/^[A-Za-z0-9_-]+$/.test(cfg.inputStream)) throw new TidemarkError('BAD_FLAG', `--input-stream: "${cfg.inputStream}" is not a stream name (letters, digits, _ and -)`);
@@ -259,6 +264,7 @@ export function stateFingerprint(cfg: JobConfig): Record<string, string> {
     'allowed-lateness': formatDuration(cfg.lateness),
     'max-out-of-orderness': formatDuration(cfg.maxOutOfOrderness),
     ...(cfg.keys ? { keys: [cfg.keys.hashtags ? 'hashtags' : '', cfg.keys.all ? 'all' : '', ...cfg.keys.keywords.map((k) => `keyword:${k}`)].filter(Boolean).join(',') } : { 'job-module': cfg.compiled.def.name }),
+    ...(cfg.examples ? { examples: 'on' } : {}),
     emit: cfg.emit,
     partitions: String(cfg.partitions),
     'input-stream': cfg.inputStream,

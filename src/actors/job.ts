@@ -109,7 +109,7 @@ export class Job {
         sink.counts.dead = meta.counters.dead ?? 0;
       }
       const parts = Array.from({ length: cfg.partitions }, (_, p) => new PartitionActor(nc, p, { job: cfg.job, window: cfg.window, lateness: cfg.lateness, mode: cfg.emit, compiled: cfg.compiled }));
-      if (restored) parts.forEach((pa) => pa.restore(restored.windows.get(pa.partition) ?? [], restored.meta.watermark.wm));
+      if (restored) for (const pa of parts) await pa.restore(restored.windows.get(pa.partition) ?? [], restored.meta.watermark.wm);
       for (const pa of parts) pa.start(cfg.job);
       sink.start();
       const endSeq = cfg.drain ? input.lastSeq : undefined;
@@ -117,7 +117,7 @@ export class Job {
       const jobSource: JobSource | undefined = cfg.jobModule
         ? { module: pathToFileURL(resolve(cfg.jobModule)).href, stream: cfg.inputStream }
         : cfg.keys
-          ? { keys: cfg.keys, stream: cfg.inputStream }
+          ? { keys: cfg.keys, examples: cfg.examples === true, stream: cfg.inputStream }
           : undefined;
       const pool = new ScoringPool(cfg.scoringThreads, cfg.compiled, jobSource);
       const source = new SourceActor(

@@ -10,6 +10,10 @@ import { WindowOperator, type OperatorConfig, type PersistedWindow } from '../ru
 import { topKeys } from '../runtime/top-keys.js';
 import type { OutMsg, PartitionMsg, QueryReply, QueryRequest } from './messages.js';
 import { TidemarkError } from '../errors.js';
+import { forEachSlice, yieldToLoop } from './slices.js';
+
+/** Windows per message of a checkpoint barrier (and per restore step): each is encoded on its own, with a yield between. */
+export const SNAPSHOT_SLICE = 10_000;
 
 /** Results per message while a watermark step fires many windows. */
 const OUTPUT_SLICE = 500;
@@ -32,9 +36,9 @@ export class PartitionActor {
     this.operator = new WindowOperator(cfg);
   }
 
-  /** Rebuilds windows from a checkpoint before start. */
-  restore(windows: readonly PersistedWindow[], watermark: number): void {
-    this.operator.restore(windows, watermark);
+  /** Rebuilds windows from a checkpoint before start, in slices with a yield between them. */
+  async restore(windows: readonly PersistedWindow[], watermark: number): Promise<void> {
+    await forEachSlice(windows, SNAPSHOT_SLICE, (slice) => this.operator.restore(slice, watermark));
   }
 
   /** Subscribes and processes messages in order until `end`. */
@@ -82,15 +86,18 @@ export class PartitionActor {
           for (let i = 0; (i = this.operator.applySome(msg.ops, i, slice)) < msg.ops.length; slice = Math.min(OUTPUT_SLICE, 2 * slice)) {
             const o = this.operator.drainOutput();
             out({ t: 'out', from: this.partition, n: msg.n, results: o.results, late: o.late, dead: [], partial: true });
-            await new Promise<void>((r) => setImmediate(r));
+            await yieldToLoop();
           }
           this.batches++;
           const { results, late } = this.operator.drainOutput();
           out({ t: 'out', from: this.partition, n: msg.n, results, late, dead: [], ...(msg.at !== undefined ? { at: msg.at } : {}) });
         } else if (msg.t === 'barrier') {
-          const delta = msg.full ? { upserts: this.operator.fullSnapshot(), deletes: [] } : this.operator.takeDelta();
-          if (msg.full) this.operator.takeDelta();
-          out({ t: 'barrier', from: this.partition, cp: msg.cp, upserts: delta.upserts, deletes: delta.deletes, windows: this.operator.size });
+          // A large snapshot leaves in slices, each encoded on its own with a yield in between, so the
+          // event loop never stops for the whole state; nothing is applied until the last slice is out.
+          const snap = this.operator.snapshot(msg.full);
+          await forEachSlice(snap.upserts, SNAPSHOT_SLICE, (upserts, last) =>
+            out(last ? { t: 'barrier', from: this.partition, cp: msg.cp, upserts, deletes: snap.deletes, windows: this.operator.size } : { t: 'barrier-part', from: this.partition, cp: msg.cp, upserts }),
+          );
         } else {
           out({ t: 'end', from: this.partition });
           break;

@@ -12,6 +12,7 @@ import type { Logger } from '../log.js';
 import type { CreditMsg, OutMsg } from './messages.js';
 import type { PersistedWindow } from '../runtime/window-operator.js';
 import { faultPoint } from '../io/fault.js';
+import { yieldToLoop } from './slices.js';
 
 export interface SinkSet {
   results: Sink[];
@@ -23,6 +24,7 @@ interface Alignment {
   cp: number;
   arrived: Map<number, Extract<OutMsg, { t: 'barrier' | 'source-barrier' }>>;
 }
+
 
 export interface CheckpointEvent {
   meta: CheckpointMeta;
@@ -36,6 +38,8 @@ export class SinkActor {
   private credit = 0;
   private aligning?: Alignment;
   private held: OutMsg[] = [];
+  /** Slices of each partition's next barrier, received before the barrier itself. */
+  private parts = new Map<number, PersistedWindow[][]>();
   private ended = new Set<number>();
   private lastCheckpoint: number;
   private aborted = false;
@@ -118,7 +122,19 @@ export class SinkActor {
     }
     if (msg.t === 'out') {
       await this.write(msg);
+    } else if (msg.t === 'barrier-part') {
+      let list = this.parts.get(msg.from);
+      if (!list) this.parts.set(msg.from, (list = []));
+      list.push(msg.upserts);
     } else if (msg.t === 'barrier' || msg.t === 'source-barrier') {
+      if (msg.t === 'barrier') {
+        const before = this.parts.get(msg.from);
+        if (before) {
+          before.push(msg.upserts);
+          msg.upserts = before.flat();
+          this.parts.delete(msg.from);
+        }
+      }
       this.aligning ??= { cp: msg.cp, arrived: new Map() };
       this.aligning.arrived.set(msg.from, msg);
       if (this.aligning.arrived.size === this.partitions + 1) {
@@ -168,12 +184,12 @@ export class SinkActor {
     const t0 = performance.now();
     const src = a.arrived.get(-1) as Extract<OutMsg, { t: 'source-barrier' }>;
     const progress = SinkActor.progressKeys(this.sinks).map(([key, s]) => [key, s.snapshot()] as const);
-    const upserts: Array<[number, PersistedWindow]> = [];
+    const upserts: Array<[number, readonly PersistedWindow[]]> = [];
     const deletes: Array<[number, string]> = [];
     let windows = 0;
     for (const [from, m] of a.arrived) {
       if (m.t !== 'barrier') continue;
-      for (const w of m.upserts) upserts.push([from, w]);
+      upserts.push([from, m.upserts]);
       for (const d of m.deletes) deletes.push([from, d]);
       windows += m.windows;
     }
@@ -203,7 +219,7 @@ export class SinkActor {
           },
           upserts,
           deletes,
-        });
+        }, yieldToLoop);
         faultPoint('checkpoint-after-write');
         await this.store.prune(this.retain);
         const ms = performance.now() - t0;

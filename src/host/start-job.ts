@@ -1,7 +1,9 @@
 // `startJob`: a job inside a Node program (the library form of `tidemark run`), with the micro
 // service endpoints as today and the sinks' records as an async iterable.
 
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readFileSync, existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { connect, type NatsConnection } from 'nats';
 import { TidemarkError } from '../errors.js';
 import { resolveJobConfig, type RawOptions } from '../config.js';
@@ -11,6 +13,16 @@ import { validateDefinition } from '../runtime/compiled-job.js';
 import type { JobDefinition } from '../runtime/job-definition.js';
 import type { ResultRecord } from '../runtime/records.js';
 import type { WindowView } from '../runtime/window-operator.js';
+
+/** Tidemark's version, from the package.json above this module (sources and dist/ alike). */
+function packageVersion(): string {
+  for (let dir = dirname(fileURLToPath(import.meta.url)); dir !== dirname(dir); dir = dirname(dir)) {
+    const file = join(dir, 'package.json');
+    if (existsSync(file)) return (JSON.parse(readFileSync(file, 'utf8')) as { version: string }).version;
+  }
+  return '0.0.0';
+}
+const VERSION = packageVersion();
 
 /** Options of an embedded job: the flags of `tidemark run`, camel-cased. */
 export interface StartOptions {
@@ -141,7 +153,7 @@ export async function startJob<In, Acc, Out extends object>(def: JobDefinition<I
     throw e;
   }
   const { startService, jobStatus, queryPartitions } = await import('../service.js');
-  const service = await startService(job, log, 'embedded');
+  const service = await startService(job, log, VERSION);
   const results = new RecordQueue<ResultRecord & Out>();
   job.sink.onOut = (m) => results.push(m.results as Array<ResultRecord & Out>);
   let closing: Promise<void> | undefined;

@@ -5,7 +5,7 @@ import { Level } from 'level';
 import { encode, decode } from './codec.js';
 import { TidemarkError } from '../errors.js';
 import { windowId, type PersistedWindow } from '../runtime/window-operator.js';
-import { Packr } from 'msgpackr';
+import { WindowCodec } from './window-codec.js';
 import type { ChainState } from '../runtime/checkpoint-policy.js';
 import type { SinkProgress } from './sinks.js';
 
@@ -31,7 +31,8 @@ export interface CheckpointMeta {
 
 export interface CheckpointWrite {
   meta: Omit<CheckpointMeta, 'entries' | 'hash' | 'bytes'>;
-  upserts: Array<[number, PersistedWindow]>;
+  /** partition → its changed (or, full, all) windows */
+  upserts: Array<[number, readonly PersistedWindow[]]>;
   deletes: Array<[number, string]>;
 }
 
@@ -50,39 +51,13 @@ const metaKey = (id: number): string => `m!${pad(id)}`;
 const deltaPrefix = (id: number): string => `d!${pad(id)}!`;
 const deltaKey = (id: number, p: number, windowId: string): string => `${deltaPrefix(id)}${String(p).padStart(4, '0')}!${windowId}`;
 const EMPTY = new Uint8Array(0);
+/** Entries written between two yields of a large checkpoint. */
+const WRITE_SLICE = 5_000;
 /** The partition and window id of an entry key under `deltaPrefix(id)` (the prefix is `prefixLength` long). */
 const entryOf = (key: string, prefixLength: number): { p: number; wid: string } => ({
   p: Number(key.slice(prefixLength, prefixLength + 4)),
   wid: key.slice(prefixLength + 5),
 });
-
-// A window's value in LevelDB: its key, start and end are in the entry's key; the value is a
-// plain array [state (0 open, 1 pending), revision, records, accumulator] (the accumulator as the
-// job keeps it: msgpack of plain data, which the job definition was checked to round-trip).
-const plain = new Packr({ useRecords: false });
-type StoredWindow = [0 | 1, number, number, unknown];
-
-function encodeWindow(w: PersistedWindow): Uint8Array {
-  const v: StoredWindow = [w.state === 'open' ? 0 : 1, w.revision, w.n, w.acc];
-  return plain.pack(v);
-}
-
-function decodeWindow(wid: string, value: Uint8Array): PersistedWindow {
-  const v = plain.unpack(value) as StoredWindow;
-  const e = wid.lastIndexOf('\u0000');
-  const s = wid.lastIndexOf('\u0000', e - 1);
-  if (!Array.isArray(v) || v.length !== 4 || s < 0) throw new Error(`window entry ${JSON.stringify(wid)} is not a stored window`);
-  return {
-    key: wid.slice(0, s),
-    start: Number(wid.slice(s + 1, e)),
-    end: Number(wid.slice(e + 1)),
-    state: v[0] === 0 ? 'open' : 'pending',
-    acc: v[3],
-    revision: v[1],
-    n: v[2],
-    id: wid,
-  };
-}
 
 /** FNV-1a over bytes, folded into a running hash. */
 function fnv(h: number, bytes: Uint8Array): number {
@@ -98,6 +73,8 @@ const entryHash = (key: string, value: Uint8Array): number => fnv(fnv(0x811c9dc5
 
 /** The checkpoints of one job, in LevelDB under the state directory. */
 export class CheckpointStore {
+  private readonly codec = new WindowCodec();
+
   private constructor(private readonly db: Level<string, Uint8Array>) {}
 
   /** Opens (creating) the store; a second process on the same directory is refused. */
@@ -112,28 +89,47 @@ export class CheckpointStore {
       }
       throw new TidemarkError('STATE_CORRUPT', `cannot open the LevelDB state in ${dir}: ${(e as Error).message}`, { cause: e });
     }
-    return new CheckpointStore(db);
+    const store = new CheckpointStore(db);
+    try {
+      store.codec.load(await db.iterator(WindowCodec.range).all());
+    } catch (e) {
+      await db.close();
+      throw new TidemarkError('STATE_CORRUPT', `the accumulator shapes in ${dir} are unreadable: ${(e as Error).message}`, { cause: e });
+    }
+    return store;
   }
 
-  /** Writes one checkpoint in one atomic batch. */
-  async write(cp: CheckpointWrite): Promise<CheckpointMeta> {
-    const ops: Array<{ type: 'put'; key: string; value: Uint8Array }> = [];
+  /**
+   * Writes one checkpoint in one atomic batch. The entries go into a LevelDB chained batch in
+   * slices, with `pause()` awaited between them (a yield to the event loop for a large state).
+   */
+  async write(cp: CheckpointWrite, pause?: () => Promise<void>): Promise<CheckpointMeta> {
+    const batch = this.db.batch();
     let bytes = 0;
-    const add = (key: string, value: Uint8Array): void => {
-      ops.push({ type: 'put', key, value });
-      bytes += key.length + value.length;
-    };
-    for (const [p, w] of cp.upserts) add(deltaKey(cp.meta.id, p, windowId(w.key, w.start, w.end)), encodeWindow(w));
-    for (const [p, id] of cp.deletes) add(deltaKey(cp.meta.id, p, id), EMPTY);
+    let entries = 0;
     // The content hash is the sum of the entries' own hashes: independent of order, so the
     // entries need no sorting here (LevelDB sorts them anyway).
     let hash = 0;
-    for (const op of ops) hash = (hash + entryHash(op.key, op.value)) >>> 0;
-    const meta: CheckpointMeta = { ...cp.meta, entries: ops.length, hash, bytes };
+    const add = async (key: string, value: Uint8Array): Promise<void> => {
+      batch.put(key, value);
+      bytes += key.length + value.length;
+      hash = (hash + entryHash(key, value)) >>> 0;
+      if (++entries % WRITE_SLICE === 0 && pause) await pause();
+    };
+    try {
+      for (const [p, ws] of cp.upserts) for (const w of ws) await add(deltaKey(cp.meta.id, p, w.id ?? windowId(w.key, w.start, w.end)), this.codec.encode(w));
+      for (const [p, id] of cp.deletes) await add(deltaKey(cp.meta.id, p, id), EMPTY);
+    } catch (e) {
+      await batch.close().catch(() => undefined);
+      throw e;
+    }
+    const meta: CheckpointMeta = { ...cp.meta, entries, hash, bytes };
     const metaBytes = encode(meta);
     meta.bytes += metaBytes.length;
     try {
-      await this.db.batch([...ops, { type: 'put', key: metaKey(meta.id), value: encode(meta) }]);
+      for (const [k, v] of this.codec.shapeEntries()) batch.put(k, v);
+      batch.put(metaKey(meta.id), encode(meta));
+      await batch.write();
     } catch (e) {
       throw new TidemarkError('STATE_WRITE_FAILED', `checkpoint ${meta.id} could not be written: ${(e as Error).message}`, { cause: e });
     }
@@ -243,7 +239,7 @@ export class CheckpointStore {
             const { p, wid } = entryOf(key, at);
             let part = out.get(p);
             if (!part) out.set(p, (part = []));
-            if (value.length > 0) part.push(decodeWindow(wid, value));
+            if (value.length > 0) part.push(this.codec.decode(wid, value));
           }
         }
         return { meta: head, windows: out, chain: { fullBytes: head.bytes, deltaBytes: 0, depth: 1 }, skipped: skipped.filter((s) => s.id > head.id) };
@@ -257,7 +253,7 @@ export class CheckpointStore {
             let part = windows.get(p);
             if (!part) windows.set(p, (part = new Map()));
             if (value.length === 0) part.delete(wid);
-            else part.set(wid, decodeWindow(wid, value));
+            else part.set(wid, this.codec.decode(wid, value));
           }
         }
       }

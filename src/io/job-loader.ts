@@ -11,7 +11,7 @@ import type { AnyJobDefinition } from '../runtime/job-definition.js';
 import type { KeySpec } from '../runtime/keys.js';
 
 /** What a thread needs to build the same compiled job: plain data, it crosses thread boundaries. */
-export type JobSource = { stream: string } & ({ module: string } | { keys: KeySpec });
+export type JobSource = { stream: string } & ({ module: string } | { keys: KeySpec; examples?: boolean });
 
 /** Imports `file` (resolved from the current directory) and validates its default export; `exports` are all of the module's. */
 export async function loadJobModule(file: string, label = '--job-module'): Promise<{ definition: AnyJobDefinition; url: string; exports: Record<string, unknown> }> {
@@ -35,5 +35,5 @@ export async function loadCompiledJob(src: JobSource): Promise<CompiledJob> {
     const mod = (await import(src.module)) as { default: unknown };
     return compileJob(validateDefinition(mod.default), { stream: src.stream });
   }
-  return compileJob(sentimentJob({ keys: src.keys }), { stream: src.stream, lateIdField: 'postId' });
+  return compileJob(sentimentJob({ keys: src.keys, examples: src.examples === true }), { stream: src.stream, lateIdField: 'postId' });
 }

@@ -177,6 +177,29 @@ export class WindowOperator {
     return { upserts, deletes };
   }
 
+  /**
+   * A checkpoint's windows, produced lazily so a caller can hand them on in slices: every live
+   * window (full) or the changed ones since the last checkpoint, and the removed ids. The state
+   * must not change until the windows are consumed (the partition actor applies nothing meanwhile).
+   */
+  snapshot(full: boolean): { upserts: Iterable<PersistedWindow>; deletes: string[] } {
+    const dirty = this.dirty;
+    const deletes = full ? [] : [...this.removed];
+    this.dirty = new Set();
+    this.removed = new Set();
+    const persist = (e: Entry): PersistedWindow => this.persist(e);
+    const live = (e: Entry): boolean => e.state === 'open' || e.state === 'pending';
+    const source = full ? () => this.entries() : () => dirty.values();
+    return {
+      deletes,
+      upserts: {
+        *[Symbol.iterator]() {
+          for (const e of source()) if (live(e)) yield persist(e);
+        },
+      },
+    };
+  }
+
   /** Every live window, persisted (a full checkpoint). */
   fullSnapshot(): PersistedWindow[] {
     const out: PersistedWindow[] = [];

@@ -118,6 +118,7 @@ t.test('recovery and memory cover the state they claim', async (t) => {
     t.ok(r.deltaCheckpointBytes < r.fullCheckpointBytes / 10, `${r.windows} windows: the delta is a fraction of the full checkpoint`);
     t.equal(r.deltaToFullBytes, Math.round((r.deltaCheckpointBytes / r.fullCheckpointBytes) * 1e4) / 1e4, 'the byte ratio is the quotient');
     t.ok(r.allResultsMs !== null && r.firstResultsMs <= r.allResultsMs, 'first results before all');
+    t.ok(Number.isFinite(r.maxEventLoopDelayMs) && r.maxEventLoopDelayMs >= 0, `${r.windows} windows: the worst event-loop delay is recorded`);
   }
 });
 

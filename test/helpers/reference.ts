@@ -15,6 +15,10 @@ export type RefWindow =
 
 export interface RefConfig {
   job: string;
+  /** A user job's result fields from the records of a window, in the order they were accepted (default: the sentiment counts). */
+  summarize?: (records: unknown[]) => Record<string, unknown>;
+  /** Field naming the record in late records (default postId). */
+  lateIdField?: 'postId' | 'recordId';
   window: RefWindow;
   maxOutOfOrderness: number;
   lateness: number;
@@ -29,20 +33,22 @@ export interface Result {
   job: string;
   key: string;
   window: Span;
-  count: number;
-  positive: number;
-  negative: number;
-  neutral: number;
-  scoreSum: number;
-  avgScore: number;
+  count?: number;
+  positive?: number;
+  negative?: number;
+  neutral?: number;
+  scoreSum?: number;
+  avgScore?: number;
   revision: number;
   final: boolean;
   watermark: number | null;
+  [field: string]: unknown;
 }
 
 export interface Late {
   id: string;
-  postId: string;
+  postId?: string;
+  recordId?: string;
   key: string;
   window: Span;
   ts: number;
@@ -164,16 +170,26 @@ export function keysOf(text: string, cfg: RefConfig['keys']): string[] {
 // ---------------------------------------------------------------------------------------------
 // Records
 
-interface Agg { count: number; positive: number; negative: number; neutral: number; scoreSum: number }
+/** A window's records, in the order it accepted them (the aggregate is computed from them at each result). */
+type Agg = Rec[];
 
-const emptyAgg = (): Agg => ({ count: 0, positive: 0, negative: 0, neutral: 0, scoreSum: 0 });
+const emptyAgg = (): Agg => [];
 
-function addTo(agg: Agg, s: number): void {
-  agg.count += 1;
-  if (s > 0) agg.positive += 1;
-  else if (s < 0) agg.negative += 1;
-  else agg.neutral += 1;
-  agg.scoreSum += s;
+function addTo(agg: Agg, p: Rec): void {
+  agg.push(p);
+}
+
+function sentimentFields(agg: Agg): Record<string, unknown> {
+  const scores = agg.map((p) => (p.rec as { score: number }).score);
+  const scoreSum = scores.reduce((a, b) => a + b, 0);
+  return {
+    count: scores.length,
+    positive: scores.filter((x) => x > 0).length,
+    negative: scores.filter((x) => x < 0).length,
+    neutral: scores.filter((x) => x === 0).length,
+    scoreSum,
+    avgScore: scoreSum / scores.length,
+  };
 }
 
 const wmOut = (w: number): number | null => (w === Infinity ? null : w);
@@ -184,22 +200,17 @@ function result(cfg: RefConfig, key: string, win: Span, agg: Agg, revision: numb
     job: cfg.job,
     key,
     window: { start: win.start, end: win.end },
-    count: agg.count,
-    positive: agg.positive,
-    negative: agg.negative,
-    neutral: agg.neutral,
-    scoreSum: agg.scoreSum,
-    avgScore: agg.scoreSum / agg.count,
+    ...(cfg.summarize ? cfg.summarize(agg.map((p) => p.rec)) : sentimentFields(agg)),
     revision,
     final,
     watermark: wmOut(w),
   };
 }
 
-function late(cfg: RefConfig, key: string, win: Span, p: ValidPost, w: number): Late {
+function late(cfg: RefConfig, key: string, win: Span, p: Rec, w: number): Late {
   return {
     id: `${cfg.job}/${key}/${win.start}/${win.end}/${p.id}`,
-    postId: p.id,
+    [cfg.lateIdField ?? 'postId']: p.id,
     key,
     window: { start: win.start, end: win.end },
     ts: p.ts,
@@ -210,7 +221,9 @@ function late(cfg: RefConfig, key: string, win: Span, p: ValidPost, w: number): 
 // ---------------------------------------------------------------------------------------------
 // The run
 
-interface Post extends ValidPost { keys: string[]; score: number }
+/** A valid record as the windows see it: its id, event time, keys, and what the aggregate reads. */
+export interface Rec { id: string; ts: number; keys: string[]; rec: unknown }
+type Post = Rec;
 
 /** The fixed windows (tumbling or sliding) that contain `ts`. */
 export function fixedWindowsOf(ts: number, w: RefWindow): Span[] {
@@ -238,9 +251,14 @@ export function referenceRun(payloads: string[], cfg: RefConfig, drain = true): 
     if (typeof v === 'string') {
       dead.push({ id: `${cfg.job}/dlq/${seq}`, reason: v, subject: SUBJECT, seq, payload });
     } else {
-      posts.push({ ...v, keys: keysOf(v.text, cfg.keys), score: score(v.text, v.lang) });
+      posts.push({ id: v.id, ts: v.ts, keys: keysOf(v.text, cfg.keys), rec: { score: score(v.text, v.lang) } });
     }
   });
+  return { ...referenceRecords(posts, cfg, drain), dead };
+}
+
+/** The windows' output for valid records given in input order (any job: `cfg.summarize` computes its fields). */
+export function referenceRecords(posts: readonly Rec[], cfg: RefConfig, drain = true): { results: Result[]; late: Late[] } {
 
   // before[i] = watermark in force before posts[i]; before[n] = watermark after the last post.
   const M = cfg.maxOutOfOrderness;
@@ -254,7 +272,7 @@ export function referenceRun(payloads: string[], cfg: RefConfig, drain = true): 
   const after = (i: number): number => before[i + 1]!;
   const endValues = drain ? [Infinity] : [];
 
-  const out = { results: [] as Result[], late: [] as Late[], dead };
+  const out = { results: [] as Result[], late: [] as Late[] };
   const allKeys = [...new Set(posts.flatMap((p) => p.keys))];
   if (cfg.window.kind === 'session') {
     for (const key of allKeys) simulateSessions(cfg, key, posts, before, after, endValues, out);
@@ -281,7 +299,7 @@ const rule = (name: string): void => {
 
 /** One window of one key, run over the whole input. */
 function simulateFixedWindow(
-  cfg: RefConfig, key: string, win: Span, posts: Post[], before: number[], after: (i: number) => number,
+  cfg: RefConfig, key: string, win: Span, posts: readonly Post[], before: number[], after: (i: number) => number,
   endValues: number[], out: Out,
 ): void {
   const L = cfg.lateness;
@@ -318,12 +336,12 @@ function simulateFixedWindow(
         out.late.push(late(cfg, key, win, p, W));
       } else if (W < win.end) {
         state ??= { agg: emptyAgg(), status: 'open', rev: -1 };
-        addTo(state.agg, p.score);
+        addTo(state.agg, p);
       } else {
         // late but accepted
         rule(state ? 'fixed: late accepted' : 'fixed: late accepted, creates window');
         if (!state) state = { agg: emptyAgg(), status: 'pending', rev: -1 };
-        addTo(state.agg, p.score);
+        addTo(state.agg, p);
         if (updates) {
           state.rev += 1;
           out.results.push(result(cfg, key, win, state.agg, state.rev, false, W));
@@ -339,7 +357,7 @@ interface Session { start: number; end: number; agg: Agg; status: 'open' | 'pend
 
 /** All sessions of one key, run over the whole input. */
 function simulateSessions(
-  cfg: RefConfig, key: string, posts: Post[], before: number[], after: (i: number) => number,
+  cfg: RefConfig, key: string, posts: readonly Post[], before: number[], after: (i: number) => number,
   endValues: number[], out: Out,
 ): void {
   if (cfg.window.kind !== 'session') throw new Error('not a session window');
@@ -393,28 +411,22 @@ function simulateSessions(
           out.late.push(late(cfg, key, proto, p, W));
         } else {
           const s: Session = { ...proto, agg: emptyAgg(), status: 'open', rev: -1 };
-          addTo(s.agg, p.score);
+          addTo(s.agg, p);
           live.push(s);
           pendingAtOnce(s, W);
         }
       } else if (touching.length === 1 && touching[0]!.start <= proto.start && proto.end <= touching[0]!.end) {
         const s = touching[0]!;
         rule(`session: update in place (${s.status})`);
-        addTo(s.agg, p.score);
+        addTo(s.agg, p);
         if (s.status === 'pending' && updates) {
           s.rev += 1;
           out.results.push(result(cfg, key, s, s.agg, s.rev, false, W));
         }
       } else {
         const agg = emptyAgg();
-        for (const s of touching) {
-          agg.count += s.agg.count;
-          agg.positive += s.agg.positive;
-          agg.negative += s.agg.negative;
-          agg.neutral += s.agg.neutral;
-          agg.scoreSum += s.agg.scoreSum;
-        }
-        addTo(agg, p.score);
+        for (const s of touching) agg.push(...s.agg);
+        addTo(agg, p);
         rule(`session: merge of ${Math.min(touching.length, 3)}`);
         if (touching.some((s) => s.status === 'pending')) rule('session: merge absorbing a pending session');
         const merged: Session = {
