@@ -18,7 +18,7 @@ import { reconnectBackoff } from './io/reconnect.js';
 import { Instance } from './instance.js';
 import { loadJobModule } from './io/job-loader.js';
 
-const VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+export const VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
 const USAGE = `tidemark ${VERSION}: event-time stream processing for NATS
 
@@ -26,7 +26,8 @@ Usage: tidemark <command> [options]
 
 Commands:
   run        run a job as a NATS microservice (tidemark run --help)
-  demo       embedded NATS, synthetic posts, live windows on screen
+  demo       embedded NATS, synthetic posts, live windows on screen and in a web page
+  dashboard  a live web page for a running job (tidemark dashboard --help)
   produce    publish a JSONL file of posts into the input stream
   gen        generate synthetic posts (to NATS, or JSONL on stdout)
   inspect    list checkpoints in a state directory, dump a key's windows
@@ -192,6 +193,9 @@ async function run(argv: string[]): Promise<number> {
   }
   mkdirSync(cfg.stateDir, { recursive: true });
   const nc = await connectNats(url, `tidemark-${cfg.job}`);
+  // The dashboard outlives job restarts after a NATS failover; it reads the job over NATS like any other.
+  const dashboard = cfg.dashboardPort === undefined ? undefined : await (await import('./host/dashboard.js')).Dashboard.start({ nc, job: cfg.job, log, port: cfg.dashboardPort });
+  if (dashboard) process.stdout.write(`dashboard: ${dashboard.url}\n`);
   // Core NATS is at-most-once between actors: when the connection drops, batches in flight may be
   // lost, so the job restarts from its last checkpoint once NATS is back (Flink's failover).
   let connectionLost: () => void = () => undefined;
@@ -260,6 +264,7 @@ async function run(argv: string[]): Promise<number> {
     await service?.stop().catch(() => undefined);
     await job?.close().catch(() => undefined);
     await instance?.close().catch(() => undefined);
+    await dashboard?.close().catch(() => undefined);
     await nc.drain().catch(() => undefined);
     await embedded?.stop();
   }
@@ -278,6 +283,8 @@ export async function main(argv: string[]): Promise<number> {
         return await gen(rest);
       case 'demo':
         return await runDemo(rest);
+      case 'dashboard':
+        return await (await import('./cli/dashboard.js')).dashboardCommand(rest);
       case 'check-job': {
         const { checkJobCommand } = await import('./check-job-command.js');
         return await checkJobCommand(rest);
@@ -298,7 +305,7 @@ export async function main(argv: string[]): Promise<number> {
       default: {
         const client = clientCommands[cmd];
         if (client) return await client(rest);
-        process.stderr.write(`tidemark: unknown command "${cmd}"; accepted: run, demo, produce, gen, inspect, check-job, checkpoint, status, query, explain, keys, services\n`);
+        process.stderr.write(`tidemark: unknown command "${cmd}"; accepted: run, demo, dashboard, produce, gen, inspect, check-job, checkpoint, status, query, explain, keys, services\n`);
         return 2;
       }
     }

@@ -41,6 +41,8 @@ export interface JobConfig extends JobSemantics {
   fromCheckpoint?: string;
   logLevel: string;
   metricsPort?: number;
+  /** Serve the live dashboard on this port of 127.0.0.1 from the job's process. */
+  dashboardPort?: number;
 }
 
 type Kind = 'string' | 'dur' | 'int' | 'bool' | 'list';
@@ -90,6 +92,7 @@ export const RUN_OPTIONS: OptionDef[] = [
   { flag: '--scoring-threads', key: 'scoringThreads', kind: 'int', arg: 'N', help: 'worker threads that parse and score posts (0 = on the source thread)', default: `${DEFAULT_SCORING_THREADS}` },
   { flag: '--log-level', key: 'logLevel', kind: 'string', arg: 'LEVEL', help: 'fatal | error | warn | info | debug | trace', default: 'info' },
   { flag: '--metrics-port', key: 'metricsPort', kind: 'int', arg: 'PORT', help: 'serve Prometheus metrics on this port' },
+  { flag: '--dashboard', key: 'dashboardPort', kind: 'int', arg: 'PORT', help: 'serve the live dashboard on this port of 127.0.0.1 (0 = a free one)' },
   { flag: '--config', key: 'config', kind: 'string', arg: 'FILE', help: 'JSON file with the same options (keys as flag names without --); flags win' },
 ];
 
@@ -217,6 +220,7 @@ export function resolveJobConfig(flags: RawOptions, definition?: AnyJobDefinitio
   const sinksRaw = raw.sinks === undefined ? [`nats:tidemark.${job}.results`] : (raw.sinks as string[]);
   const keys: KeySpec | undefined = definition ? undefined : parseKeySpec(get('keys')!);
   const metrics = get('metricsPort');
+  const dashboard = get('dashboardPort');
   const inputSubjects = get('inputSubjects')!.split(',').map((s) => s.trim()).filter(Boolean);
   if (inputSubjects.length === 0) throw new TidemarkError('BAD_FLAG', '--input-subjects: needs at least one subject');
   const inputStream = get('inputStream')!;
@@ -252,6 +256,7 @@ export function resolveJobConfig(flags: RawOptions, definition?: AnyJobDefinitio
   const from = get('fromCheckpoint');
   if (from !== undefined) cfg.fromCheckpoint = from;
   if (metrics !== undefined) cfg.metricsPort = int(metrics, '--metrics-port', 0, 65535);
+  if (dashboard !== undefined) cfg.dashboardPort = int(dashboard, '--dashboard', 0, 65535);
   if (typeof raw.nats === 'string') cfg.nats = get('nats')!;
   return cfg;
 }

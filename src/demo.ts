@@ -12,11 +12,15 @@ import { createLogger } from './log.js';
 import { Job } from './actors/job.js';
 import { syntheticPosts } from './runtime/synthetic.js';
 import type { ResultRecord } from './runtime/records.js';
-import { connectNats } from './cli.js';
+import { connectNats, VERSION } from './cli.js';
+import { startService } from './service.js';
+import { Dashboard } from './host/dashboard.js';
+import { portFlag } from './cli/dashboard.js';
 
 const DEMO_OPTIONS: OptionDef[] = [
   { flag: '--duration', key: 'duration', kind: 'dur', arg: 'DUR', help: 'stop after this long (default: until Ctrl-C)' },
   { flag: '--rate', key: 'rate', kind: 'int', arg: 'N', help: 'posts per second', default: '500' },
+  { flag: '--dashboard-port', key: 'dashboardPort', kind: 'int', arg: 'PORT', help: 'port of the live dashboard on 127.0.0.1 (0 = a free one; when 8080 is taken a free one is used)', default: '8080' },
   { flag: '--help', key: 'help', kind: 'bool', help: 'this help' },
 ];
 
@@ -30,15 +34,24 @@ export async function runDemo(argv: string[]): Promise<number> {
   const duration = opts.duration === undefined ? Infinity : parseDuration(String(opts.duration), '--duration');
   const rate = Number(opts.rate ?? 500);
   if (!Number.isInteger(rate) || rate < 1 || rate > 100_000) throw new TidemarkError('BAD_FLAG', `--rate: "${String(opts.rate)}" is not accepted; 1 to 100000`);
+  const askedPort = portFlag(String(opts.dashboardPort ?? '8080'), '--dashboard-port');
   const dir = mkdtempSync(join(tmpdir(), 'tidemark-demo-'));
   const nats = await EmbeddedNats.start(join(dir, 'nats'));
   process.stdout.write(`embedded nats-server listening on ${nats.url}\n`);
   const cfg = resolveJobConfig({
     nats: nats.url, job: 'demo', window: 'tumbling:5s', maxOutOfOrderness: '1s', lateness: '3s', keys: 'hashtags,all',
-    stateDir: join(dir, 'state'), logLevel: 'warn', sinks: ['nats:tidemark.demo.results'],
+    stateDir: join(dir, 'state'), logLevel: 'warn', sinks: ['nats:tidemark.demo.results', 'jetstream:DEMO_RESULTS'],
   });
   const nc = await connectNats(nats.url, 'tidemark-demo');
-  const job = await Job.start(cfg, nc, createLogger('warn'));
+  const log = createLogger('warn');
+  const job = await Job.start(cfg, nc, log);
+  // The micro service answers the dashboard's status and query requests, as for `tidemark run`.
+  const service = await startService(job, log, VERSION);
+  const dashboard = await Dashboard.start({ nc, job: 'demo', log, port: askedPort }).catch((e: unknown) => {
+    if (opts.dashboardPort !== undefined || !(e instanceof TidemarkError)) throw e;
+    return Dashboard.start({ nc, job: 'demo', log, port: 0 });
+  });
+  process.stdout.write(`live dashboard: ${dashboard.url}\n`);
   const latest = new Map<string, ResultRecord>();
   let late = 0;
   let dead = 0;
@@ -63,6 +76,7 @@ export async function runDemo(argv: string[]): Promise<number> {
     const rows = [...latest.values()].sort((a, b) => Number(b.count) - Number(a.count)).slice(0, 12);
     const lines = [
       `\x1b[2J\x1b[HTidemark demo: ${sent} posts published, window tumbling 5s, lateness 3s  (Ctrl-C to stop)`,
+      `live dashboard: ${dashboard.url}`,
       `late posts dropped: ${late}   dead letters: ${dead}   results: ${job.sink.counts.results}`,
       '',
       `${'key'.padEnd(12)} ${'window'.padEnd(21)} ${'count'.padStart(6)} ${'pos'.padStart(5)} ${'neg'.padStart(5)} ${'neu'.padStart(5)} ${'avg'.padStart(7)}  rev  final`,
@@ -83,8 +97,10 @@ export async function runDemo(argv: string[]): Promise<number> {
   clearInterval(gen);
   clearInterval(screen);
   draw();
+  await dashboard.close();
   await job.stop();
   await running;
+  await service.stop();
   await job.close();
   await nc.drain();
   await nats.stop();

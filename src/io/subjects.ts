@@ -11,10 +11,14 @@ export function subjectsFor(job: string) {
     out: `${base}.out`,
     /** sink actor → source: credits (flow control) and checkpoint completion */
     credit: `${base}.credit`,
+    /** default results output */
+    results: `${base}.results`,
     /** default late output */
     late: `${base}.late`,
     /** default dead-letter output */
     dlq: `${base}.dlq`,
+    /** alerts fired by the dashboard's rules (JSON, one message per rule and window) */
+    alerts: `${base}.alerts`,
     /** micro service group */
     serviceGroup: base,
     /** lock held by the instance that runs the job */
