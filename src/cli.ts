@@ -33,6 +33,7 @@ Commands:
   produce    publish a JSONL file of posts into the input stream
   gen        generate synthetic posts (to NATS, or JSONL on stdout)
   inspect    list checkpoints in a state directory, dump a key's windows
+  check-job  check a job module's aggregate laws on generated records (fast-check)
   checkpoint take a savepoint of a running job
   status     status of a running job         query KEY    a key's windows
   explain    why a key's windows fired or not keys         busiest keys
@@ -277,8 +278,11 @@ async function run(argv: string[]): Promise<number> {
       // A NATS request that timed out while the cluster fails over is no reason to end: the job restarts from its checkpoint.
       const finished = running.run().then(
         () => 'done' as const,
-        (e: unknown) => {
+        async (e: unknown) => {
           if (isTransientNatsError(e)) return { fault: (e as Error).message };
+          // A failed job (a bug in the job's code, a checkpoint write failure) stops every actor
+          // before its sinks are closed, so no flush races the close.
+          await running.abort().catch(() => undefined);
           throw e;
         },
       );
@@ -338,6 +342,10 @@ export async function main(argv: string[]): Promise<number> {
         return await runDemo(rest);
       case 'dashboard':
         return await (await import('./cli/dashboard.js')).dashboardCommand(rest);
+      case 'check-job': {
+        const { checkJobCommand } = await import('./check-job-command.js');
+        return await checkJobCommand(rest);
+      }
       case 'inspect':
         if (rest.includes('--help')) return help('inspect --state-dir DIR [options]', INSPECT_OPTIONS);
         return await inspectCommand(rest);
@@ -354,7 +362,7 @@ export async function main(argv: string[]): Promise<number> {
       default: {
         const client = clientCommands[cmd];
         if (client) return await client(rest);
-        process.stderr.write(`tidemark: unknown command "${cmd}"; accepted: run, demo, dashboard, produce, gen, inspect, checkpoint, status, query, explain, keys, services\n`);
+        process.stderr.write(`tidemark: unknown command "${cmd}"; accepted: run, demo, dashboard, produce, gen, inspect, check-job, checkpoint, status, query, explain, keys, services\n`);
         return 2;
       }
     }

@@ -194,6 +194,9 @@ export class SourceActor {
     this.refuseQueued('the job stopped on a failure');
     for (const [name, waiters] of this.takingSavepoints) for (const w of waiters) w.reject(new TidemarkError('NOT_AVAILABLE', `savepoint "${name}" was not completed: the job stopped on a failure`));
     this.takingSavepoints.clear();
+    // A checkpoint in flight never completes once an actor has failed: release whoever awaits it.
+    for (const [cp, w] of this.cpWaiters) w({ t: 'checkpointed', cp, ms: 0, bytes: 0, entries: 0, error: 'the job stopped' });
+    this.cpWaiters.clear();
     void this.source.close();
   }
 
