@@ -17,6 +17,7 @@ import { runRecovery } from './recovery.js';
 import { measureWindowMemory } from './memory.js';
 import { measureStateScaling } from './state.js';
 import { runPostgres } from './postgres.js';
+import { runOrders } from './orders.js';
 import { Progress, type PhaseSpec } from './progress.js';
 import { evaluateTargets, type BenchResult, type Mode } from './report.js';
 import { renderSvg } from './svg.js';
@@ -65,6 +66,7 @@ const PHASES = (s: Scale): PhaseSpec[] => [
   { name: 'transport', weight: 0.5 + s.transportMessages / 200_000 },
   { name: 'fill stream', weight: s.posts / 40_000 },
   { name: 'throughput', weight: 2 * s.reps * (1.5 + s.posts / 10_000) },
+  { name: 'orders job', weight: s.reps * (1.5 + s.posts / 10_000) },
   { name: 'latency', weight: s.latencySeconds + 3 },
   { name: 'latency, 10 keys', weight: Math.max(3, s.latencySeconds / 2) + 3 },
   { name: 'recovery', weight: 3 + s.recoveryWindows / 10_000 },
@@ -121,6 +123,9 @@ export async function runBenchmarks(o: BenchOptions): Promise<BenchResult> {
       onProgress: (f, label) => progress.update(f, label),
     });
     await deleteStream(nc, 'BENCH_THR');
+
+    progress.phase('orders job');
+    const orders = await runOrders(nc, { url: server.url, orders: s.posts, reps: s.reps, workDir: o.workDir, onProgress: (f, label) => progress.update(f, label) });
 
     progress.phase('latency');
     // 50% of the headline throughput figure, as stored.
@@ -256,6 +261,7 @@ export async function runBenchmarks(o: BenchOptions): Promise<BenchResult> {
         ...(rec.error ? { error: rec.error } : {}),
       },
       postgres,
+      orders: { ...orders, ordersPerSec: round(orders.ordersPerSec), wallMs: orders.wallMs.map((x) => round(x)), toSentimentThroughput: round(round(orders.ordersPerSec) / round(thr.onPostsPerSec), 3) },
       memory: { ...memory, bytesPerOpenWindow: round(memory.bytesPerOpenWindow), bytesPerPendingWindow: round(memory.bytesPerPendingWindow) },
       state: {
         method: 'in process, real LevelDB: N live windows (one tumbling minute, one key each); full checkpoint; posts to 1% of the windows and an incremental checkpoint; restore of the chain and of the operator; then the watermark passes every window (results handed on in slices of 500); each phase sliced as the actors slice it, the worst event-loop delay (monitorEventLoopDelay, 5 ms resolution) over all of them',

@@ -2,6 +2,7 @@
 // table printed at the end of a run. Targets are fixed here and never adjusted to pass.
 
 import type { StateRow } from './state.js';
+import type { OrdersOutcome } from './orders.js';
 import type { BenchEnv } from './env.js';
 import type { GeneratorOutcome, LatencyOutcome } from './latency.js';
 import type { MemoryOutcome } from './memory.js';
@@ -93,6 +94,8 @@ export interface BenchResult {
   postgres: PostgresOutcome;
   /** checkpoint and restore cost against state size (issue 3) */
   state: { method: string; rows: StateRow[]; /** the largest row's worst event-loop delay */ maxEventLoopDelayMs: number; windowsAtMaxDelay: number };
+  /** the orders example (a user job) beside the sentiment job's throughput */
+  orders: OrdersOutcome & { toSentimentThroughput: number };
   targets: TargetRow[];
 }
 
@@ -157,6 +160,7 @@ export function formatTable(r: BenchResult): string {
     ['  checkpoints off (posts/s, wall)', num(r.checkpoint.offPostsPerSec), '', ''],
     ['baseline (posts/s, one tight loop)', num(r.baseline.postsPerSec), '', ''],
     ['transport (msgs/s, nats.js pub+sub)', num(r.transport.msgsPerSec), '', ''],
+    ['orders example (user job, orders/s, wall)', num(r.orders.ordersPerSec), '', ''],
     ['ratio throughput / baseline', num(r.ratio.throughputToBaseline, 3), ...target('ratio.throughputToBaseline')],
     [`latency p50 (ms) at ${num(r.latency.atPostsPerSec)} posts/s`, num(r.latency.p50Ms, 2), '', ''],
     ['latency p99 (ms)', num(r.latency.p99Ms, 2), ...target('latency.p99Ms')],

@@ -112,6 +112,13 @@ t.test('the job and the baseline did the same work', async (t) => {
   t.equal(json.workload.posts, tiny.posts);
 });
 
+t.test('the orders example is measured beside the sentiment job', async (t) => {
+  t.equal(json.orders.orders, tiny.posts, 'as many orders as sentiment posts');
+  t.equal(json.orders.wallMs.length, json.orders.runs, 'one time per run');
+  t.ok(json.orders.results > 0, 'the orders job wrote results');
+  t.equal(json.orders.toSentimentThroughput, Math.round((json.orders.ordersPerSec / json.throughput.postsPerSec) * 1000) / 1000, 'the ratio is the quotient of the stored figures');
+});
+
 t.test('recovery and memory cover the state they claim', async (t) => {
   t.equal(json.recovery.windows, tiny.recoveryWindows);
   t.equal(json.recovery.windowsRestored, tiny.recoveryWindows, 'the restart restored every window');
