@@ -40,7 +40,7 @@ export async function runDemo(argv: string[]): Promise<number> {
   process.stdout.write(`embedded nats-server listening on ${nats.url}\n`);
   const cfg = resolveJobConfig({
     nats: nats.url, job: 'demo', window: 'tumbling:5s', maxOutOfOrderness: '1s', lateness: '3s', keys: 'hashtags,all',
-    stateDir: join(dir, 'state'), logLevel: 'warn', sinks: ['nats:tidemark.demo.results', 'jetstream:DEMO_RESULTS'],
+    stateDir: join(dir, 'state'), logLevel: 'warn', examples: true, sinks: ['nats:tidemark.demo.results', 'jetstream:DEMO_RESULTS'],
   });
   const nc = await connectNats(nats.url, 'tidemark-demo');
   const log = createLogger('warn');

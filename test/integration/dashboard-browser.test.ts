@@ -148,17 +148,28 @@ t.test('the dashboard in chromium against tidemark demo', async (t) => {
   // Provisional: the open window of the selected key, from the query endpoint.
   await page.waitForFunction(() => (window as unknown as { __tidemark: { view(): View } }).__tidemark.view().chart.some((c) => c.open), undefined, { timeout: 15_000 });
   t.pass('an open window is drawn as provisional');
-  // Example posts: shown when the query endpoint's window view has `examples`, "no examples" otherwise.
-  // Today's window views have none; the rendering is checked by adding the field to a real answer.
-  await page.waitForFunction(() => /no examples/.test(document.getElementById('examples')!.textContent ?? ''), undefined, { timeout: 10_000 });
-  t.pass('"no examples" while the window view has no examples field');
+  // Example posts: the demo runs with --examples, so the query endpoint's window view carries them.
+  await page.waitForFunction(() => /most negative/.test(document.getElementById('examples')!.textContent ?? ''), undefined, { timeout: 15_000 });
+  // The page polls every second and a window's extremes change as posts arrive: compare a few times.
+  let ids: string[] = [];
+  let matched = false;
+  for (let attempt = 0; attempt < 20 && !matched; attempt++) {
+    const shown = (await page.textContent('#examples')) ?? '';
+    const answer = (await page.evaluate(async () => (await fetch('/api/query?key=*')).json())) as { windows: Array<{ window: { start: number }; examples?: { negative: Array<{ id: string }>; positive: Array<{ id: string }> } }> };
+    const newest = [...answer.windows].sort((a, b) => b.window.start - a.window.start)[0];
+    ids = [...(newest?.examples?.negative ?? []), ...(newest?.examples?.positive ?? [])].map((p) => p.id);
+    matched = ids.length > 0 && ids.some((id) => shown.includes(id));
+    if (!matched) await page.waitForTimeout(300);
+  }
+  t.ok(matched, `the current window's example posts are shown (${ids.join(', ')})`);
+  // The rendering of any text: escaped, with scores signed.
   await page.route('**/api/query?*', async (route) => {
     const res = await route.fetch();
     const body = (await res.json()) as { windows: Array<Record<string, unknown>> };
     for (const w of body.windows) w.examples = { negative: [{ id: 'p-neg', text: 'this was <b>awful</b>', score: -4 }], positive: [{ id: 'p-pos', text: 'simply great', score: 3 }] };
     await route.fulfill({ response: res, json: body });
   });
-  await page.waitForFunction(() => /most negative/.test(document.getElementById('examples')!.textContent ?? ''), undefined, { timeout: 10_000 });
+  await page.waitForFunction(() => /p-neg/.test(document.getElementById('examples')!.textContent ?? ''), undefined, { timeout: 10_000 });
   t.match(await page.textContent('#examples .ex-neg'), /-4 this was <b>awful<\/b> p-neg/, 'the most negative post, its text escaped');
   t.match(await page.textContent('#examples .ex-pos'), /\+3 simply great p-pos/, 'the most positive post');
   await page.unroute('**/api/query?*');
@@ -219,6 +230,8 @@ t.test('the dashboard in chromium against tidemark demo', async (t) => {
   t.match(await page.textContent('#dlq-list'), /not JSON/, 'dead letters with their reason');
   // For the README (npm run screenshots), a few more windows first.
   await page.waitForTimeout(process.env.TIDEMARK_SCREENSHOTS === '1' ? 45_000 : 1500);
+  const [laptopW, laptopInner] = await page.evaluate(() => [document.documentElement.scrollWidth, window.innerWidth]);
+  t.ok(laptopW <= laptopInner + 1, `no horizontal overflow at 1400 px (${laptopW} ≤ ${laptopInner})`);
   const shot = join(docs, 'dashboard.png');
   await page.screenshot({ path: shot, fullPage: true });
   t.ok(statSync(shot).size > 20_000, `screenshot written (${shot})`);
