@@ -16,6 +16,7 @@ import { runLatency } from './latency.js';
 import { runRecovery } from './recovery.js';
 import { measureWindowMemory } from './memory.js';
 import { measureStateScaling } from './state.js';
+import { runPostgres } from './postgres.js';
 import { Progress, type PhaseSpec } from './progress.js';
 import { evaluateTargets, type BenchResult, type Mode } from './report.js';
 import { renderSvg } from './svg.js';
@@ -34,12 +35,14 @@ export interface Scale {
   memoryWindows: number;
   /** live-window counts of the in-process checkpoint/restore scaling run */
   stateSizes: number[];
+  /** window results written into PostgreSQL (and the JSONL sink, and a bare COPY) */
+  postgresRows: number;
 }
 
 export const SCALES: Record<Mode, Scale> = {
-  full: { posts: 200_000, reps: 3, baselineReps: 3, transportMessages: 500_000, latencySeconds: 30, latencyWarmupSeconds: 3, recoveryWindows: 100_000, recoveryTagsPerPost: 1000, memoryWindows: 100_000, stateSizes: [10_000, 100_000, 1_000_000] },
-  quick: { posts: 30_000, reps: 1, baselineReps: 2, transportMessages: 100_000, latencySeconds: 7, latencyWarmupSeconds: 2, recoveryWindows: 100_000, recoveryTagsPerPost: 1000, memoryWindows: 100_000, stateSizes: [10_000, 100_000] },
-  tiny: { posts: 3_000, reps: 1, baselineReps: 1, transportMessages: 10_000, latencySeconds: 3, latencyWarmupSeconds: 1, recoveryWindows: 2_000, recoveryTagsPerPost: 500, memoryWindows: 5_000, stateSizes: [1_000, 5_000] },
+  full: { posts: 200_000, reps: 3, baselineReps: 3, transportMessages: 500_000, latencySeconds: 30, latencyWarmupSeconds: 3, recoveryWindows: 100_000, recoveryTagsPerPost: 1000, memoryWindows: 100_000, stateSizes: [10_000, 100_000, 1_000_000], postgresRows: 100_000 },
+  quick: { posts: 30_000, reps: 1, baselineReps: 2, transportMessages: 100_000, latencySeconds: 7, latencyWarmupSeconds: 2, recoveryWindows: 100_000, recoveryTagsPerPost: 1000, memoryWindows: 100_000, stateSizes: [10_000, 100_000], postgresRows: 100_000 },
+  tiny: { posts: 3_000, reps: 1, baselineReps: 1, transportMessages: 10_000, latencySeconds: 3, latencyWarmupSeconds: 1, recoveryWindows: 2_000, recoveryTagsPerPost: 500, memoryWindows: 5_000, stateSizes: [1_000, 5_000], postgresRows: 5_000 },
 };
 
 export interface BenchOptions {
@@ -67,6 +70,7 @@ const PHASES = (s: Scale): PhaseSpec[] => [
   { name: 'recovery', weight: 3 + s.recoveryWindows / 10_000 },
   { name: 'memory', weight: 0.5 + s.memoryWindows / 50_000 },
   { name: 'state size', weight: s.stateSizes.reduce((a, b) => a + b, 0) / 25_000 },
+  { name: 'postgres', weight: 2 + s.postgresRows / 8_000 },
 ];
 
 const natsJsVersion = (): string => {
@@ -156,6 +160,9 @@ export async function runBenchmarks(o: BenchOptions): Promise<BenchResult> {
 
     progress.phase('state size');
     const stateRows = await measureStateScaling(s.stateSizes, join(o.workDir, 'state'), (f, label) => progress.update(f, label));
+
+    progress.phase('postgres');
+    const postgres = await runPostgres({ rows: s.postgresRows, workDir: o.workDir, onProgress: (f, label) => progress.update(f, label) });
     progress.done();
 
     env.loadAvg1mAfter = loadavg()[0] ?? 0;
@@ -248,6 +255,7 @@ export async function runBenchmarks(o: BenchOptions): Promise<BenchResult> {
         checkpointMs: rec.checkpointMs,
         ...(rec.error ? { error: rec.error } : {}),
       },
+      postgres,
       memory: { ...memory, bytesPerOpenWindow: round(memory.bytesPerOpenWindow), bytesPerPendingWindow: round(memory.bytesPerPendingWindow) },
       state: {
         method: 'in process, real LevelDB: N live windows (one tumbling minute, one key each); full checkpoint; posts to 1% of the windows and an incremental checkpoint; restore of the chain and of the operator; then the watermark passes every window (results handed on in slices of 500); each phase sliced as the actors slice it, the worst event-loop delay (monitorEventLoopDelay, 5 ms resolution) over all of them',

@@ -5,6 +5,7 @@ import type { StateRow } from './state.js';
 import type { BenchEnv } from './env.js';
 import type { GeneratorOutcome, LatencyOutcome } from './latency.js';
 import type { MemoryOutcome } from './memory.js';
+import type { PostgresOutcome } from './postgres.js';
 
 export type Mode = 'full' | 'quick' | 'tiny';
 
@@ -88,6 +89,8 @@ export interface BenchResult {
     error?: string;
   };
   memory: MemoryOutcome;
+  /** result rows/s into PostgreSQL beside the JSONL sink and a bare COPY (issue 12) */
+  postgres: PostgresOutcome;
   /** checkpoint and restore cost against state size (issue 3) */
   state: { method: string; rows: StateRow[]; /** the largest row's worst event-loop delay */ maxEventLoopDelayMs: number; windowsAtMaxDelay: number };
   targets: TargetRow[];
@@ -109,6 +112,7 @@ export const TARGETS: ReadonlyArray<{ metric: string; op: '>=' | '<='; target: n
   { metric: 'checkpoint.overheadRatio', op: '>=', target: 0.85 },
   { metric: 'recovery.msFor100kWindows', op: '<=', target: 2000 },
   { metric: 'state.maxEventLoopDelayMs', op: '<=', target: 50 },
+  { metric: 'postgres.ratioToBareCopy', op: '>=', target: 0.5 },
 ];
 
 /** Reads a dotted path of a result. */
@@ -167,6 +171,11 @@ export function formatTable(r: BenchResult): string {
     ['  restart→recovered log line (ms)', num(r.recovery.msToRecoveredLog), '', ''],
     ['memory per open window (bytes of heap)', num(r.memory.bytesPerOpenWindow), '', ''],
     ['  per fired window in its lateness (running actor)', num(r.memory.bytesPerPendingWindow), '', ''],
+    [`PostgreSQL sink (result rows/s, exactly once, ${num(r.postgres.rows)} windows)`, num(r.postgres.sinkRowsPerSec), '', ''],
+    ['  JSONL sink, same records (rows/s)', num(r.postgres.jsonlRowsPerSec), '', ''],
+    ['  bare COPY, same rows, same client (rows/s)', num(r.postgres.bareCopyRowsPerSec), '', ''],
+    ['  replay of the same records (rows/s, nothing changed)', num(r.postgres.replayRowsPerSec), '', ''],
+    ['ratio PostgreSQL sink / bare COPY', num(r.postgres.ratioToBareCopy, 3), ...target('postgres.ratioToBareCopy')],
   ];
   const head = ['metric', 'value', 'target', 'status'];
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i]!.length)));

@@ -22,6 +22,8 @@ Options:
   --reps N             drain runs per checkpoint setting
   --latency-seconds N  length of the open-loop latency run
   --recovery-windows N live windows in the recovery run (the target is stated for 100000)
+  --postgres-rows N    window results written into PostgreSQL, the JSONL sink and a bare COPY
+                       (needs Debian's postgresql: /usr/lib/postgresql/*/bin)
   --profile            one extra drain run and one extra restart under node --cpu-prof (not measured);
                        prints where their time goes
   --no-progress        no progress bar
@@ -49,6 +51,7 @@ function parseArgs(argv: string[]): { mode: Mode; out: string; scale: Partial<Sc
     else if (a === '--reps') r.scale.reps = int(a, argv[++i]);
     else if (a === '--latency-seconds') r.scale.latencySeconds = int(a, argv[++i]);
     else if (a === '--recovery-windows') r.scale.recoveryWindows = int(a, argv[++i]);
+    else if (a === '--postgres-rows') r.scale.postgresRows = int(a, argv[++i]);
     else throw new Error(`${a}: unknown option; see --help`);
   }
   return r;

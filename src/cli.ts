@@ -3,7 +3,8 @@
 
 import { readFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { connect, type NatsConnection } from 'nats';
+import type { NatsConnection } from 'nats';
+import { connectNats, natsAuthFrom, redactUrl, NATS_AUTH_OPTIONS } from './io/connect.js';
 import { TidemarkError, exitCodeFor } from './errors.js';
 import { RUN_OPTIONS, parseFlags, resolveJobConfig, rawRunOptions, optionHelp, type OptionDef, type RawOptions, type JobConfig } from './config.js';
 import { createLogger } from './log.js';
@@ -16,6 +17,7 @@ import { inspectCommand, INSPECT_OPTIONS } from './inspect.js';
 import { clientCommands } from './service-client.js';
 import { reconnectBackoff } from './io/reconnect.js';
 import { Instance } from './instance.js';
+import { isTransientNatsError } from './io/nats-errors.js';
 import { loadJobModule } from './io/job-loader.js';
 
 export const VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
@@ -31,6 +33,7 @@ Commands:
   produce    publish a JSONL file of posts into the input stream
   gen        generate synthetic posts (to NATS, or JSONL on stdout)
   inspect    list checkpoints in a state directory, dump a key's windows
+  check-job  check a job module's aggregate laws on generated records (fast-check)
   checkpoint take a savepoint of a running job
   status     status of a running job         query KEY    a key's windows
   explain    why a key's windows fired or not keys         busiest keys
@@ -38,8 +41,29 @@ Commands:
 
 Run 'tidemark <command> --help' for the options of a command.`;
 
+/** How long SIGTERM waits for the final checkpoint before stopping without it; then for the abort. */
+const STOP_GRACE_MS = 10_000;
+const ABORT_GRACE_MS = 2_000;
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** Starts the job, again and again while NATS fails transiently (a cluster electing leaders), with backoff. */
+async function startRetrying(start: () => Promise<Job>, log: ReturnType<typeof createLogger>, stopping: () => boolean): Promise<Job> {
+  const backoff = reconnectBackoff();
+  for (;;) {
+    try {
+      return await start();
+    } catch (e) {
+      if (!isTransientNatsError(e) || stopping()) throw e;
+      const wait = backoff();
+      log.warn({ err: (e as Error).message }, `the job could not start (${(e as Error).message}); trying again in ${Math.round(wait)} ms`);
+      await sleep(wait);
+    }
+  }
+}
+
 const CONNECT_OPTIONS: OptionDef[] = [
-  { flag: '--nats', key: 'nats', kind: 'string', arg: 'URL', help: 'NATS server', default: 'nats://127.0.0.1:4222' },
+  { flag: '--nats', key: 'nats', kind: 'string', arg: 'URL', help: 'NATS server(s), comma-separated', default: 'nats://127.0.0.1:4222' },
+  ...NATS_AUTH_OPTIONS,
   { flag: '--input-stream', key: 'inputStream', kind: 'string', arg: 'NAME', help: 'input stream (created when missing)', default: 'POSTS' },
   { flag: '--input-subjects', key: 'inputSubjects', kind: 'string', arg: 'SUBJ', help: 'subjects of the input stream when it is created', default: 'posts.>' },
   { flag: '--subject', key: 'subject', kind: 'string', arg: 'SUBJ', help: 'subject to publish posts on', default: 'posts.in' },
@@ -73,14 +97,6 @@ function intFlag(o: RawOptions, table: OptionDef[], key: string, min = 0): numbe
   return Number(v);
 }
 
-/** Connects to NATS or fails with one clear line. */
-export async function connectNats(url: string, name = 'tidemark'): Promise<NatsConnection> {
-  try {
-    return await connect({ servers: url, name, maxReconnectAttempts: -1, reconnectDelayHandler: reconnectBackoff(), timeout: 5000 });
-  } catch (e) {
-    throw new TidemarkError('NATS_UNAVAILABLE', `cannot connect to NATS at ${url}: ${(e as Error).message}`, { cause: e });
-  }
-}
 
 async function ensureInput(nc: NatsConnection, stream: string, subjects: string): Promise<void> {
   const { ensureStream } = await import('./io/jetstream-source.js');
@@ -98,7 +114,7 @@ async function produce(argv: string[]): Promise<number> {
   } catch (e) {
     throw new TidemarkError('BAD_FLAG', `--file: cannot read ${file}: ${(e as Error).message}`);
   }
-  const nc = await connectNats(get(opts, PRODUCE_OPTIONS, 'nats')!);
+  const nc = await connectNats(get(opts, PRODUCE_OPTIONS, 'nats')!, 'tidemark-produce', natsAuthFrom((k) => get(opts, PRODUCE_OPTIONS, k)));
   try {
     await ensureInput(nc, get(opts, PRODUCE_OPTIONS, 'inputStream')!, get(opts, PRODUCE_OPTIONS, 'inputSubjects')!);
     const js = nc.jetstream();
@@ -139,7 +155,7 @@ async function gen(argv: string[]): Promise<number> {
     process.stdout.write(out.join('\n') + '\n');
     return 0;
   }
-  const nc = await connectNats(get(opts, GEN_OPTIONS, 'nats')!);
+  const nc = await connectNats(get(opts, GEN_OPTIONS, 'nats')!, 'tidemark-gen', natsAuthFrom((k) => get(opts, GEN_OPTIONS, k)));
   try {
     await ensureInput(nc, get(opts, GEN_OPTIONS, 'inputStream')!, get(opts, GEN_OPTIONS, 'inputSubjects')!);
     const subject = get(opts, GEN_OPTIONS, 'subject')!;
@@ -191,7 +207,7 @@ async function run(argv: string[]): Promise<number> {
     process.stdout.write(`embedded nats-server listening on ${url}\n`);
   }
   mkdirSync(cfg.stateDir, { recursive: true });
-  const nc = await connectNats(url, `tidemark-${cfg.job}`);
+  const nc = await connectNats(url, `tidemark-${cfg.job}`, cfg.natsAuth);
   // The dashboard outlives job restarts after a NATS failover; it reads the job over NATS like any other.
   const dashboard = cfg.dashboardPort === undefined ? undefined : await (await import('./host/dashboard.js')).Dashboard.start({ nc, job: cfg.job, log, port: cfg.dashboardPort });
   if (dashboard) process.stdout.write(`dashboard: ${dashboard.url}\n`);
@@ -215,24 +231,42 @@ async function run(argv: string[]): Promise<number> {
   let instance: Instance | undefined;
   let lockLost: string | undefined;
   let stopRequested = false;
+  // A graceful stop that cannot finish (a wedged channel, NATS gone) is cut short: SIGTERM always ends the process.
+  let forceStop: () => void = () => undefined;
+  const forced = new Promise<'forced'>((r) => (forceStop = () => r('forced')));
+  const hardStop = (): void => {
+    forceStop();
+    // Whatever still holds the process (a request to a frozen server, a start-up step) must not keep it.
+    setTimeout(() => process.exit(1), ABORT_GRACE_MS * 2);
+  };
   const onSignal = (sig: string): void => {
-    if (stopRequested) return;
+    if (stopRequested) {
+      log.warn({ signal: sig }, 'second signal: stopping now, without a final checkpoint');
+      hardStop();
+      return;
+    }
     stopRequested = true;
     log.info({ signal: sig }, 'stopping: no more intake, flushing, final checkpoint');
-    void job?.stop();
+    setTimeout(() => {
+      log.error(`the graceful stop did not finish within ${STOP_GRACE_MS / 1000}s; stopping without a final checkpoint (the last complete one is intact)`);
+      hardStop();
+    }, STOP_GRACE_MS).unref();
+    // Its outcome (or failure) is the main loop's to report.
+    job?.stop().catch(() => undefined);
   };
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
   try {
     instance = await Instance.start(nc, cfg, log, VERSION, (why) => {
       lockLost = why;
-      void job?.stop();
+      job?.stop().catch(() => undefined);
     });
     let restartCfg: JobConfig | undefined;
+    const faultBackoff = reconnectBackoff();
     for (;;) {
       const lost = new Promise<'lost'>((r) => (connectionLost = () => r('lost')));
       const back = new Promise<void>((r) => (reconnected = r));
-      job = await Job.start(restartCfg ?? cfg, nc, log);
+      job = await startRetrying(() => Job.start(restartCfg ?? cfg, nc, log), log, () => stopRequested);
       // A restart after a lost connection resumes from the job's own last checkpoint: neither
       // --from-checkpoint nor --reset-state applies again.
       restartCfg ??= (({ fromCheckpoint: _from, ...rest }) => ({ ...rest, resetState: false }))(cfg);
@@ -240,8 +274,24 @@ async function run(argv: string[]): Promise<number> {
       const running = job;
       const { startService } = await import('./service.js');
       service = await startService(running, log, VERSION);
-      if (stopRequested) void running.stop();
-      const outcome = await Promise.race([running.run().then(() => 'done' as const), lost]);
+      if (stopRequested) running.stop().catch(() => undefined);
+      // A NATS request that timed out while the cluster fails over is no reason to end: the job restarts from its checkpoint.
+      const finished = running.run().then(
+        () => 'done' as const,
+        async (e: unknown) => {
+          if (isTransientNatsError(e)) return { fault: (e as Error).message };
+          // A failed job (a bug in the job's code, a checkpoint write failure) stops every actor
+          // before its sinks are closed, so no flush races the close.
+          await running.abort().catch(() => undefined);
+          throw e;
+        },
+      );
+      const outcome = await Promise.race([finished, lost, forced, running.faulted.then((why) => ({ fault: why }))]);
+      if (outcome === 'forced') {
+        await Promise.race([running.abort(), sleep(ABORT_GRACE_MS)]);
+        job = undefined;
+        return 1;
+      }
       if (outcome === 'done') {
         log.info({ seq: running.source.seq, results: running.sink.counts.results, late: running.sink.counts.late, dead: running.sink.counts.dead }, 'job finished');
         if (lockLost) throw new TidemarkError('STATE_LOCKED', lockLost);
@@ -249,7 +299,17 @@ async function run(argv: string[]): Promise<number> {
       }
       await running.abort();
       job = undefined;
-      if (nc.isClosed()) throw new TidemarkError('NATS_UNAVAILABLE', `lost the connection to NATS at ${url} for good`);
+      if (typeof outcome === 'object') {
+        // An internal message was lost (or NATS failed a request): the checkpoint is the consistent cut to go back to.
+        if (stopRequested) throw new TidemarkError('NATS_UNAVAILABLE', `stopped without a final checkpoint: ${outcome.fault}`);
+        await service.stop().catch(() => undefined);
+        service = undefined;
+        const wait = faultBackoff();
+        log.warn({ reason: outcome.fault }, `restarting the job from its last checkpoint in ${Math.round(wait)} ms: ${outcome.fault}`);
+        await sleep(wait);
+        continue;
+      }
+      if (nc.isClosed()) throw new TidemarkError('NATS_UNAVAILABLE', `lost the connection to NATS at ${redactUrl(url)} for good`);
       await back;
       await service.stop().catch(() => undefined);
       service = undefined;
@@ -282,6 +342,10 @@ export async function main(argv: string[]): Promise<number> {
         return await runDemo(rest);
       case 'dashboard':
         return await (await import('./cli/dashboard.js')).dashboardCommand(rest);
+      case 'check-job': {
+        const { checkJobCommand } = await import('./check-job-command.js');
+        return await checkJobCommand(rest);
+      }
       case 'inspect':
         if (rest.includes('--help')) return help('inspect --state-dir DIR [options]', INSPECT_OPTIONS);
         return await inspectCommand(rest);
@@ -298,7 +362,7 @@ export async function main(argv: string[]): Promise<number> {
       default: {
         const client = clientCommands[cmd];
         if (client) return await client(rest);
-        process.stderr.write(`tidemark: unknown command "${cmd}"; accepted: run, demo, dashboard, produce, gen, inspect, checkpoint, status, query, explain, keys, services\n`);
+        process.stderr.write(`tidemark: unknown command "${cmd}"; accepted: run, demo, dashboard, produce, gen, inspect, check-job, checkpoint, status, query, explain, keys, services\n`);
         return 2;
       }
     }

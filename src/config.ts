@@ -13,8 +13,10 @@ import { sentimentJob } from './runtime/sentiment-job.js';
 import type { AnyJobDefinition } from './runtime/job-definition.js';
 import type { WindowSpec } from './runtime/windows.js';
 import { JOB_NAME } from './io/subjects.js';
+import { isPostgresUrl, parsePostgresSpec, formatPostgresSpec, redactPostgresUrl, type PostgresSpec } from './io/postgres-url.js';
+import { NATS_AUTH_OPTIONS, natsAuthFrom, type NatsAuth } from './io/connect.js';
 
-export type SinkSpec = { kind: 'jsonl'; path: string } | { kind: 'nats'; subject: string } | { kind: 'jetstream'; stream: string; subject?: string };
+export type SinkSpec = { kind: 'jsonl'; path: string } | { kind: 'nats'; subject: string } | { kind: 'jetstream'; stream: string; subject?: string } | PostgresSpec;
 
 export interface JobConfig extends JobSemantics {
   /** the sentiment job's keys (absent with a job module) */
@@ -24,6 +26,7 @@ export interface JobConfig extends JobSemantics {
   /** `--job-module`: the user's job module, as given */
   jobModule?: string;
   nats?: string;
+  natsAuth: NatsAuth;
   inputStream: string;
   inputSubjects: string[];
   idleTimeout: number;
@@ -65,7 +68,8 @@ export interface OptionDef {
 
 /** Options of `tidemark run`. */
 export const RUN_OPTIONS: OptionDef[] = [
-  { flag: '--nats', key: 'nats', kind: 'string', arg: 'URL', help: 'NATS server to use; without it an embedded nats-server is started' },
+  { flag: '--nats', key: 'nats', kind: 'string', arg: 'URL', help: 'NATS server(s) to use, comma-separated; without it an embedded nats-server is started' },
+  ...NATS_AUTH_OPTIONS,
   { flag: '--job', key: 'job', kind: 'string', arg: 'NAME', help: 'job name (scopes subjects, consumers and state)', default: 'sentiment' },
   { flag: '--input-stream', key: 'inputStream', kind: 'string', arg: 'NAME', help: 'JetStream stream holding the posts (created when missing)', default: 'POSTS' },
   { flag: '--input-subjects', key: 'inputSubjects', kind: 'list', arg: 'SUBJ', help: 'subjects of the input stream, comma-separated', default: 'posts.>' },
@@ -78,7 +82,7 @@ export const RUN_OPTIONS: OptionDef[] = [
   { flag: '--examples', key: 'examples', kind: 'bool', help: 'sentiment job: each window keeps its most negative and most positive post (shown by query and the dashboard)' },
   { flag: '--max-future', key: 'maxFuture', kind: 'dur', arg: 'DUR', help: 'a post stamped further ahead of the wall clock is dead-lettered (future_ts) and does not move the watermark', default: '1h' },
   { flag: '--emit', key: 'emit', kind: 'string', arg: 'MODE', help: 'updates (a revision per change, final record at close) | final (one record per window)', default: 'updates' },
-  { flag: '--sink', key: 'sinks', kind: 'string', arg: 'SPEC', repeat: true, help: 'jsonl:PATH | nats:SUBJECT | jetstream:STREAM[:SUBJECT]; repeatable', default: 'nats:tidemark.<job>.results' },
+  { flag: '--sink', key: 'sinks', kind: 'string', arg: 'SPEC', repeat: true, help: 'jsonl:PATH | nats:SUBJECT | jetstream:STREAM[:SUBJECT] | postgres://USER[:PASS]@HOST[:PORT]/DB[?prefix=NAME]; repeatable', default: 'nats:tidemark.<job>.results' },
   { flag: '--late-sink', key: 'lateSink', kind: 'string', arg: 'SPEC', help: 'where late records go', default: 'nats:tidemark.<job>.late' },
   { flag: '--dlq-sink', key: 'dlqSink', kind: 'string', arg: 'SPEC', help: 'where dead-letter records go', default: 'nats:tidemark.<job>.dlq' },
   { flag: '--state-dir', key: 'stateDir', kind: 'string', arg: 'DIR', help: 'checkpoints (LevelDB) and the embedded server store', default: '.tidemark' },
@@ -96,11 +100,12 @@ export const RUN_OPTIONS: OptionDef[] = [
   { flag: '--config', key: 'config', kind: 'string', arg: 'FILE', help: 'JSON file with the same options (keys as flag names without --); flags win' },
 ];
 
-/** Parses a sink spec: `jsonl:PATH`, `nats:SUBJECT`, `jetstream:STREAM[:SUBJECT]`. */
+/** Parses a sink spec: `jsonl:PATH`, `nats:SUBJECT`, `jetstream:STREAM[:SUBJECT]`, `postgres://…`. */
 export function parseSinkSpec(text: string, flag: string): SinkSpec {
+  if (isPostgresUrl(String(text))) return parsePostgresSpec(String(text), flag);
   const m = /^(jsonl|nats|jetstream):(.+)$/.exec(String(text));
-  const accepted = 'accepted: jsonl:PATH, nats:SUBJECT, jetstream:STREAM';
-  if (!m) throw new TidemarkError('BAD_FLAG', `${flag}: "${text}" is not a sink; ${accepted}`);
+  const accepted = 'accepted: jsonl:PATH, nats:SUBJECT, jetstream:STREAM, postgres://USER@HOST/DB';
+  if (!m) throw new TidemarkError('BAD_FLAG', `${flag}: "${redactPostgresUrl(String(text))}" is not a sink; ${accepted}`);
   const rest = m[2]!;
   if (m[1] === 'jsonl') return { kind: 'jsonl', path: rest };
   if (m[1] === 'nats') {
@@ -116,6 +121,7 @@ export function parseSinkSpec(text: string, flag: string): SinkSpec {
 export function formatSinkSpec(s: SinkSpec): string {
   if (s.kind === 'jsonl') return `jsonl:${s.path}`;
   if (s.kind === 'nats') return `nats:${s.subject}`;
+  if (s.kind === 'postgres') return formatPostgresSpec(s);
   return `jetstream:${s.stream}${s.subject ? `:${s.subject}` : ''}`;
 }
 
@@ -247,6 +253,7 @@ export function resolveJobConfig(flags: RawOptions, definition?: AnyJobDefinitio
     retain: int(get('retain')!, '--retain', 1, 1000),
     resetState: raw.resetState === true,
     logLevel,
+    natsAuth: natsAuthFrom(get),
   };
   if (keys) cfg.keys = keys;
   if (raw.examples === true) cfg.examples = true;

@@ -12,7 +12,8 @@ import { createLogger } from './log.js';
 import { Job } from './actors/job.js';
 import { syntheticPosts } from './runtime/synthetic.js';
 import type { ResultRecord } from './runtime/records.js';
-import { connectNats, VERSION } from './cli.js';
+import { connectNats } from './io/connect.js';
+import { VERSION } from './cli.js';
 import { startService } from './service.js';
 import { Dashboard } from './host/dashboard.js';
 import { portFlag } from './cli/dashboard.js';
@@ -21,6 +22,7 @@ const DEMO_OPTIONS: OptionDef[] = [
   { flag: '--duration', key: 'duration', kind: 'dur', arg: 'DUR', help: 'stop after this long (default: until Ctrl-C)' },
   { flag: '--rate', key: 'rate', kind: 'int', arg: 'N', help: 'posts per second', default: '500' },
   { flag: '--dashboard-port', key: 'dashboardPort', kind: 'int', arg: 'PORT', help: 'port of the live dashboard on 127.0.0.1 (0 = a free one; when 8080 is taken a free one is used)', default: '8080' },
+  { flag: '--sink', key: 'sinks', kind: 'string', arg: 'SPEC', repeat: true, help: 'also write the results here (e.g. postgres://USER:PASS@HOST/DB); repeatable' },
   { flag: '--help', key: 'help', kind: 'bool', help: 'this help' },
 ];
 
@@ -39,8 +41,8 @@ export async function runDemo(argv: string[]): Promise<number> {
   const nats = await EmbeddedNats.start(join(dir, 'nats'));
   process.stdout.write(`embedded nats-server listening on ${nats.url}\n`);
   const cfg = resolveJobConfig({
-    nats: nats.url, job: 'demo', window: 'tumbling:5s', maxOutOfOrderness: '1s', lateness: '3s', keys: 'hashtags,all',
-    stateDir: join(dir, 'state'), logLevel: 'warn', examples: true, sinks: ['nats:tidemark.demo.results', 'jetstream:DEMO_RESULTS'],
+    nats: nats.url, job: 'demo', window: 'tumbling:5s', maxOutOfOrderness: '1s', lateness: '3s', keys: 'hashtags,all', examples: true,
+    stateDir: join(dir, 'state'), logLevel: 'warn', sinks: ['nats:tidemark.demo.results', 'jetstream:DEMO_RESULTS', ...((opts.sinks as string[] | undefined) ?? [])],
   });
   const nc = await connectNats(nats.url, 'tidemark-demo');
   const log = createLogger('warn');

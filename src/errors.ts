@@ -13,6 +13,7 @@ export type ErrorCode =
   | 'CHECKPOINT_NOT_FOUND'
   | 'SINK_FAILED'
   | 'NOT_AVAILABLE'
+  | 'SAVEPOINT_EXISTS'
   | 'BAD_JOB'
   | 'USER_CODE';
 

@@ -4,7 +4,8 @@ import { existsSync } from 'node:fs';
 import { TidemarkError } from './errors.js';
 import { parseFlags, type OptionDef } from './config.js';
 import { CheckpointStore } from './io/checkpoint-store.js';
-import { checkpointDir, resolveCheckpointId } from './actors/job.js';
+import { checkpointDir, openJobStore, resolveCheckpointId } from './actors/job.js';
+import { waysOut } from './io/state-damage.js';
 
 export const INSPECT_OPTIONS: OptionDef[] = [
   { flag: '--state-dir', key: 'stateDir', kind: 'string', arg: 'DIR', help: 'state directory of the job', default: '.tidemark' },
@@ -12,6 +13,7 @@ export const INSPECT_OPTIONS: OptionDef[] = [
   { flag: '--checkpoint', key: 'checkpoint', kind: 'string', arg: 'ID', help: 'checkpoint id or savepoint name to read (default: newest usable)' },
   { flag: '--key', key: 'key', kind: 'string', arg: 'KEY', help: "dump this key's windows" },
   { flag: '--json', key: 'json', kind: 'bool', help: 'print JSON' },
+  { flag: '--repair', key: 'repair', kind: 'bool', help: "repair damaged LevelDB files with LevelDB's own repair (a copy is kept), then list" },
   { flag: '--help', key: 'help', kind: 'bool', help: 'this help' },
 ];
 
@@ -24,8 +26,14 @@ export async function inspectCommand(argv: string[]): Promise<number> {
   const job = String(opts.job ?? 'sentiment');
   const dir = checkpointDir(stateDir, job);
   if (!existsSync(dir)) throw new TidemarkError('BAD_FLAG', `--state-dir: no state for job "${job}" in ${stateDir}`);
-  const store = await CheckpointStore.open(dir);
+  if (opts.repair) {
+    const { copy, moved } = await CheckpointStore.repair(dir);
+    if (moved.length) process.stderr.write(`table files ${moved.join(', ')} fail their checksums: moved to ${dir}/lost\n`);
+    process.stderr.write(`repaired ${dir} with LevelDB's repair; the files as they were are kept in ${copy}\n`);
+  }
+  const store = await openJobStore(stateDir, job);
   try {
+    for (const note of store.notes) process.stderr.write(`${note}\n`);
     if (typeof opts.key === 'string') {
       const r = await store.restore(await resolveCheckpointId(store, opts.checkpoint === undefined ? undefined : String(opts.checkpoint), '--checkpoint'));
       if (!r) throw new TidemarkError('CHECKPOINT_NOT_FOUND', 'no checkpoint yet');
@@ -38,12 +46,31 @@ export async function inspectCommand(argv: string[]): Promise<number> {
       }
       return 0;
     }
-    const { metas, bad } = await store.list();
     const rows = [];
-    for (const m of metas) {
-      rows.push({ id: m.id, time: new Date(m.time).toISOString(), seq: m.seq, watermark: wm(m.watermark.wm), windows: m.windows, bytes: m.bytes, kind: m.full ? 'full' : `delta of ${m.parent}`, savepoint: m.savepoint ?? '', problem: (await store.verify(m)) ?? '' });
+    for (const { id, meta: m, problem } of await store.diagnose()) {
+      // A checkpoint whose metadata is gone is shown with what the manifest recorded of it.
+      const rec = store.recorded(id);
+      rows.push({
+        id,
+        time: m ? new Date(m.time).toISOString() : rec ? new Date(rec.time).toISOString() : '',
+        seq: m?.seq ?? rec?.seq ?? 0,
+        watermark: m ? wm(m.watermark.wm) : '',
+        windows: m?.windows ?? 0,
+        bytes: m?.bytes ?? 0,
+        kind: (m ?? rec) ? ((m ?? rec)!.full ? 'full' : `delta of ${(m ?? rec)!.parent}`) : '',
+        savepoint: m?.savepoint ?? rec?.savepoint ?? '',
+        problem: problem ?? '',
+      });
     }
-    for (const b of bad) rows.push({ id: b.id, time: '', seq: 0, watermark: '', windows: 0, bytes: 0, kind: '', savepoint: '', problem: b.problem });
+    const usable = rows.find((r) => r.problem === '');
+    const damaged = store.levelDamage;
+    const summary = [
+      ...store.manifestProblems,
+      ...(damaged !== undefined ? [`LevelDB's files are damaged (LevelDB: ${damaged}); ${waysOut({ stateDir, job }, { repair: true })}`] : []),
+      ...(rows.length && !usable ? [`no checkpoint is usable; ${waysOut({ stateDir, job }, { repair: damaged !== undefined })}`] : []),
+      ...(usable && rows[0] !== usable ? [`newer checkpoints are unusable; tidemark run falls back to checkpoint ${usable.id}`] : []),
+    ];
+    for (const line of summary) process.stderr.write(`${line}\n`);
     if (opts.json) {
       process.stdout.write(JSON.stringify(rows) + '\n');
       return 0;

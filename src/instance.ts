@@ -24,6 +24,8 @@ export async function holderIsDeadHere(holder: LockHolder, cfg: JobConfig): Prom
     return true;
   } catch (e) {
     if (e instanceof TidemarkError && e.code === 'STATE_LOCKED') return false;
+    // Damaged state opens only after LevelDB took its lock, so nobody holds it.
+    if (e instanceof TidemarkError && e.code === 'STATE_CORRUPT') return true;
     throw e;
   }
 }

@@ -51,6 +51,7 @@ export class JobMetrics {
     counter('tidemark_num_records_out_total', 'Window results emitted to the sinks (Flink numRecordsOut)', (j) => j.sink.counts.results);
     counter('tidemark_num_late_records_dropped_total', 'Late records: (post, key, window) dropped because the window had closed (Flink numLateRecordsDropped)', (j) => j.sink.counts.late);
     counter('tidemark_num_dead_letter_records_total', 'Malformed input messages sent to the dead-letter output', (j) => j.sink.counts.dead);
+    counter('tidemark_internal_messages_rejected_total', 'Internal actor messages refused: garbage, forged, replayed or of an earlier run', (j) => j.channel.rejects.total);
     // A gauge read from the job at scrape time; undefined leaves it without a sample.
     const gauge = (name: string, help: string, read: (j: Job) => number | undefined): Gauge =>
       new Gauge({

@@ -5,6 +5,7 @@ import { NatsError, type NatsConnection, type ServiceInfo, type ServiceStats } f
 import { TidemarkError } from './errors.js';
 import { parseFlags, optionHelp, type OptionDef, type RawOptions } from './config.js';
 import { subjectsFor } from './io/subjects.js';
+import { connectNats, natsAuthFrom, redactUrl, NATS_AUTH_OPTIONS } from './io/connect.js';
 import {
   renderCheckpoint,
   renderExplain,
@@ -24,10 +25,11 @@ const DEFAULT_URL = 'nats://127.0.0.1:4222';
 const REQUEST_TIMEOUT = 10_000;
 
 const COMMON: OptionDef[] = [
-  { flag: '--nats', key: 'nats', kind: 'string', arg: 'URL', help: 'NATS server', default: DEFAULT_URL },
+  { flag: '--nats', key: 'nats', kind: 'string', arg: 'URL', help: 'NATS server(s), comma-separated', default: DEFAULT_URL },
   { flag: '--job', key: 'job', kind: 'string', arg: 'NAME', help: 'job name', default: 'sentiment' },
   { flag: '--json', key: 'json', kind: 'bool', help: 'print the JSON answer (for scripts)' },
   { flag: '--help', key: 'help', kind: 'bool', help: 'this help' },
+  ...NATS_AUTH_OPTIONS,
 ];
 
 const TIME_HELP = 'ms since the epoch or ISO-8601';
@@ -73,7 +75,7 @@ const COMMANDS: Record<string, Command> = {
   services: {
     usage: 'services [options]',
     about: 'list running Tidemark instances ($SRV.PING / $SRV.INFO / $SRV.STATS)',
-    options: [COMMON[0]!, { flag: '--job', key: 'job', kind: 'string', arg: 'NAME', help: 'only instances of this job' }, COMMON[2]!, COMMON[3]!],
+    options: [COMMON[0]!, { flag: '--job', key: 'job', kind: 'string', arg: 'NAME', help: 'only instances of this job' }, COMMON[2]!, COMMON[3]!, ...NATS_AUTH_OPTIONS],
     args: 0,
   },
 };
@@ -88,10 +90,9 @@ const timeArg = (v: string): number | string => (/^-?\d+$/.test(v) ? Number(v) :
 
 async function withConnection<T>(opts: RawOptions, fn: (nc: NatsConnection, url: string) => Promise<T>): Promise<T> {
   const url = str(opts, 'nats') ?? DEFAULT_URL;
-  const { connectNats } = await import('./cli.js');
-  const nc = await connectNats(url, 'tidemark-client');
+  const nc = await connectNats(url, 'tidemark-client', natsAuthFrom((k) => str(opts, k)));
   try {
-    return await fn(nc, url);
+    return await fn(nc, redactUrl(url));
   } finally {
     await nc.close();
   }

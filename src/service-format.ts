@@ -62,6 +62,8 @@ export interface ExplainAnswer {
 export interface CheckpointAnswer {
   id: number;
   name: string;
+  /** True when an earlier request of the same name took this savepoint. */
+  joined?: boolean;
   ms?: number;
   bytes?: number;
 }
@@ -150,7 +152,7 @@ export function renderExplain(e: ExplainAnswer): string {
 
 /** `tidemark checkpoint` */
 export function renderCheckpoint(c: CheckpointAnswer): string {
-  return `savepoint ${c.id} "${c.name}" written${c.ms !== undefined ? ` in ${c.ms} ms` : ''}${c.bytes !== undefined ? `, ${bytes(c.bytes)}` : ''}`;
+  return `savepoint ${c.id} "${c.name}" written${c.ms !== undefined ? ` in ${c.ms} ms` : ''}${c.bytes !== undefined ? `, ${bytes(c.bytes)}` : ''}${c.joined ? ' (taken for an earlier request of the same name)' : ''}`;
 }
 
 /** `tidemark services` */

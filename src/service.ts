@@ -7,7 +7,8 @@ import { ServiceError, type JetStreamManager, type Service, type ServiceMsg } fr
 import type { Job } from './actors/job.js';
 import type { Logger } from './log.js';
 import { subjectsFor } from './io/subjects.js';
-import { encode, decode } from './io/codec.js';
+import { decode } from './io/codec.js';
+import { Sealer, SENDER } from './io/channel.js';
 import type { QueryReply, QueryRequest } from './actors/messages.js';
 import { fixedWindows, formatWindowSpec, type Window } from './runtime/windows.js';
 import { formatDuration } from './runtime/duration.js';
@@ -17,6 +18,7 @@ import { explainKey, type LiveWindow } from './runtime/explain.js';
 import { mergeTopKeys } from './runtime/top-keys.js';
 import type { WindowView } from './runtime/window-operator.js';
 import { formatSinkSpec, stateFingerprint } from './config.js';
+import { TidemarkError } from './errors.js';
 
 /** How long an endpoint waits for a partition actor or a savepoint before answering with an error. */
 const PARTITION_TIMEOUT = 5000;
@@ -68,6 +70,8 @@ export function jobStatus(job: Job, now = Date.now()): Record<string, unknown> {
     resultsOut: job.sink.counts.results,
     late: job.sink.counts.late,
     deadLetters: job.sink.counts.dead,
+    /** Internal messages refused (garbage, forged, replayed, of an earlier run): see the log for the first of each sender. */
+    rejectedMessages: job.channel.rejects.total,
     windows: windowsByState(job),
     lastCheckpoint: src.lastCheckpoint ? { id: src.lastCheckpoint.cp, ageMs: now - src.lastCheckpoint.at, ms: Math.round(src.lastCheckpoint.ms), bytes: src.lastCheckpoint.bytes } : null,
     startedAt: new Date(src.startedAt).toISOString(),
@@ -81,7 +85,7 @@ export async function queryPartitions(job: Job, req: QueryRequest, only?: number
   const targets = only === undefined ? job.partitions.map((p) => p.partition) : [only];
   const replies = await Promise.all(
     targets.map((p) =>
-      job.nc.request(`${subj.partition(p)}.query`, encode(req), { timeout: PARTITION_TIMEOUT }).catch((e: unknown) => {
+      job.nc.request(`${subj.partition(p)}.query`, new Sealer(job.channel.key, SENDER.service).seal(`${subj.partition(p)}.query`, req), { timeout: PARTITION_TIMEOUT }).catch((e: unknown) => {
         throw new ServiceError(504, `partition actor ${p} did not answer: ${(e as Error).message}`);
       }),
     ),
@@ -160,6 +164,8 @@ function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const t = new Promise<never>((_, reject) => {
     timer = setTimeout(() => reject(new ServiceError(504, `${what} did not complete within ${formatDuration(ms)}`)), ms);
+    // A request still waiting never keeps a stopping process alive.
+    timer.unref();
   });
   return Promise.race([p, t]).finally(() => clearTimeout(timer));
 }
@@ -249,9 +255,10 @@ function endpoints(job: Job): Record<string, EndpointDef> {
         if (typeof name === 'string' && /^\d+$/.test(name)) throw bad('checkpoint: "name" must not be all digits (those mean a checkpoint id); add a letter');
         return async () => {
           const label = typeof name === 'string' ? name : `savepoint-${new Date().toISOString()}`;
-          const id = await withTimeout(job.source.savepoint(label), SAVEPOINT_TIMEOUT, 'the savepoint');
+          const taken = job.savepoint(label);
+          const { id, joined } = await withTimeout(taken, SAVEPOINT_TIMEOUT, `savepoint "${label}" (still queued: it will be taken, and tidemark inspect lists it once written)`);
           const last = job.source.lastCheckpoint;
-          return { id, name: label, ...(last?.cp === id ? { ms: Math.round(last.ms), bytes: last.bytes } : {}) };
+          return { id, name: label, ...(joined ? { joined: true } : {}), ...(last?.cp === id ? { ms: Math.round(last.ms), bytes: last.bytes } : {}) };
         };
       },
     },
@@ -284,7 +291,9 @@ export async function startService(job: Job, log: Logger, version: string): Prom
           (body) => m.respond(new TextEncoder().encode(toJson(body))),
           (e: unknown) => {
             failed.set(subject, (failed.get(subject) ?? 0) + 1);
-            const code = e instanceof ServiceError ? e.code : 500;
+            // A savepoint refused because the job is stopping or too many wait: 503, the service is unavailable for it.
+            // A name already written: 409.
+            const code = e instanceof ServiceError ? e.code : e instanceof TidemarkError ? (e.code === 'NOT_AVAILABLE' ? 503 : e.code === 'SAVEPOINT_EXISTS' ? 409 : 500) : 500;
             log.warn({ endpoint: name, err: (e as Error).message }, 'service request failed');
             m.respondError(code, `${name}: ${(e as Error).message}`);
           },

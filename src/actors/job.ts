@@ -9,6 +9,7 @@ import { stateFingerprint, type JobConfig } from '../config.js';
 import { CheckpointStore, type CheckpointMeta } from '../io/checkpoint-store.js';
 import { ensureStream, JetStreamSource } from '../io/jetstream-source.js';
 import { createSink } from '../io/sinks.js';
+import { groupProblems, waysOut } from '../io/state-damage.js';
 import { ScoringPool } from '../io/scoring-pool.js';
 import type { JobSource } from '../io/job-loader.js';
 import { formatWindowSpec } from '../runtime/windows.js';
@@ -16,7 +17,8 @@ import { formatDuration } from '../runtime/duration.js';
 import type { Logger } from '../log.js';
 import { PartitionActor } from './partition-actor.js';
 import { SinkActor, type SinkSet } from './sink-actor.js';
-import { SourceActor } from './source-actor.js';
+import { SourceActor, type SavepointTaken } from './source-actor.js';
+import { RunKey, Rejections, type ChannelContext } from '../io/channel.js';
 
 /** Where a job keeps its LevelDB state. */
 export const checkpointDir = (stateDir: string, job: string): string => join(stateDir, job, 'checkpoints');
@@ -32,15 +34,31 @@ export function incompatibility(saved: Record<string, string>, now: Record<strin
 /** `--from-checkpoint`: a checkpoint id or a savepoint name. */
 export async function resolveCheckpointId(store: CheckpointStore, ref: string | undefined, flag = '--from-checkpoint'): Promise<number | undefined> {
   if (ref === undefined) return undefined;
-  const { metas } = await store.list();
   if (/^\d+$/.test(ref)) {
-    if (!metas.some((m) => m.id === Number(ref))) throw new TidemarkError('CHECKPOINT_NOT_FOUND', `${flag}: no checkpoint ${ref} (tidemark inspect lists them)`);
+    if (!store.has(Number(ref))) throw new TidemarkError('CHECKPOINT_NOT_FOUND', `${flag}: no checkpoint ${ref} (tidemark inspect lists them)`);
     return Number(ref);
   }
-  // Names may repeat; the newest savepoint of that name wins (metas are newest first).
-  const named = metas.find((m) => m.savepoint === ref);
-  if (!named) throw new TidemarkError('CHECKPOINT_NOT_FOUND', `${flag}: no savepoint named "${ref}" (tidemark inspect lists them)`);
-  return named.id;
+  // Names may repeat in state written before names were refused; the newest of that name wins.
+  const named = store.savepointNamed(ref);
+  if (named === undefined) throw new TidemarkError('CHECKPOINT_NOT_FOUND', `${flag}: no savepoint named "${ref}" (tidemark inspect lists them)`);
+  return named;
+}
+
+/** Opens a job's checkpoint store; `reset` discards what it holds first, damaged or not. */
+export async function openJobStore(stateDir: string, job: string, reset = false): Promise<CheckpointStore> {
+  const dir = checkpointDir(stateDir, job);
+  const ref = { stateDir, job };
+  if (!reset) return CheckpointStore.open(dir, ref);
+  try {
+    const store = await CheckpointStore.open(dir, ref);
+    await store.reset();
+    return store;
+  } catch (e) {
+    // Damaged beyond opening: nobody holds it (LevelDB locks before it reads), so it can go.
+    if (!(e instanceof TidemarkError) || e.code !== 'STATE_CORRUPT') throw e;
+    CheckpointStore.destroy(dir);
+    return CheckpointStore.open(dir, ref);
+  }
 }
 
 export interface JobStatus {
@@ -55,6 +73,8 @@ export class Job {
   readonly source: SourceActor;
   readonly restoredFrom?: CheckpointMeta;
   private runPromise?: Promise<number>;
+  /** Resolves (with the reason) when the job must restart from its last checkpoint. */
+  readonly faulted: Promise<string>;
 
   private constructor(
     readonly cfg: JobConfig,
@@ -66,7 +86,10 @@ export class Job {
     restored: CheckpointMeta | undefined,
     readonly endSeq: number | undefined,
     private readonly pool: ScoringPool,
+    readonly channel: ChannelContext,
+    faulted: Promise<string>,
   ) {
+    this.faulted = faulted;
     this.partitions = parts;
     this.sink = sink;
     this.source = source;
@@ -76,14 +99,26 @@ export class Job {
   /** Restores state and starts every actor; the source begins reading. */
   static async start(cfg: JobConfig, nc: NatsConnection, log: Logger): Promise<Job> {
     const t0 = performance.now();
-    const store = await CheckpointStore.open(checkpointDir(cfg.stateDir, cfg.job));
+    const store = await openJobStore(cfg.stateDir, cfg.job, cfg.resetState);
+    let opened: SinkActor | undefined;
+    let fault: (why: string) => void = () => undefined;
+    const faulted = new Promise<string>((r) => (fault = r));
+    // A new secret every run: messages of an earlier run, garbage and forgeries are all refused.
+    const channel: ChannelContext = { key: RunKey.create(), rejects: new Rejections((f, m) => log.warn(f, m)), fault: (why) => fault(why) };
     try {
-      if (cfg.resetState) {
-        await store.level.clear();
-        log.warn({ stateDir: cfg.stateDir }, 'state reset: starting from the beginning of the input');
-      }
+      if (cfg.resetState) log.warn({ stateDir: cfg.stateDir }, 'state reset: starting from the beginning of the input');
+      for (const note of store.notes) log.warn({ stateDir: cfg.stateDir }, note);
       const fingerprint = stateFingerprint(cfg);
       const restored = await store.restore(await resolveCheckpointId(store, cfg.fromCheckpoint));
+      if (store.levelDamage !== undefined) {
+        // LevelDB failed reading its own files: a compaction would hit the damage again and stop every
+        // later checkpoint, so the state is repaired first rather than run on.
+        const why = groupProblems(restored?.skipped ?? []);
+        throw new TidemarkError(
+          'STATE_CORRUPT',
+          `LevelDB's files in ${checkpointDir(cfg.stateDir, cfg.job)} are damaged (LevelDB: ${store.levelDamage})${why ? `: ${why}` : ''}${restored ? `; the newest checkpoint that verifies is ${restored.meta.id}` : ''}; ${waysOut({ stateDir: cfg.stateDir, job: cfg.job }, { repair: true })}`,
+        );
+      }
       if (restored) {
         for (const s of restored.skipped) log.error({ checkpoint: s.id, problem: s.problem }, `checkpoint ${s.id} is unusable (${s.problem}); falling back to checkpoint ${restored.meta.id}`);
         const diff = incompatibility(restored.meta.fingerprint, fingerprint);
@@ -97,18 +132,19 @@ export class Job {
       const js = nc.jetstream();
       const input = await ensureStream(jsm, cfg.inputStream, cfg.inputSubjects);
       const sinkSet: SinkSet = {
-        results: cfg.sinks.map((s) => createSink(s, nc, js, jsm, cfg.job)),
-        late: createSink(cfg.lateSink, nc, js, jsm, cfg.job),
-        dead: createSink(cfg.dlqSink, nc, js, jsm, cfg.job),
+        results: cfg.sinks.map((s) => createSink(s, nc, js, jsm, cfg.job, 'results', log)),
+        late: createSink(cfg.lateSink, nc, js, jsm, cfg.job, 'late', log),
+        dead: createSink(cfg.dlqSink, nc, js, jsm, cfg.job, 'dead', log),
       };
-      const sink = new SinkActor(nc, cfg.job, cfg.partitions, sinkSet, store, fingerprint, cfg.retain, log, meta?.id ?? 0);
+      const sink = new SinkActor(nc, cfg.job, cfg.partitions, sinkSet, store, fingerprint, cfg.retain, log, meta?.id ?? 0, channel);
+      opened = sink;
       await sink.openSinks(meta?.sinks);
       if (meta) {
         sink.counts.results = meta.counters.results ?? 0;
         sink.counts.late = meta.counters.late ?? 0;
         sink.counts.dead = meta.counters.dead ?? 0;
       }
-      const parts = Array.from({ length: cfg.partitions }, (_, p) => new PartitionActor(nc, p, { job: cfg.job, window: cfg.window, lateness: cfg.lateness, mode: cfg.emit, compiled: cfg.compiled }));
+      const parts = Array.from({ length: cfg.partitions }, (_, p) => new PartitionActor(nc, p, { job: cfg.job, window: cfg.window, lateness: cfg.lateness, mode: cfg.emit, compiled: cfg.compiled }, channel));
       if (restored) for (const pa of parts) await pa.restore(restored.windows.get(pa.partition) ?? [], restored.meta.watermark.wm);
       for (const pa of parts) pa.start(cfg.job);
       sink.start();
@@ -126,8 +162,9 @@ export class Job {
         pool,
         cfg,
         { partitions: cfg.partitions, batchSize: cfg.batchSize, maxInflight: 4, checkpointInterval: cfg.checkpointInterval, idleTimeout: cfg.idleTimeout, ...(endSeq !== undefined ? { endSeq } : {}) },
+        channel,
         // New checkpoint ids continue after the newest stored one (also when restoring an older one).
-        { seq: meta?.seq ?? 0, cp: (await store.list()).metas[0]?.id ?? 0, ...(restored ? { watermark: restored.meta.watermark, chain: restored.chain } : {}) },
+        { seq: meta?.seq ?? 0, cp: store.maxId, ...(restored ? { watermark: restored.meta.watermark, chain: restored.chain } : {}) },
       );
       if (meta) {
         source.ingest.postsIn = meta.counters.postsIn ?? 0;
@@ -157,8 +194,10 @@ export class Job {
         },
         `job ${cfg.job}: window ${formatWindowSpec(cfg.window)}, watermark = max(ts) - ${formatDuration(cfg.maxOutOfOrderness)}, allowed lateness ${formatDuration(cfg.lateness)}, emit ${cfg.emit}`,
       );
-      return new Job(cfg, nc, store, parts, sink, source, meta, endSeq, pool);
+      return new Job(cfg, nc, store, parts, sink, source, meta, endSeq, pool, channel, faulted);
     } catch (e) {
+      // A sink that refused to open must not keep the process alive with the others' connections.
+      await opened?.closeSinks().catch(() => undefined);
       await store.close().catch(() => undefined);
       throw e;
     }
@@ -175,6 +214,17 @@ export class Job {
     return this.runPromise;
   }
 
+  /**
+   * Takes a savepoint named `name`. A name names one savepoint: asked for again while it is waiting
+   * or being taken, the request joins it; asked for after it is written, it is refused
+   * (SAVEPOINT_EXISTS), so that `--from-checkpoint NAME` means one thing.
+   */
+  savepoint(name: string): Promise<SavepointTaken> {
+    const prior = this.source.savepointPending(name) ? undefined : this.store.savepointNamed(name);
+    if (prior !== undefined) return Promise.reject(new TidemarkError('SAVEPOINT_EXISTS', `a savepoint named "${name}" already exists (checkpoint ${prior}); names are unique, choose another`));
+    return this.source.savepoint(name);
+  }
+
   /** Graceful stop: stop intake, flush, final checkpoint. */
   async stop(): Promise<void> {
     this.source.stop();
@@ -187,15 +237,20 @@ export class Job {
     this.sink.abort();
     for (const p of this.partitions) p.stop();
     await this.sink.finished().catch(() => undefined);
-    await this.close();
+    // Writes a sink could not confirm (NATS gone) are redone from the checkpoint: no reason to fail here.
+    await this.close().catch(() => undefined);
   }
 
   /** Releases the state store and subscriptions. */
   async close(): Promise<void> {
     for (const p of this.partitions) p.stop();
     this.sink.stop();
-    await this.sink.closeSinks();
-    await this.pool.close();
-    await this.store.close();
+    // The state store is released whatever the sinks do, so a restart in this process can open it.
+    try {
+      await this.sink.closeSinks();
+    } finally {
+      await this.pool.close();
+      await this.store.close();
+    }
   }
 }

@@ -3,7 +3,9 @@
 // publishes results, late records and checkpoint barriers to the sink actor.
 
 import type { NatsConnection, Subscription } from 'nats';
-import { encode, decode } from '../io/codec.js';
+import { encode } from '../io/codec.js';
+import { Opener, Sealer, SENDER, receive, type ChannelContext } from '../io/channel.js';
+import { checkPartitionMsg, checkQueryRequest } from './message-checks.js';
 import { subjectsFor } from '../io/subjects.js';
 import { ChunkingPublisher, Reassembler } from '../io/framing.js';
 import { WindowOperator, type OperatorConfig, type PersistedWindow } from '../runtime/window-operator.js';
@@ -32,6 +34,7 @@ export class PartitionActor {
     private readonly nc: NatsConnection,
     readonly partition: number,
     cfg: OperatorConfig,
+    private readonly ctx: ChannelContext,
   ) {
     this.operator = new WindowOperator(cfg);
   }
@@ -45,12 +48,17 @@ export class PartitionActor {
   start(job: string): void {
     const subj = subjectsFor(job);
     const pub = new ChunkingPublisher(this.nc);
-    const out = (m: OutMsg): void => void pub.publish(subj.out, encode(m));
-    this.sub = this.nc.subscribe(subj.partition(this.partition));
-    this.querySub = this.nc.subscribe(`${subj.partition(this.partition)}.query`, {
+    const sealer = new Sealer(this.ctx.key, this.partition);
+    const out = (m: OutMsg): void => void pub.publish(subj.out, sealer.seal(subj.out, m));
+    const subject = subj.partition(this.partition);
+    const inbox = new Opener(this.ctx.key, subject, (from) => from === SENDER.source);
+    const queries = new Opener(this.ctx.key, `${subject}.query`, (from) => from === SENDER.service, false);
+    this.sub = this.nc.subscribe(subject);
+    this.querySub = this.nc.subscribe(queries.subject, {
       callback: (err, msg) => {
         if (err) return;
-        const req: QueryRequest = msg.data.length ? decode<QueryRequest>(msg.data) : {};
+        const req = receive(this.ctx, queries, msg.data, checkQueryRequest)?.msg;
+        if (!req) return;
         // A ranking request answers with the short list only, never every window of the partition.
         const reply: QueryReply =
           req.top !== undefined
@@ -65,19 +73,25 @@ export class PartitionActor {
       },
     });
     const sub = this.sub;
-    this.done = this.loop(sub, out).catch((e: unknown) => {
+    this.done = this.loop(sub, out, inbox).catch((e: unknown) => {
       sub.unsubscribe();
       this.onFail?.(e instanceof TidemarkError ? e : new TidemarkError('USER_CODE', `partition ${this.partition}: ${(e as Error).message}`));
     });
   }
 
-  private async loop(sub: Subscription, out: (m: OutMsg) => void): Promise<void> {
+  private async loop(sub: Subscription, out: (m: OutMsg) => void, inbox: Opener): Promise<void> {
     {
       const parts = new Reassembler();
       for await (const m of sub) {
-        const data = parts.push(m);
+        let data: Uint8Array | undefined;
+        try {
+          data = parts.push(m);
+        } catch (e) {
+          this.ctx.rejects.note(inbox.subject, (e as Error).message);
+        }
         if (!data) continue;
-        const msg = decode<PartitionMsg>(data);
+        const msg = receive(this.ctx, inbox, data, checkPartitionMsg)?.msg;
+        if (!msg) continue;
         if (msg.t === 'batch') {
           // A watermark step that fires many windows hands its results on in slices, yielding
           // between them so they reach the sink while the rest are fired.

@@ -3,7 +3,8 @@
 // and writes window deltas, watermark, input sequence and sink progress in one LevelDB batch.
 
 import type { NatsConnection, Subscription } from 'nats';
-import { encode, decode } from '../io/codec.js';
+import { Opener, Sealer, SENDER, receive, type ChannelContext } from '../io/channel.js';
+import { checkOutMsg } from './message-checks.js';
 import { Reassembler } from '../io/framing.js';
 import { subjectsFor } from '../io/subjects.js';
 import type { Sink, SinkProgress } from '../io/sinks.js';
@@ -12,6 +13,7 @@ import type { Logger } from '../log.js';
 import type { CreditMsg, OutMsg } from './messages.js';
 import type { PersistedWindow } from '../runtime/window-operator.js';
 import { faultPoint } from '../io/fault.js';
+import { isTransientNatsError } from '../io/nats-errors.js';
 import { yieldToLoop } from './slices.js';
 
 export interface SinkSet {
@@ -45,6 +47,7 @@ export class SinkActor {
   private aborted = false;
   /** Checkpoint writes in progress, chained in checkpoint order. */
   private writing: Promise<void> = Promise.resolve();
+  private readonly sealer: Sealer;
   counts = { results: 0, late: 0, dead: 0 };
   onCheckpoint?: (e: CheckpointEvent) => void;
   onResults?: (n: number) => void;
@@ -61,7 +64,9 @@ export class SinkActor {
     private readonly retain: number,
     private readonly log: Logger,
     lastCheckpoint: number,
+    private readonly ctx: ChannelContext,
   ) {
+    this.sealer = new Sealer(ctx.key, SENDER.sink);
     this.lastN = Array.from({ length: partitions }, () => 0);
     this.lastCheckpoint = lastCheckpoint;
   }
@@ -80,13 +85,29 @@ export class SinkActor {
     const subj = subjectsFor(this.job);
     this.sub = this.nc.subscribe(subj.out);
     const sub = this.sub;
+    const inbox = new Opener(this.ctx.key, subj.out, (from) => from === SENDER.source || (from >= 0 && from < this.partitions));
     this.done = (async () => {
       const parts = new Reassembler();
       for await (const m of sub) {
         if (this.aborted) break;
-        const data = parts.push(m);
+        let data: Uint8Array | undefined;
+        try {
+          data = parts.push(m);
+        } catch (e) {
+          this.ctx.rejects.note(subj.out, (e as Error).message);
+        }
         if (!data) continue;
-        await this.handle(decode<OutMsg>(data));
+        const msg = receive(this.ctx, inbox, data, checkOutMsg)?.msg;
+        try {
+          if (msg) await this.handle(msg);
+        } catch (e) {
+          // A sink that failed (a publish timed out in a failover): results since the checkpoint are
+          // produced again after a restart from it, so nothing is lost or counted twice.
+          this.log.error({ err: (e as Error).message }, 'writing to a sink failed');
+          this.ctx.fault(`writing to a sink failed: ${(e as Error).message}`);
+          this.abort();
+          break;
+        }
         if (this.ended.size === this.partitions) break;
       }
       await this.writing;
@@ -183,7 +204,7 @@ export class SinkActor {
   private complete(a: Alignment): void {
     const t0 = performance.now();
     const src = a.arrived.get(-1) as Extract<OutMsg, { t: 'source-barrier' }>;
-    const progress = SinkActor.progressKeys(this.sinks).map(([key, s]) => [key, s.snapshot()] as const);
+    const progress = SinkActor.progressKeys(this.sinks).map(([key, s]) => [key, s.snapshot(a.cp)] as const);
     const upserts: Array<[number, readonly PersistedWindow[]]> = [];
     const deletes: Array<[number, string]> = [];
     let windows = 0;
@@ -227,6 +248,12 @@ export class SinkActor {
         this.onCheckpoint?.({ meta, ms });
         this.reply({ t: 'checkpointed', cp: a.cp, ms, bytes: meta.bytes, entries: meta.entries });
       } catch (e) {
+        if (isTransientNatsError(e)) {
+          // The sinks' progress could not be made durable (acks timed out in a failover): restart from the last checkpoint.
+          this.log.warn({ err: (e as Error).message, checkpoint: a.cp }, 'checkpoint abandoned: a sink did not confirm its writes');
+          this.ctx.fault(`checkpoint ${a.cp}: a sink did not confirm its writes (${(e as Error).message})`);
+          return;
+        }
         this.log.error({ err: e, checkpoint: a.cp }, 'checkpoint failed');
         this.reply({ t: 'checkpointed', cp: a.cp, ms: 0, bytes: 0, entries: 0, error: (e as Error).message });
       }
@@ -234,6 +261,7 @@ export class SinkActor {
   }
 
   private reply(m: CreditMsg): void {
-    this.nc.publish(subjectsFor(this.job).credit, encode(m));
+    const subject = subjectsFor(this.job).credit;
+    this.nc.publish(subject, this.sealer.seal(subject, m));
   }
 }

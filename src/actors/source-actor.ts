@@ -3,7 +3,8 @@
 // sink's credits and injects checkpoint barriers between batches.
 
 import type { NatsConnection, Subscription } from 'nats';
-import { encode, decode } from '../io/codec.js';
+import { Opener, Sealer, SENDER, receive, type ChannelContext } from '../io/channel.js';
+import { checkCreditMsg } from './message-checks.js';
 import { subjectsFor } from '../io/subjects.js';
 import { ChunkingPublisher } from '../io/framing.js';
 import type { JetStreamSource } from '../io/jetstream-source.js';
@@ -24,10 +25,26 @@ export interface SourceOptions {
   idleTimeout: number;
 }
 
+/** Distinct savepoint names that may wait for their turn; beyond, a request is refused at once. */
+export const MAX_QUEUED_SAVEPOINTS = 1000;
+
+/** A savepoint's answer: its checkpoint id, and whether an earlier request of the same name took it. */
+export interface SavepointTaken {
+  id: number;
+  joined: boolean;
+}
+
+interface SavepointWaiter {
+  resolve: (r: SavepointTaken) => void;
+  reject: (e: Error) => void;
+  joined: boolean;
+}
+
 export class SourceActor {
   readonly ingest: Ingestor;
   private readonly subj: ReturnType<typeof subjectsFor>;
   private readonly pub: ChunkingPublisher;
+  private readonly sealer: Sealer;
   private n = 0;
   private credit = 0;
   private creditWaiters: Array<() => void> = [];
@@ -48,7 +65,10 @@ export class SourceActor {
   private aborted = false;
   private failure?: TidemarkError;
   private timer?: NodeJS.Timeout;
-  private pendingSavepoints: Array<{ name: string; resolve: (cp: number) => void; reject: (e: Error) => void }> = [];
+  /** Savepoints asked for and not yet taken, by name (in order): each request of a name waits on the same one. */
+  private readonly queuedSavepoints = new Map<string, SavepointWaiter[]>();
+  /** Savepoints whose barrier is on its way, by name: a request of that name joins it. */
+  private readonly takingSavepoints = new Map<string, SavepointWaiter[]>();
   seq: number;
   lastCheckpoint?: { cp: number; at: number; ms: number; bytes: number };
   startedAt = Date.now();
@@ -59,8 +79,10 @@ export class SourceActor {
     private readonly pool: ScoringPool,
     private readonly sem: JobSemantics,
     private readonly opts: SourceOptions,
+    private readonly ctx: ChannelContext,
     restored: { seq: number; cp: number; chain?: ChainState; watermark?: { wm: number; maxTs: Array<[string, number]> } } = { seq: 0, cp: 0 },
   ) {
+    this.sealer = new Sealer(ctx.key, SENDER.source);
     this.subj = subjectsFor(sem.job);
     this.pub = new ChunkingPublisher(nc);
     this.ingest = new Ingestor(sem, opts.partitions, opts.idleTimeout);
@@ -77,10 +99,12 @@ export class SourceActor {
 
   /** Listens for credits and checkpoint completions. */
   listen(): void {
+    const inbox = new Opener(this.ctx.key, this.subj.credit, (from) => from === SENDER.sink);
     this.creditSub = this.nc.subscribe(this.subj.credit, {
       callback: (err, m) => {
         if (err) return;
-        const msg = decode<CreditMsg>(m.data);
+        const msg = receive(this.ctx, inbox, m.data, checkCreditMsg)?.msg;
+        if (!msg) return;
         if (msg.t === 'credit') {
           this.credit = Math.max(this.credit, msg.n);
           const w = this.creditWaiters;
@@ -96,6 +120,11 @@ export class SourceActor {
           }
           this.cpWaiters.get(msg.cp)?.(msg);
           this.cpWaiters.delete(msg.cp);
+          // A slot for a checkpoint is free again: the next queued savepoint goes now, not with the next post.
+          if (this.queuedSavepoints.size && !this.stopping) {
+            this.cpDue = true;
+            this.schedule(false);
+          }
         }
       },
     });
@@ -141,7 +170,17 @@ export class SourceActor {
   /** Graceful stop: the run loop ends, a final checkpoint is taken, partitions get `end`. */
   stop(): void {
     this.stopping = true;
+    this.refuseQueued('the job is stopping');
     void this.source.close();
+  }
+
+  /** Answers every savepoint still waiting for its turn with an error saying why none is taken. */
+  private refuseQueued(why: string): void {
+    for (const [name, waiters] of this.queuedSavepoints) {
+      const e = new TidemarkError('NOT_AVAILABLE', `savepoint "${name}" was not taken: ${why} (its final checkpoint is written as usual)`);
+      for (const w of waiters) w.reject(e);
+    }
+    this.queuedSavepoints.clear();
   }
 
   /** Failure: stop reading and publishing at once; no final checkpoint. */
@@ -152,6 +191,12 @@ export class SourceActor {
     this.creditSub?.unsubscribe();
     for (const w of this.creditWaiters) w();
     this.creditWaiters = [];
+    this.refuseQueued('the job stopped on a failure');
+    for (const [name, waiters] of this.takingSavepoints) for (const w of waiters) w.reject(new TidemarkError('NOT_AVAILABLE', `savepoint "${name}" was not completed: the job stopped on a failure`));
+    this.takingSavepoints.clear();
+    // A checkpoint in flight never completes once an actor has failed: release whoever awaits it.
+    for (const [cp, w] of this.cpWaiters) w({ t: 'checkpointed', cp, ms: 0, bytes: 0, entries: 0, error: 'the job stopped' });
+    this.cpWaiters.clear();
     void this.source.close();
   }
 
@@ -161,13 +206,39 @@ export class SourceActor {
     this.abort();
   }
 
-  /** Takes a savepoint now; resolves with its id once written. */
-  savepoint(name: string): Promise<number> {
+  /**
+   * Takes a savepoint named `name` as soon as a checkpoint slot is free; resolves once it is written.
+   * Requests of a name already queued or being taken are answered by that same savepoint.
+   */
+  savepoint(name: string): Promise<SavepointTaken> {
     return new Promise((resolve, reject) => {
-      this.pendingSavepoints.push({ name, resolve, reject });
+      if (this.stopping) {
+        reject(new TidemarkError('NOT_AVAILABLE', `savepoint "${name}" was not taken: the job is stopping`));
+        return;
+      }
+      const same = this.takingSavepoints.get(name) ?? this.queuedSavepoints.get(name);
+      if (same) {
+        same.push({ resolve, reject, joined: true });
+        return;
+      }
+      if (this.queuedSavepoints.size >= MAX_QUEUED_SAVEPOINTS) {
+        reject(new TidemarkError('NOT_AVAILABLE', `savepoint "${name}" was not taken: ${MAX_QUEUED_SAVEPOINTS} savepoints are already waiting; ask again once they are written`));
+        return;
+      }
+      this.queuedSavepoints.set(name, [{ resolve, reject, joined: false }]);
       this.cpDue = true;
       this.schedule(false);
     });
+  }
+
+  /** True while a savepoint named `name` is waiting or being taken (a request of that name joins it). */
+  savepointPending(name: string): boolean {
+    return this.queuedSavepoints.has(name) || this.takingSavepoints.has(name);
+  }
+
+  /** Savepoints waiting for a checkpoint slot, and being taken. */
+  get savepointsPending(): { queued: number; taking: number } {
+    return { queued: this.queuedSavepoints.size, taking: this.takingSavepoints.size };
   }
 
   /** Posts accepted, dead letters, batches sent. */
@@ -213,11 +284,12 @@ export class SourceActor {
   }
 
   private publishPartition(p: number, msg: PartitionMsg): void {
-    this.pub.publish(this.subj.partition(p), encode(msg));
+    const subject = this.subj.partition(p);
+    this.pub.publish(subject, this.sealer.seal(subject, msg));
   }
 
   private publishOut(msg: OutMsg): void {
-    this.pub.publish(this.subj.out, encode(msg));
+    this.pub.publish(this.subj.out, this.sealer.seal(this.subj.out, msg));
   }
 
   private async flushBatch(): Promise<void> {
@@ -240,9 +312,20 @@ export class SourceActor {
     this.cpDue = false;
     const cp = this.nextCp++;
     const full = this.policy.next(cp);
-    const sp = this.pendingSavepoints.shift();
+    const next = this.queuedSavepoints.entries().next();
+    const sp = next.done ? undefined : { name: next.value[0], waiters: next.value[1] };
     const done = new Promise<Extract<CreditMsg, { t: 'checkpointed' }>>((r) => this.cpWaiters.set(cp, r));
-    if (sp) void done.then((r) => (r.error ? sp.reject(new TidemarkError('STATE_WRITE_FAILED', `savepoint "${sp.name}" (checkpoint ${cp}) was not written: ${r.error}`)) : sp.resolve(cp)));
+    if (sp) {
+      this.queuedSavepoints.delete(sp.name);
+      this.takingSavepoints.set(sp.name, sp.waiters);
+      void done.then((r) => {
+        this.takingSavepoints.delete(sp.name);
+        for (const w of sp.waiters) {
+          if (r.error) w.reject(new TidemarkError('STATE_WRITE_FAILED', `savepoint "${sp.name}" (checkpoint ${cp}) was not written: ${r.error}`));
+          else w.resolve({ id: cp, joined: w.joined });
+        }
+      });
+    }
     for (let p = 0; p < this.opts.partitions; p++) this.publishPartition(p, { t: 'barrier', cp, full });
     this.publishOut({
       t: 'source-barrier',
@@ -256,7 +339,7 @@ export class SourceActor {
       counters: { postsIn: this.ingest.postsIn, dead: this.ingest.deadCount, futureBound: this.ingest.futureBound },
     });
     this.lastCpSeq = this.seq;
-    if (this.pendingSavepoints.length) this.cpDue = true;
+    if (this.queuedSavepoints.size) this.cpDue = true;
     return done;
   }
 
@@ -266,6 +349,8 @@ export class SourceActor {
     this.flushing = this.flushing.then(async () => {
       await this.flushBatch();
       last = this.barrier();
+      // End of input: the final checkpoint carried the first savepoint waiting, if any; no more come.
+      this.refuseQueued('the job reached the end of its input');
     });
     await this.flushing;
     const result = (await last) as Extract<CreditMsg, { t: 'checkpointed' }>;

@@ -4,6 +4,7 @@
 import { TidemarkError } from '../errors.js';
 import { parseFlags, optionHelp, type OptionDef, type RawOptions } from '../config.js';
 import { JOB_NAME } from '../io/subjects.js';
+import { connectNats, natsAuthFrom, NATS_AUTH_OPTIONS } from '../io/connect.js';
 import { parseDuration } from '../runtime/duration.js';
 import { createLogger } from '../log.js';
 import { Dashboard } from '../host/dashboard.js';
@@ -16,6 +17,7 @@ export const DASHBOARD_OPTIONS: OptionDef[] = [
   { flag: '--since', key: 'since', kind: 'dur', arg: 'DUR', help: 'how far back to read a jetstream: results sink at start', default: '1h' },
   { flag: '--log-level', key: 'logLevel', kind: 'string', arg: 'LEVEL', help: 'fatal | error | warn | info | debug', default: 'info' },
   { flag: '--help', key: 'help', kind: 'bool', help: 'this help' },
+  ...NATS_AUTH_OPTIONS,
 ];
 
 const val = (o: RawOptions, key: string): string => {
@@ -46,8 +48,7 @@ export async function dashboardCommand(argv: string[]): Promise<number> {
   const sinceMs = parseDuration(val(opts, 'since'), '--since');
   const url = val(opts, 'nats');
   const log = createLogger(val(opts, 'logLevel'));
-  const { connectNats } = await import('../cli.js');
-  const nc = await connectNats(url, `tidemark-dashboard-${job}`);
+  const nc = await connectNats(url, `tidemark-dashboard-${job}`, natsAuthFrom((k) => (opts[k] === undefined ? undefined : val(opts, k))));
   let dash: Dashboard | undefined;
   try {
     dash = await Dashboard.start({ nc, job, log, port, historyPerKey: Number(history), sinceMs });

@@ -177,7 +177,7 @@ export async function startJob<In, Acc, Out extends object>(def: JobDefinition<I
     results,
     status: () => jobStatus(job),
     query: async (key) => (await queryPartitions(job, { key })).flatMap((r) => r.windows),
-    checkpoint: (name) => job.source.savepoint(name ?? `savepoint-${Date.now()}`),
+    checkpoint: (name) => job.savepoint(name ?? `savepoint-${Date.now()}`).then((r) => r.id),
     finished: () => running,
     stop: async () => {
       job.source.stop();

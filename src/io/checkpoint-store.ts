@@ -1,6 +1,11 @@
 // LevelDB checkpoint store: incremental checkpoints as chains of deltas on a full base,
-// each written in one atomic batch and verified (entry count + hash) before it is trusted.
+// each written in one atomic batch and verified (entry count + hash) before it is trusted. A
+// manifest beside the LevelDB directory records each checkpoint, so one that LevelDB lost (a
+// damaged log or table) is reported; table checksums are checked before LevelDB reads a table;
+// damage LevelDB itself reports is named with the ways out (inspect --repair, --reset-state).
 
+import { existsSync, readdirSync, rmSync, cpSync, mkdirSync, renameSync } from 'node:fs';
+import { join } from 'node:path';
 import { Level } from 'level';
 import { encode, decode } from './codec.js';
 import { TidemarkError } from '../errors.js';
@@ -8,6 +13,9 @@ import { windowId, type PersistedWindow } from '../runtime/window-operator.js';
 import { WindowCodec } from './window-codec.js';
 import type { ChainState } from '../runtime/checkpoint-policy.js';
 import type { SinkProgress } from './sinks.js';
+import { damagedTables } from './leveldb-tables.js';
+import { CheckpointManifest, type ManifestEntry } from './checkpoint-manifest.js';
+import { describeOpenFailure, groupProblems, isLevelDamage, levelText, waysOut, type StateRef } from './state-damage.js';
 
 export interface CheckpointMeta {
   id: number;
@@ -43,7 +51,7 @@ export interface Restored {
   /** The restored checkpoint's chain: its full checkpoint's bytes and the deltas' on top. */
   chain: ChainState;
   /** Checkpoints that were newer but could not be used, with why. */
-  skipped: Array<{ id: number; problem: string }>;
+  skipped: Unusable[];
 }
 
 const pad = (n: number): string => String(n).padStart(12, '0');
@@ -71,37 +79,194 @@ const keyBytes = (k: string): Uint8Array => Buffer.from(k, 'utf8');
 /** One entry's FNV-1a hash (key bytes, then value bytes). */
 const entryHash = (key: string, value: Uint8Array): number => fnv(fnv(0x811c9dc5, keyBytes(key)), value);
 
-/** The checkpoints of one job, in LevelDB under the state directory. */
+/** One checkpoint that cannot be used, and why. */
+export interface Unusable {
+  id: number;
+  problem: string;
+  /** LevelDB itself failed reading it (its files are damaged), rather than the checkpoint failing to verify. */
+  level?: boolean;
+}
+
+/** The metadata of every checkpoint the manifest names, newest first; those that cannot be read are in `bad`. */
+export interface Listing {
+  metas: CheckpointMeta[];
+  bad: Unusable[];
+}
+
+const isLocked = (e: unknown): boolean => {
+  const cause = (e as { cause?: { code?: string; message?: string } }).cause;
+  return cause?.code === 'LEVEL_LOCKED' || /lock/i.test(String(cause?.message ?? (e as Error).message));
+};
+const lockedError = (dir: string, e: unknown): TidemarkError =>
+  new TidemarkError('STATE_LOCKED', `state directory ${dir} is in use by another Tidemark process; stop it first or use another --state-dir`, { cause: e });
+const manifestPath = (dir: string): string => `${dir}.manifest`;
+/** LevelDB's files in `dir` (its own log LOG and lock LOCK aside), if any. */
+const levelFiles = (dir: string): string[] => (existsSync(dir) ? readdirSync(dir).filter((f) => /^(CURRENT|MANIFEST-\d+|\d+\.(log|ldb|sst))$/.test(f)) : []);
+/** The repair of classic-level (`level` in Node is classic-level, whose types it does not re-export). */
+const LevelStatics = Level as unknown as { repair(location: string): Promise<void> };
+
+/** What the manifest records of a checkpoint whose metadata is stored as `metaBytes`. */
+const manifestEntry = (m: CheckpointMeta, metaBytes: Uint8Array): ManifestEntry => ({
+  id: m.id,
+  seq: m.seq,
+  entries: m.entries,
+  hash: m.hash,
+  metaHash: fnv(0x811c9dc5, metaBytes),
+  parent: m.parent,
+  full: m.full,
+  time: m.time,
+  ...(m.savepoint ? { savepoint: m.savepoint } : {}),
+});
+
+/** The checkpoints of one job, in LevelDB under the state directory, with a manifest beside it. */
 export class CheckpointStore {
+  /** Set once LevelDB has failed reading its own files: the state needs `tidemark inspect --repair`. */
+  levelDamage?: string;
+  /** What open() did to bring the manifest up to date with LevelDB, for the log. */
+  readonly notes: string[] = [];
+  /** Checkpoints LevelDB holds that the manifest does not know (and that are older than its newest). */
+  private strays: Unusable[] = [];
   private readonly codec = new WindowCodec();
 
-  private constructor(private readonly db: Level<string, Uint8Array>) {}
+  private constructor(
+    private readonly db: Level<string, Uint8Array>,
+    readonly dir: string,
+    private readonly manifest: CheckpointManifest,
+    private readonly ref?: StateRef,
+  ) {}
 
-  /** Opens (creating) the store; a second process on the same directory is refused. */
-  static async open(dir: string): Promise<CheckpointStore> {
-    const db = new Level<string, Uint8Array>(dir, { keyEncoding: 'utf8', valueEncoding: 'view' });
+  /**
+   * Opens (creating) the store; a second process on the same directory is refused. A directory that
+   * holds state is never re-created empty: LevelDB would do that silently when its CURRENT file is gone.
+   */
+  static async open(dir: string, ref?: StateRef): Promise<CheckpointStore> {
+    const manifestExisted = existsSync(manifestPath(dir));
+    const hasState = levelFiles(dir).length > 0 || manifestExisted;
+    // LevelDB does not verify its tables' checksums: check them before it reads (or compacts) one.
+    const tables = damagedTables(dir);
+    if (tables.length) {
+      await CheckpointStore.assertUnlocked(dir);
+      const what = tables.map((d) => `table file ${d.file}: ${d.problem}`).join('; ');
+      throw new TidemarkError('STATE_CORRUPT', `the checkpoint state in ${dir} is damaged: ${what}; ${waysOut(ref, { repair: true })}`);
+    }
+    const db = new Level<string, Uint8Array>(dir, { keyEncoding: 'utf8', valueEncoding: 'view', createIfMissing: !hasState });
     try {
       await db.open();
     } catch (e) {
-      const cause = (e as { cause?: { code?: string; message?: string } }).cause;
-      if (cause?.code === 'LEVEL_LOCKED' || /lock/i.test(String(cause?.message ?? (e as Error).message))) {
-        throw new TidemarkError('STATE_LOCKED', `state directory ${dir} is in use by another Tidemark process; stop it first or use another --state-dir`, { cause: e });
-      }
-      throw new TidemarkError('STATE_CORRUPT', `cannot open the LevelDB state in ${dir}: ${(e as Error).message}`, { cause: e });
+      if (isLocked(e)) throw lockedError(dir, e);
+      const text = levelText(e);
+      throw new TidemarkError('STATE_CORRUPT', `the checkpoint state in ${dir} is damaged and LevelDB cannot open it: ${describeOpenFailure(text)} (LevelDB: ${text}); ${waysOut(ref, { repair: true })}`, { cause: e });
     }
-    const store = new CheckpointStore(db);
+    let manifest: CheckpointManifest;
     try {
-      store.codec.load(await db.iterator(WindowCodec.range).all());
+      manifest = await CheckpointManifest.open(manifestPath(dir));
     } catch (e) {
       await db.close();
-      throw new TidemarkError('STATE_CORRUPT', `the accumulator shapes in ${dir} are unreadable: ${(e as Error).message}`, { cause: e });
+      throw new TidemarkError('STATE_CORRUPT', `the checkpoint manifest ${manifestPath(dir)} cannot be read: ${(e as Error).message}`, { cause: e });
+    }
+    const store = new CheckpointStore(db, dir, manifest, ref);
+    try {
+      try {
+        store.codec.load(await db.iterator(WindowCodec.range).all());
+      } catch (e) {
+        const text = isLevelDamage(e) ? `LevelDB: ${levelText(e)}` : (e as Error).message;
+        throw new TidemarkError('STATE_CORRUPT', `the accumulator shapes in ${dir} are unreadable (${text}); ${waysOut(ref, { repair: isLevelDamage(e) })}`, { cause: e });
+      }
+      await store.reconcile(manifestExisted);
+    } catch (e) {
+      await store.close();
+      throw e;
     }
     return store;
   }
 
+  /** Deletes a job's checkpoints, LevelDB files and manifest, whatever state they are in (`--reset-state`). */
+  static destroy(dir: string): void {
+    rmSync(dir, { recursive: true, force: true });
+    rmSync(manifestPath(dir), { force: true });
+  }
+
   /**
-   * Writes one checkpoint in one atomic batch. The entries go into a LevelDB chained batch in
-   * slices, with `pause()` awaited between them (a yield to the event loop for a large state).
+   * Runs LevelDB's own repair on `dir` (it rebuilds the MANIFEST from the table files and logs it
+   * finds, dropping what it cannot read) after copying the directory aside; returns the copy's path.
+   */
+  static async repair(dir: string): Promise<{ copy: string; moved: string[] }> {
+    // LevelDB's repair takes no lock: make sure no process has the directory open.
+    await CheckpointStore.assertUnlocked(dir);
+    const copy = `${dir}.damaged-${new Date().toISOString().replace(/[:.]/g, '-')}`;
+    cpSync(dir, copy, { recursive: true });
+    // Tables whose checksums fail go where LevelDB's repair puts what it cannot use: its repair
+    // would read them unverified (and may abort on a garbled key).
+    const moved = damagedTables(dir);
+    if (moved.length) mkdirSync(join(dir, 'lost'), { recursive: true });
+    for (const d of moved) renameSync(join(dir, d.file), join(dir, 'lost', d.file));
+    try {
+      await LevelStatics.repair(dir);
+    } catch (e) {
+      throw new TidemarkError('STATE_CORRUPT', `LevelDB's repair of ${dir} failed (LevelDB: ${levelText(e)}); the damaged files are kept in ${copy}`, { cause: e });
+    }
+    return { copy, moved: moved.map((d) => d.file) };
+  }
+
+  /**
+   * Throws STATE_LOCKED when a process has `dir` open. LevelDB takes its lock first and, with
+   * errorIfExists, stops right after it: nothing is read, replayed or written.
+   */
+  private static async assertUnlocked(dir: string): Promise<void> {
+    const probe = new Level(dir, { createIfMissing: false, errorIfExists: true });
+    try {
+      await probe.open();
+      await probe.close();
+    } catch (e) {
+      if (isLocked(e)) throw lockedError(dir, e);
+    }
+  }
+
+  /**
+   * Brings the manifest up to date with what LevelDB holds: checkpoints newer than the manifest's
+   * newest were written just before the process stopped (the manifest line follows the LevelDB
+   * batch) and are added; pruned ones whose deletion was cut short are deleted; any other
+   * checkpoint the manifest does not know is reported, never used.
+   */
+  private async reconcile(manifestExisted: boolean): Promise<void> {
+    const adopt: ManifestEntry[] = [];
+    const dropped: number[] = [];
+    try {
+      for await (const [key, value] of this.db.iterator({ gte: 'm!', lt: 'm"' })) {
+        const id = Number(key.slice(2));
+        if (this.manifest.live.has(id)) continue;
+        if (this.manifest.dropped.has(id)) {
+          dropped.push(id);
+          continue;
+        }
+        let m: CheckpointMeta | undefined;
+        try {
+          m = decode<CheckpointMeta>(value);
+        } catch {
+          m = undefined;
+        }
+        if (!manifestExisted || id > this.manifest.maxId) {
+          if (m && m.id === id) adopt.push(manifestEntry(m, value));
+          else this.strays.push({ id, problem: 'metadata unreadable' });
+        } else this.strays.push({ id, problem: 'not in the checkpoint manifest (a damaged key or a damaged manifest line): not trusted' });
+      }
+    } catch (e) {
+      if (!isLevelDamage(e)) throw e;
+      this.levelDamage ??= levelText(e);
+    }
+    if (adopt.length) {
+      await this.manifest.add(adopt);
+      if (!manifestExisted) this.notes.push(`no checkpoint manifest was found; wrote one for the ${adopt.length} checkpoints in LevelDB`);
+      else this.notes.push(`checkpoint${adopt.length > 1 ? 's' : ''} ${adopt.map((a) => a.id).join(', ')} ${adopt.length > 1 ? 'were' : 'was'} written just before the process stopped; added to the manifest`);
+    }
+    for (const id of dropped) await this.deleteEntries(id);
+    if (this.manifest.damagedLines.length) this.notes.push(`checkpoint manifest lines ${this.manifest.damagedLines.join(', ')} are damaged and were ignored`);
+  }
+
+  /**
+   * Writes one checkpoint in one atomic batch, then records it in the manifest (fsynced). The
+   * entries go into a LevelDB chained batch in slices, with `pause()` awaited between them (a yield
+   * to the event loop for a large state).
    */
   async write(cp: CheckpointWrite, pause?: () => Promise<void>): Promise<CheckpointMeta> {
     const batch = this.db.batch();
@@ -124,24 +289,71 @@ export class CheckpointStore {
       throw e;
     }
     const meta: CheckpointMeta = { ...cp.meta, entries, hash, bytes };
+    meta.bytes += encode(meta).length;
     const metaBytes = encode(meta);
-    meta.bytes += metaBytes.length;
     try {
       for (const [k, v] of this.codec.shapeEntries()) batch.put(k, v);
-      batch.put(metaKey(meta.id), encode(meta));
+      batch.put(metaKey(meta.id), metaBytes);
       await batch.write();
+      await this.manifest.add([manifestEntry(meta, metaBytes)]);
     } catch (e) {
-      throw new TidemarkError('STATE_WRITE_FAILED', `checkpoint ${meta.id} could not be written: ${(e as Error).message}`, { cause: e });
+      const hint = isLevelDamage(e) ? `: LevelDB reports damage in ${this.dir} (LevelDB: ${levelText(e)}); ${waysOut(this.ref, { repair: true })}` : `: ${(e as Error).message}`;
+      throw new TidemarkError('STATE_WRITE_FAILED', `checkpoint ${meta.id} could not be written${hint}`, { cause: e });
     }
     return meta;
   }
 
-  /** All checkpoint metas that parse, newest first; unreadable ones are reported in `bad`. */
-  async list(): Promise<{ metas: CheckpointMeta[]; bad: Array<{ id: number; problem: string }> }> {
+  /** The highest checkpoint id ever written here (new ids continue after it, never reusing one). */
+  get maxId(): number {
+    return this.manifest.maxId;
+  }
+
+  /** The newest checkpoint recorded under savepoint name `name`, if any (damaged ones included). */
+  savepointNamed(name: string): number | undefined {
+    let best: number | undefined;
+    for (const e of this.manifest.live.values()) if (e.savepoint === name && (best === undefined || e.id > best)) best = e.id;
+    return best;
+  }
+
+  /** What the manifest records of checkpoint `id`. */
+  recorded(id: number): ManifestEntry | undefined {
+    return this.manifest.live.get(id);
+  }
+
+  /** True when the manifest records checkpoint `id` (readable or not). */
+  has(id: number): boolean {
+    return this.manifest.live.has(id);
+  }
+
+  /** Problems of the checkpoint manifest itself, for `inspect`. */
+  get manifestProblems(): string[] {
+    return this.manifest.damagedLines.length ? [`checkpoint manifest lines ${this.manifest.damagedLines.join(', ')} are damaged`] : [];
+  }
+
+  /** Every checkpoint the manifest names, newest first, each read and checked against it. */
+  async list(): Promise<Listing> {
     const metas: CheckpointMeta[] = [];
-    const bad: Array<{ id: number; problem: string }> = [];
-    for await (const [key, value] of this.db.iterator({ gte: 'm!', lt: 'm"', reverse: true })) {
-      const id = Number(key.slice(2));
+    const bad: Unusable[] = [...this.strays];
+    const ids = [...this.manifest.live.keys()].sort((a, b) => b - a);
+    for (const id of ids) {
+      const entry = this.manifest.live.get(id)!;
+      let value: Uint8Array | undefined;
+      try {
+        value = await this.db.get(metaKey(id));
+      } catch (e) {
+        if (!isLevelDamage(e)) throw e;
+        this.levelDamage ??= levelText(e);
+        bad.push({ id, problem: `LevelDB cannot read its metadata (LevelDB: ${levelText(e)})`, level: true });
+        continue;
+      }
+      if (value === undefined) {
+        bad.push({ id, problem: 'missing: the manifest records it but LevelDB no longer holds it (a damaged write-ahead log or a lost table file)' });
+        continue;
+      }
+      if (fnv(0x811c9dc5, value) !== entry.metaHash) {
+        bad.push({ id, problem: 'corrupted: its metadata does not match the checkpoint manifest' });
+        continue;
+      }
       try {
         const m = decode<CheckpointMeta>(value);
         if (typeof m?.id !== 'number' || m.id !== id) throw new Error('id mismatch');
@@ -150,6 +362,7 @@ export class CheckpointStore {
         bad.push({ id, problem: `metadata unreadable (${(e as Error).message})` });
       }
     }
+    bad.sort((a, b) => b.id - a.id);
     return { metas, bad };
   }
 
@@ -170,22 +383,23 @@ export class CheckpointStore {
     }
   }
 
-  /** Verifies one checkpoint's own entries against its meta. */
-  async verify(meta: CheckpointMeta): Promise<string | undefined> {
-    return (await this.read(meta)).problem;
-  }
-
   /** Reads one checkpoint's own entries and verifies them against its meta, in one pass. */
-  private async read(meta: CheckpointMeta): Promise<{ problem?: string; entries: Array<Array<[string, Uint8Array]>> }> {
+  private async read(meta: CheckpointMeta): Promise<{ problem?: string; level?: boolean; entries: Array<Array<[string, Uint8Array]>> }> {
     let n = 0;
     let hash = 0;
     const all: Array<Array<[string, Uint8Array]>> = [];
-    for await (const entries of this.scan(deltaPrefix(meta.id))) {
-      all.push(entries);
-      for (const [key, value] of entries) {
-        n++;
-        hash = (hash + entryHash(key, value)) >>> 0;
+    try {
+      for await (const entries of this.scan(deltaPrefix(meta.id))) {
+        all.push(entries);
+        for (const [key, value] of entries) {
+          n++;
+          hash = (hash + entryHash(key, value)) >>> 0;
+        }
       }
+    } catch (e) {
+      if (!isLevelDamage(e)) throw e;
+      this.levelDamage ??= levelText(e);
+      return { problem: `unreadable: LevelDB cannot read its entries (LevelDB: ${levelText(e)})`, level: true, entries: [] };
     }
     if (n !== meta.entries) return { problem: `truncated: ${n} of ${meta.entries} entries present`, entries: [] };
     if (hash !== meta.hash) return { problem: `corrupted: content hash ${hash.toString(16)} does not match ${meta.hash.toString(16)}`, entries: [] };
@@ -195,39 +409,46 @@ export class CheckpointStore {
   /** Loads the newest usable checkpoint (or `id`), falling back past damaged ones. */
   async restore(id?: number): Promise<Restored | undefined> {
     const { metas, bad } = await this.list();
-    const skipped = [...bad];
+    const skipped: Unusable[] = [];
     const byId = new Map(metas.map((m) => [m.id, m]));
-    const badIds = new Set(bad.map((b) => b.id));
-    const candidates = id === undefined ? metas : metas.filter((m) => m.id === id);
-    if (id !== undefined && candidates.length === 0) throw new TidemarkError('CHECKPOINT_NOT_FOUND', `checkpoint ${id} not found (tidemark inspect lists them)`);
+    const badById = new Map(bad.map((b) => [b.id, b]));
+    if (id !== undefined && !byId.has(id)) {
+      const b = badById.get(id);
+      if (!b) throw new TidemarkError('CHECKPOINT_NOT_FOUND', `checkpoint ${id} not found (tidemark inspect lists them)`);
+      throw new TidemarkError('STATE_CORRUPT', `checkpoint ${id} is unusable: ${b.problem}; ${waysOut(this.ref, { repair: b.level === true })}`);
+    }
+    // Newest first, the unreadable ones in their place so each is reported once.
+    const heads: Array<CheckpointMeta | Unusable> = id === undefined ? [...metas, ...bad].sort((x, y) => y.id - x.id) : [byId.get(id)!];
     const verdict = new Map<number, Awaited<ReturnType<CheckpointStore['read']>>>();
-    const check = async (m: CheckpointMeta): Promise<string | undefined> => {
+    const check = async (m: CheckpointMeta): Promise<{ problem?: string; level?: boolean }> => {
       if (!verdict.has(m.id)) verdict.set(m.id, await this.read(m));
-      return verdict.get(m.id)!.problem;
+      return verdict.get(m.id)!;
     };
-    for (const head of candidates) {
+    for (const head of heads) {
+      if (!('seq' in head)) {
+        skipped.push(head);
+        continue;
+      }
       const chain: CheckpointMeta[] = [];
-      let problem: string | undefined;
-      for (let cur: CheckpointMeta | undefined = head; ; ) {
-        if (!cur) {
-          problem = 'its base checkpoint is missing';
-          break;
-        }
+      let problem: Unusable | undefined;
+      for (let cur: CheckpointMeta = head; ; ) {
         const p = await check(cur);
-        if (p) {
-          problem = cur.id === head.id ? p : `depends on checkpoint ${cur.id}, which is ${p}`;
+        if (p.problem) {
+          problem = { id: head.id, problem: cur.id === head.id ? p.problem : `depends on checkpoint ${cur.id}, which is ${p.problem}`, ...(p.level ? { level: true } : {}) };
           break;
         }
         chain.push(cur);
         if (cur.full) break;
-        if (badIds.has(cur.parent)) {
-          problem = `depends on checkpoint ${cur.parent}, whose metadata is unreadable`;
+        const parent = byId.get(cur.parent);
+        if (!parent) {
+          const b = badById.get(cur.parent);
+          problem = { id: head.id, problem: b ? `depends on checkpoint ${cur.parent}, which is ${b.problem}` : `its base checkpoint ${cur.parent} is missing`, ...(b?.level ? { level: true } : {}) };
           break;
         }
-        cur = byId.get(cur.parent);
+        cur = parent;
       }
       if (problem) {
-        skipped.push({ id: head.id, problem });
+        skipped.push(problem);
         continue;
       }
       const out = new Map<number, PersistedWindow[]>();
@@ -242,7 +463,7 @@ export class CheckpointStore {
             if (value.length > 0) part.push(this.codec.decode(wid, value));
           }
         }
-        return { meta: head, windows: out, chain: { fullBytes: head.bytes, deltaBytes: 0, depth: 1 }, skipped: skipped.filter((s) => s.id > head.id) };
+        return { meta: head, windows: out, chain: { fullBytes: head.bytes, deltaBytes: 0, depth: 1 }, skipped };
       }
       const windows = new Map<number, Map<string, PersistedWindow>>();
       for (const m of chain.reverse()) {
@@ -260,13 +481,34 @@ export class CheckpointStore {
       for (const [p, m] of windows) out.set(p, [...m.values()]);
       // chain was reversed above: the full checkpoint comes first.
       const chainState: ChainState = { fullBytes: chain[0]!.bytes, deltaBytes: chain.slice(1).reduce((a, m) => a + m.bytes, 0), depth: chain.length };
-      return { meta: head, windows: out, chain: chainState, skipped: skipped.filter((s) => s.id > head.id) };
+      return { meta: head, windows: out, chain: chainState, skipped };
     }
-    if (candidates.length > 0 || bad.length > 0) {
-      const why = skipped.map((s) => `checkpoint ${s.id}: ${s.problem}`).join('; ');
-      throw new TidemarkError('STATE_CORRUPT', `no usable checkpoint in the state directory (${why}); use --reset-state to start over`);
+    if (skipped.length > 0) {
+      const why = groupProblems(skipped);
+      const what = id === undefined ? 'no checkpoint in the state directory is usable' : `checkpoint ${id} is unusable`;
+      throw new TidemarkError('STATE_CORRUPT', `${what} (${why}); ${waysOut(this.ref, { repair: skipped.some((s) => s.level) })}`);
     }
     return undefined;
+  }
+
+  /** Every checkpoint, newest first, each with what makes it unusable (its own entries or its chain's), if anything. */
+  async diagnose(): Promise<Array<{ id: number; meta?: CheckpointMeta; problem?: string }>> {
+    const { metas, bad } = await this.list();
+    const byId = new Map(metas.map((m) => [m.id, m]));
+    const problems = new Map<number, string | undefined>(bad.map((b) => [b.id, b.problem]));
+    const own = async (m: CheckpointMeta): Promise<string | undefined> => (await this.read(m)).problem;
+    const rows: Array<{ id: number; meta?: CheckpointMeta; problem?: string }> = [];
+    // Oldest first, so a delta's parent is judged before it.
+    for (const m of [...metas].reverse()) {
+      let problem = await own(m);
+      if (!problem && !m.full) {
+        if (!problems.has(m.parent) && !byId.has(m.parent)) problem = `its base checkpoint ${m.parent} is missing`;
+        else if (problems.get(m.parent)) problem = `depends on checkpoint ${m.parent}, which is ${problems.get(m.parent)!}`;
+      }
+      problems.set(m.id, problem);
+    }
+    for (const id of [...problems.keys()].sort((a, b) => b - a)) rows.push({ id, ...(byId.has(id) ? { meta: byId.get(id)! } : {}), ...(problems.get(id) ? { problem: problems.get(id)! } : {}) });
+    return rows;
   }
 
   /** Deletes checkpoints beyond the newest `retain` (and unusable ones), keeping what they depend on and savepoints. */
@@ -279,12 +521,25 @@ export class CheckpointStore {
     for (const head of heads) {
       for (let cur: CheckpointMeta | undefined = head; cur && !keep.has(cur.id); cur = cur.full ? undefined : byId.get(cur.parent)) keep.add(cur.id);
     }
-    const drop = [...metas.map((m) => m.id).filter((id) => !keep.has(id)), ...bad.map((b) => b.id)];
-    for (const id of drop) {
-      await this.db.del(metaKey(id));
-      await this.db.clear({ gte: deltaPrefix(id), lt: deltaPrefix(id) + '\uffff' });
-    }
+    // What LevelDB cannot read is left for its repair: deleting it would read the damaged files again.
+    const drop = [...metas.map((m) => m.id).filter((id) => !keep.has(id)), ...bad.filter((b) => !b.level).map((b) => b.id)];
+    // The manifest first: a prune cut short leaves entries that reconcile() finishes deleting.
+    await this.manifest.drop(drop.filter((id) => this.manifest.live.has(id)));
+    for (const id of drop) await this.deleteEntries(id);
+    this.strays = this.strays.filter((s) => !drop.includes(s.id));
     return drop;
+  }
+
+  private async deleteEntries(id: number): Promise<void> {
+    await this.db.del(metaKey(id));
+    await this.db.clear({ gte: deltaPrefix(id), lt: deltaPrefix(id) + '\uffff' });
+  }
+
+  /** Discards every checkpoint (`--reset-state`). */
+  async reset(): Promise<void> {
+    await this.db.clear();
+    await this.manifest.clear();
+    this.strays = [];
   }
 
   /** The windows of one checkpoint as stored (for `inspect`). */
@@ -299,6 +554,7 @@ export class CheckpointStore {
   }
 
   async close(): Promise<void> {
+    await this.manifest.close().catch(() => undefined);
     await this.db.close();
   }
 }

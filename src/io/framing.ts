@@ -11,6 +11,8 @@ export const CHUNK_HEADER = 'Tidemark-Chunk';
 /** Room left for the header and protocol line under max_payload. */
 const HEADROOM = 4096;
 const DEFAULT_MAX_PAYLOAD = 1024 * 1024;
+/** Unfinished chunked messages a receiver keeps at once (its publishers send one at a time each). */
+const MAX_PARTIAL = 64;
 
 /** Publishes byte messages of any size on a connection, in chunks when needed. */
 export class ChunkingPublisher {
@@ -67,6 +69,8 @@ export class Reassembler {
     if (index === 0) {
       if (p) throw new Error(`chunked message ${id} started twice`);
       p = { next: 0, count, parts: [], size: 0 };
+      // Forged first parts that never finish must not pile up: the oldest unfinished run gives way.
+      if (this.partial.size >= MAX_PARTIAL) this.partial.delete(this.partial.keys().next().value!);
       this.partial.set(id, p);
     }
     if (!p || p.next !== index || p.count !== count) {

@@ -3,6 +3,7 @@
 
 import type { JetStreamClient, JetStreamManager, ConsumerMessages, JsMsg } from 'nats';
 import { TidemarkError } from '../errors.js';
+import { isStreamNotFound } from './nats-errors.js';
 
 /** Creates the input stream when missing; returns its last sequence now. */
 export async function ensureStream(jsm: JetStreamManager, name: string, subjects: string[]): Promise<{ lastSeq: number; firstSeq: number; created: boolean }> {
@@ -10,7 +11,7 @@ export async function ensureStream(jsm: JetStreamManager, name: string, subjects
     const info = await jsm.streams.info(name);
     return { lastSeq: info.state.last_seq, firstSeq: info.state.first_seq, created: false };
   } catch (e) {
-    if (!/stream not found/i.test((e as Error).message)) {
+    if (!isStreamNotFound(e)) {
       throw new TidemarkError('NATS_UNAVAILABLE', `cannot read stream ${name}: ${(e as Error).message}`, { cause: e });
     }
   }

@@ -13,20 +13,20 @@ import type { KeySpec } from '../runtime/keys.js';
 /** What a thread needs to build the same compiled job: plain data, it crosses thread boundaries. */
 export type JobSource = { stream: string } & ({ module: string } | { keys: KeySpec; examples?: boolean });
 
-/** Imports `file` (resolved from the current directory) and validates its default export. */
-export async function loadJobModule(file: string): Promise<{ definition: AnyJobDefinition; url: string }> {
+/** Imports `file` (resolved from the current directory) and validates its default export; `exports` are all of the module's. */
+export async function loadJobModule(file: string, label = '--job-module'): Promise<{ definition: AnyJobDefinition; url: string; exports: Record<string, unknown> }> {
   const path = resolve(file);
-  if (!/\.(m?js)$/.test(path)) throw new TidemarkError('BAD_FLAG', `--job-module: "${file}" is not accepted; an ES module file ending in .js or .mjs (compile TypeScript first)`);
-  if (!existsSync(path)) throw new TidemarkError('BAD_FLAG', `--job-module: no file ${path}`);
+  if (!/\.(m?js)$/.test(path)) throw new TidemarkError('BAD_FLAG', `${label}: "${file}" is not accepted; an ES module file ending in .js or .mjs (compile TypeScript first)`);
+  if (!existsSync(path)) throw new TidemarkError('BAD_FLAG', `${label}: no file ${path}`);
   const url = pathToFileURL(path).href;
-  let mod: { default?: unknown };
+  let mod: Record<string, unknown>;
   try {
-    mod = (await import(url)) as { default?: unknown };
+    mod = (await import(url)) as Record<string, unknown>;
   } catch (e) {
-    throw new TidemarkError('BAD_JOB', `--job-module: ${file} could not be loaded: ${(e as Error).message}`, { cause: e });
+    throw new TidemarkError('BAD_JOB', `${label}: ${file} could not be loaded: ${(e as Error).message}`, { cause: e });
   }
-  if (mod.default === undefined) throw new TidemarkError('BAD_JOB', `--job-module: ${file} has no default export; export default defineJob({ … })`);
-  return { definition: validateDefinition(mod.default, `--job-module ${file}`), url };
+  if (mod.default === undefined) throw new TidemarkError('BAD_JOB', `${label}: ${file} has no default export; export default defineJob({ … })`);
+  return { definition: validateDefinition(mod.default, `${label} ${file}`), url, exports: mod };
 }
 
 /** Builds the compiled job a source describes. */

@@ -8,6 +8,7 @@ import { TidemarkError } from '../errors.js';
 import { humanDuration } from '../runtime/duration.js';
 import type { Logger } from '../log.js';
 import { subjectsFor } from './subjects.js';
+import { apiErrorCode, WRONG_LAST_SEQUENCE } from './nats-errors.js';
 
 /** Who holds a job's lock: enough for a person to find the process, and for a restart to recognise itself. */
 export interface LockHolder {
@@ -38,8 +39,6 @@ export interface JobLockOptions {
 /** Default claim lifetime: a crashed instance on another host blocks its job for at most this long. */
 export const DEFAULT_LOCK_TTL = 10_000;
 
-const WRONG_LAST_SEQUENCE = 10071;
-const apiErrorCode = (e: unknown): number | undefined => (e as { api_error?: { err_code?: number } }).api_error?.err_code;
 
 /** Describes a holder in one line. */
 export function describeHolder(h: LockHolder): string {

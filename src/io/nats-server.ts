@@ -31,11 +31,13 @@ export class EmbeddedNats {
   ) {}
 
   /** Starts nats-server with JetStream; resolves once it accepts connections. */
-  static async start(storeDir: string, opts: { port?: number; binary?: string } = {}): Promise<EmbeddedNats> {
+  static async start(storeDir: string, opts: { port?: number; binary?: string; config?: string } = {}): Promise<EmbeddedNats> {
     const port = opts.port ?? (await freePort());
     const binary = opts.binary ?? process.env.TIDEMARK_NATS_SERVER ?? 'nats-server';
     mkdirSync(storeDir, { recursive: true });
-    const child = spawn(binary, ['-a', '127.0.0.1', '-p', String(port), '-js', '-sd', storeDir], { stdio: ['ignore', 'ignore', 'pipe'] });
+    // A config file (authorization, cluster routes, TLS) comes first; the flags after it win.
+    const args = [...(opts.config ? ['-c', opts.config] : []), '-a', '127.0.0.1', '-p', String(port), '-js', '-sd', storeDir];
+    const child = spawn(binary, args, { stdio: ['ignore', 'ignore', 'pipe'] });
     let stderr = '';
     child.stderr?.on('data', (d: Buffer) => {
       stderr = (stderr + d.toString()).slice(-4000);
@@ -58,7 +60,9 @@ export class EmbeddedNats {
         const nc = await connect({ servers: url, timeout: 500, reconnect: false });
         await nc.close();
         break;
-      } catch {
+      } catch (e) {
+        // A server that refuses an anonymous client is up.
+        if (/authorization|authentication/i.test((e as Error).message)) break;
         if (Date.now() > deadline) throw new TidemarkError('NATS_UNAVAILABLE', `nats-server did not start on ${url}: ${stderr.trim()}`);
         await new Promise((r) => setTimeout(r, 50));
       }

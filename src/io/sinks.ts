@@ -6,6 +6,15 @@ import { dirname } from 'node:path';
 import { type JetStreamClient, type JetStreamManager, type NatsConnection, type PubAck } from 'nats';
 import { TidemarkError } from '../errors.js';
 import type { SinkSpec } from '../config.js';
+import type { Logger } from '../log.js';
+import { PostgresSink, type SinkRole } from './postgres-sink.js';
+import { apiErrorCode, isStreamNotFound, isTransientNatsError } from './nats-errors.js';
+import { subjectMatches } from './subjects.js';
+
+/** Stored messages read back at once when a JetStream sink recovers. */
+const SCAN_WINDOW = 256;
+/** JetStream API error: no message at that sequence (deleted). */
+const NO_MESSAGE_FOUND = 10037;
 
 /** Anything a sink writes: every record has a stable id. */
 export interface OutRecord {
@@ -13,7 +22,7 @@ export interface OutRecord {
 }
 
 /** Progress a sink needs to recover exactly: written into each checkpoint. */
-export type SinkProgress = { offset: number } | { lastSeq: number } | Record<string, never>;
+export type SinkProgress = { offset: number } | { lastSeq: number } | { checkpoint: number } | Record<string, never>;
 
 /** A sink of records. */
 export interface Sink {
@@ -25,8 +34,9 @@ export interface Sink {
   /**
    * Captures the progress at a checkpoint barrier (synchronously: it covers exactly what was written
    * so far) and returns a promise that resolves once that much is durable. Writing may go on meanwhile.
+   * `cp` is the checkpoint's id (a transactional sink commits it with the records).
    */
-  snapshot(): Promise<SinkProgress>;
+  snapshot(cp?: number): Promise<SinkProgress>;
   /** Makes everything written durable; returns the progress. */
   flush(): Promise<SinkProgress>;
   close(): Promise<void>;
@@ -163,11 +173,18 @@ export class JetStreamSink implements Sink {
     let info;
     try {
       info = await this.jsm.streams.info(this.stream);
-    } catch {
-      info = await this.jsm.streams.add({ name: this.stream, subjects: [this.subject] });
+    } catch (e) {
+      // Only "stream not found" means missing: a timeout while a cluster elects a leader must not create a second stream.
+      if (!isStreamNotFound(e)) throw new TidemarkError('NATS_UNAVAILABLE', `${this.name}: cannot look the stream up: ${(e as Error).message}`, { cause: e });
+      try {
+        info = await this.jsm.streams.add({ name: this.stream, subjects: [this.subject] });
+      } catch (e2) {
+        if (isTransientNatsError(e2)) throw new TidemarkError('NATS_UNAVAILABLE', `${this.name}: cannot create the stream: ${(e2 as Error).message}`, { cause: e2 });
+        throw new TidemarkError('BAD_CONFIG', `${this.name}: cannot create the stream on ${this.subject}: ${(e2 as Error).message}`, { cause: e2 });
+      }
     }
     const subjects = info.config.subjects ?? [];
-    if (!subjects.includes(this.subject)) {
+    if (!subjects.some((p) => subjectMatches(p, this.subject))) {
       if (subjects.length === 1 && !/[*>]/.test(subjects[0]!)) this.subject = subjects[0]!;
       else throw new TidemarkError('BAD_CONFIG', `jetstream:${this.stream}: the stream does not take subject ${this.subject}; use jetstream:${this.stream}:SUBJECT`);
     }
@@ -176,15 +193,21 @@ export class JetStreamSink implements Sink {
     // Records stored after the checkpoint by a failed run: produced again, so skip them
     // (JetStream's own deduplication only covers its duplicate window).
     const last = info.state.last_seq;
-    if (last > from) {
-      const consumer = await this.js.consumers.get(this.stream, { opt_start_seq: from + 1, filterSubjects: this.subject });
-      for (let seq = from; seq < last; ) {
-        const m = await consumer.next({ expires: 2000 });
-        if (!m) break;
-        seq = m.seq;
-        const id = m.headers?.get('Nats-Msg-Id');
+    // Stored message by stored message, each a request with a timeout: a scan during a failover
+    // fails within a bounded time (and the job retries) instead of waiting on a consumer that is re-created forever.
+    for (let seq = from + 1; seq <= last; seq += SCAN_WINDOW) {
+      const seqs = Array.from({ length: Math.min(SCAN_WINDOW, last - seq + 1) }, (_, i) => seq + i);
+      const msgs = await Promise.all(
+        seqs.map((q) =>
+          this.jsm.streams.getMessage(this.stream, { seq: q }).catch((e: unknown) => {
+            if (apiErrorCode(e) === NO_MESSAGE_FOUND) return undefined;
+            throw new TidemarkError('NATS_UNAVAILABLE', `${this.name}: cannot read back message ${q} of the stream: ${(e as Error).message}`, { cause: e });
+          }),
+        ),
+      );
+      for (const m of msgs) {
+        const id = m && m.subject === this.subject ? m.header?.get('Nats-Msg-Id') : undefined;
         if (id) this.skip.add(id);
-        if (m.info.pending === 0) break;
       }
     }
   }
@@ -192,7 +215,10 @@ export class JetStreamSink implements Sink {
   async write(records: readonly OutRecord[]): Promise<void> {
     for (const r of records) {
       if (this.skip.delete(r.id)) continue;
-      this.inflight.push(this.js.publish(this.subject, enc.encode(JSON.stringify(r)), { msgID: r.id }));
+      const ack = this.js.publish(this.subject, enc.encode(JSON.stringify(r)), { msgID: r.id });
+      // A failed publish (a timeout during a failover) is reported where the acks are awaited, not as an unhandled rejection.
+      ack.catch(() => undefined);
+      this.inflight.push(ack);
       if (this.inflight.length >= this.maxInflight) await this.settle();
     }
     this.written += records.length;
@@ -227,9 +253,10 @@ export class JetStreamSink implements Sink {
   }
 }
 
-/** Builds the sink for a spec. */
-export function createSink(spec: SinkSpec, nc: NatsConnection, js: JetStreamClient, jsm: JetStreamManager, job: string): Sink {
+/** Builds the sink for a spec; `role` says what it carries (results, late records, dead letters). */
+export function createSink(spec: SinkSpec, nc: NatsConnection, js: JetStreamClient, jsm: JetStreamManager, job: string, role: SinkRole = 'results', log?: Logger): Sink {
   if (spec.kind === 'jsonl') return new JsonlSink(spec.path);
+  if (spec.kind === 'postgres') return new PostgresSink(spec, role, job, log);
   if (spec.kind === 'nats') return new NatsSubjectSink(nc, spec.subject);
   return new JetStreamSink(js, jsm, spec.stream, spec.subject ?? `tidemark.${job}.js.${spec.stream}`);
 }

@@ -28,3 +28,14 @@ export function subjectsFor(job: string) {
 
 /** Valid job name: it becomes a subject token and a directory name. */
 export const JOB_NAME = /^[A-Za-z0-9_-]{1,64}$/;
+
+/** True when `subject` (literal tokens) is matched by `pattern` under NATS rules: `*` is one token, a last `>` one or more. */
+export function subjectMatches(pattern: string, subject: string): boolean {
+  const p = pattern.split('.');
+  const s = subject.split('.');
+  for (let i = 0; i < p.length; i++) {
+    if (p[i] === '>') return i === p.length - 1 && s.length > i;
+    if (i >= s.length || (p[i] !== '*' && p[i] !== s[i])) return false;
+  }
+  return p.length === s.length;
+}

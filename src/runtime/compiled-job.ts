@@ -13,7 +13,7 @@ import { RejectRecord, RESERVED_RESULT_FIELDS, unsafeForState, type AnyJobDefini
 export type Prepared =
   | { ok: true; id: string; ts: number; keys: string[]; unit: unknown }
   | { ok: false; reason: string; error?: string }
-  | { ok: false; reason: 'fatal'; error: string };
+  | { ok: false; reason: 'fatal'; error: string; at: { fn: string; key: string; recordId: string; ts: number } };
 
 /** The engine's view of a job. */
 export interface CompiledJob {
@@ -156,7 +156,8 @@ export function compileJob(def: AnyJobDefinition, opts: { stream: string; lateId
       try {
         return { ok: true, id, ts, keys, unit: aggregate.add(aggregate.init(), rec) };
       } catch (e) {
-        return { ok: false, reason: 'fatal', error: userCodeError('add', e, { key: keys[0]!, recordId: id }).message };
+        // The window is named where the window spec is known (Ingestor).
+        return { ok: false, reason: 'fatal', error: message(e), at: { fn: 'add', key: keys[0]!, recordId: id, ts } };
       }
     },
   };

@@ -5,9 +5,9 @@ import { WatermarkTracker } from './watermark.js';
 import { BatchRouter } from './partitioner.js';
 import { deadLetterRecord, type DeadLetterRecord } from './records.js';
 import { TidemarkError } from '../errors.js';
-import type { WindowSpec } from './windows.js';
+import { fixedWindows, type WindowSpec } from './windows.js';
 import type { EmitMode } from './window-machine.js';
-import type { CompiledJob, Prepared } from './compiled-job.js';
+import { userCodeError, type CompiledJob, type Prepared } from './compiled-job.js';
 
 export type { Prepared };
 
@@ -66,7 +66,12 @@ export class Ingestor {
   acceptPrepared(p: Prepared, payload: Uint8Array, subject: string, seq: number): void {
     if (!p.ok) {
       // A bug in the job's add: stop (the last checkpoint stays intact).
-      if (p.reason === 'fatal') throw new TidemarkError('USER_CODE', p.error!);
+      if (p.reason === 'fatal') {
+        const at = 'at' in p ? p.at : undefined;
+        if (!at) throw new TidemarkError('USER_CODE', p.error!);
+        const w = this.sem.window.kind === 'session' ? { start: at.ts, end: at.ts + this.sem.window.gap } : fixedWindows(this.sem.window, at.ts)[0]!;
+        throw userCodeError(at.fn, p.error, { key: at.key, recordId: at.recordId, start: w.start, end: w.end });
+      }
       this.deadLetter(p.reason, payload, subject, seq, p.error);
       return;
     }

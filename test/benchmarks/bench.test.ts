@@ -53,6 +53,13 @@ const NUMERIC = [
   'recovery.windows',
   'recovery.windowsRestored',
   'memory.bytesPerOpenWindow',
+  'postgres.sinkRowsPerSec',
+  'postgres.jsonlRowsPerSec',
+  'postgres.bareCopyRowsPerSec',
+  'postgres.ratioToBareCopy',
+  'postgres.ratioToJsonl',
+  'postgres.replayRowsPerSec',
+  'postgres.checkpoints',
   'memory.windows',
   'env.cores',
   'env.totalMemBytes',
@@ -122,6 +129,18 @@ t.test('recovery and memory cover the state they claim', async (t) => {
   }
 });
 
+t.test('the PostgreSQL phase wrote every row once, and its ratios are the quotients', async (t) => {
+  const p = json.postgres;
+  t.equal(p.rows, tiny.postgresRows);
+  t.equal(p.revisionsRows, p.rows, 'the revisions table holds every result once');
+  t.equal(p.windowsRows, p.rows, 'one current row per window');
+  t.equal(p.replayChangedRows, 0, 'writing the same results again changed no row');
+  t.ok(p.checkpoints >= 1, 'checkpoints were committed');
+  t.equal(p.ratioToBareCopy, p.sinkRowsPerSec / p.bareCopyRowsPerSec);
+  t.equal(p.ratioToJsonl, p.sinkRowsPerSec / p.jsonlRowsPerSec);
+  t.match(p.postgresVersion, /^\d+/);
+});
+
 t.test('targets are evaluated as stated, never adjusted', async (t) => {
   t.same(
     json.targets.map((r) => ({ metric: r.metric, op: r.op, target: r.target })),
@@ -145,5 +164,5 @@ t.test('result files: latest, dated copy and a self-contained chart', async (t) 
   t.match(svg, /^<svg xmlns="http:\/\/www\.w3\.org\/2000\/svg"/);
   t.notMatch(svg, /<script|href=|@import|url\(/, 'no scripts or external references');
   const table = formatTable(json);
-  for (const label of ['throughput', 'baseline', 'transport', 'latency p99', 'checkpoint overhead', 'recovery', 'memory', 'live windows']) t.match(table, label);
+  for (const label of ['throughput', 'baseline', 'transport', 'latency p99', 'checkpoint overhead', 'recovery', 'memory', 'live windows', 'PostgreSQL sink', 'bare COPY']) t.match(table, label);
 });

@@ -77,3 +77,11 @@ export async function natsFixture(
   });
   return { scratch, nats, nc, children };
 }
+
+/** Publishes payloads into a new input stream `stream` (subjects `subject.>`), in order, with acks. */
+export async function fillStream(nc: NatsConnection, stream: string, subject: string, payloads: readonly string[]): Promise<void> {
+  await (await nc.jetstreamManager()).streams.add({ name: stream, subjects: [`${subject}.>`] });
+  const js = nc.jetstream();
+  const enc = new TextEncoder();
+  for (let i = 0; i < payloads.length; i += 500) await Promise.all(payloads.slice(i, i + 500).map((p) => js.publish(`${subject}.in`, enc.encode(p))));
+}

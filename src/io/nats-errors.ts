@@ -1,0 +1,35 @@
+// Which NATS failures pass by themselves (a server failing over, a JetStream cluster electing a
+// leader: a timeout, no responders) and which are answers (a stream that does not exist), so a
+// caller retries or restarts from its checkpoint on the first kind and never mistakes one for the other.
+
+import { NatsError } from 'nats';
+
+/** JetStream API error: "stream not found". */
+export const STREAM_NOT_FOUND = 10059;
+/** JetStream API error: "wrong last sequence" (a KV compare-and-set lost). */
+export const WRONG_LAST_SEQUENCE = 10071;
+/** JetStream API errors of a cluster in transition: system temporarily unavailable, no peers, stream offline. */
+const TRANSIENT_API_ERRORS = new Set([10008, 10005, 10074, 10118]);
+/** Client error codes of a request that may succeed when tried again. */
+const TRANSIENT_CODES = new Set(['TIMEOUT', '503', '408', 'DISCONNECT', 'CONNECTION_REFUSED', 'CONNECTION_TIMEOUT']);
+
+/** The JetStream API error code carried by an error, if any. */
+export const apiErrorCode = (e: unknown): number | undefined => (e as { api_error?: { err_code?: number } } | undefined)?.api_error?.err_code;
+
+/** True when the error says the stream does not exist (and nothing else: a timeout is not "missing"). */
+export function isStreamNotFound(e: unknown): boolean {
+  const code = apiErrorCode(e);
+  if (code !== undefined) return code === STREAM_NOT_FOUND;
+  return e instanceof NatsError && /stream not found/i.test(e.message);
+}
+
+/** True when the error (or one it wraps) is a NATS failure that retrying can cure. */
+export function isTransientNatsError(e: unknown): boolean {
+  for (let cur: unknown = e, depth = 0; cur instanceof Error && depth < 5; cur = cur.cause, depth++) {
+    const api = apiErrorCode(cur);
+    if (api !== undefined && TRANSIENT_API_ERRORS.has(api)) return true;
+    if (cur instanceof NatsError && TRANSIENT_CODES.has(cur.code)) return true;
+    if (/jetstream (system )?(temporarily )?(not available|unavailable)|no suitable peers|leader (not|un)/i.test(cur.message)) return true;
+  }
+  return false;
+}

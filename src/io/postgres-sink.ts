@@ -1,0 +1,683 @@
+// PostgreSQL sink: exactly once by idempotent upserts keyed on the deterministic ids, written in
+// one transaction per checkpoint together with that checkpoint's id in a progress table.
+//
+// Records between two barriers form an epoch. One connection streams an epoch's records into an
+// open transaction in batches (rows no earlier write can have made, such as a window's revision 0,
+// by a plain COPY into their tables; the others by COPY into a temporary staging table, then
+// INSERT … SELECT … ON CONFLICT; an epoch whose plain COPY meets an existing row — a replay — is
+// written again the second way), and at the barrier writes the progress row and commits; only
+// then does the checkpoint's snapshot promise resolve, so LevelDB never records a checkpoint whose
+// results are not durable in PostgreSQL, and a reader never sees results of an uncommitted cut.
+// Records are kept until their epoch commits: when the connection is lost the epoch is written
+// again from its first record on a new connection (the upserts make a repeat harmless).
+
+import pg from 'pg';
+import { from as copyFrom } from 'pg-copy-streams';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { TidemarkError } from '../errors.js';
+import type { Logger } from '../log.js';
+import type { OutRecord, Sink, SinkProgress } from './sinks.js';
+import { formatPostgresSpec, type PostgresSpec } from './postgres-url.js';
+import { reconnectBackoff } from './reconnect.js';
+import { faultPoint } from './fault.js';
+
+/** What a sink carries: window results, late records or dead letters. */
+export type SinkRole = 'results' | 'late' | 'dead';
+
+export type PgType = 'text' | 'integer' | 'bigint' | 'double precision' | 'boolean' | 'timestamptz' | 'jsonb';
+
+/**
+ * Column types of the fields Tidemark's own records carry (DESIGN.md §2). A field not listed gets
+ * its type from its first non-null value: number → double precision, boolean, string → text,
+ * object or array → jsonb.
+ */
+export const KNOWN_COLUMNS: Readonly<Record<string, PgType>> = {
+  id: 'text',
+  job: 'text',
+  key: 'text',
+  window_start: 'timestamptz',
+  window_end: 'timestamptz',
+  revision: 'integer',
+  final: 'boolean',
+  watermark: 'timestamptz',
+  count: 'integer',
+  positive: 'integer',
+  negative: 'integer',
+  neutral: 'integer',
+  score_sum: 'double precision',
+  avg_score: 'double precision',
+  ts: 'timestamptz',
+  post_id: 'text',
+  record_id: 'text',
+  reason: 'text',
+  subject: 'text',
+  seq: 'bigint',
+  payload: 'text',
+};
+
+/** Existing column types (information_schema spelling) an expected type accepts. */
+const COMPATIBLE: Readonly<Record<PgType, readonly string[]>> = {
+  text: ['text', 'character varying'],
+  integer: ['integer', 'bigint', 'numeric', 'double precision'],
+  bigint: ['bigint', 'numeric'],
+  'double precision': ['double precision', 'numeric'],
+  boolean: ['boolean'],
+  timestamptz: ['timestamp with time zone'],
+  jsonb: ['jsonb', 'json'],
+};
+
+/** snake_case column name of a record field. */
+export function columnName(field: string): string {
+  const s = field
+    .replace(/([a-z0-9])([A-Z])/g, '$1_$2')
+    .toLowerCase()
+    .replace(/[^a-z0-9_]/g, '_');
+  return (/^[0-9]/.test(s) ? `_${s}` : s).slice(0, 63);
+}
+
+type Rec = Record<string, unknown>;
+
+interface Column {
+  name: string;
+  type: PgType;
+  /** the record field it comes from (`window.start` for window_start) */
+  field: string;
+  get: (r: Rec) => unknown;
+  notNull?: boolean;
+}
+
+interface Target {
+  table: string;
+  /** conflict target columns */
+  conflict: string[];
+  /** `replace`: a higher revision replaces the row; `keep`: the first write stays */
+  onConflict: 'keep' | 'replace';
+}
+
+interface Epoch {
+  cp?: number;
+  records: OutRecord[];
+  /** each record's COPY line, made as it arrives (so encoding overlaps the database's work) */
+  lines: string[];
+  sent: number;
+  closed: boolean;
+  /** written with ON CONFLICT only (a plain COPY of this epoch met a row that was there) */
+  safe?: boolean;
+  resolve?: (p: SinkProgress) => void;
+  reject?: (e: Error) => void;
+}
+
+const windowOf = (r: Rec): { start?: unknown; end?: unknown } | undefined => r.window as { start?: unknown; end?: unknown } | undefined;
+
+const q = (name: string): string => `"${name}"`;
+
+/** Rows per COPY batch (each batch is a few round trips). */
+const CHUNK = 20_000;
+/** Records accepted but not yet sent before write() makes the sink actor wait. */
+const HIGH_WATER = 100_000;
+
+const TRANSIENT_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN', '57P01', '57P02', '57P03', '08000', '08001', '08003', '08004', '08006', '53300']);
+
+/** A lost or refused connection (worth retrying), as opposed to a refusal that will not change. */
+export function isTransient(e: unknown): boolean {
+  const code = (e as { code?: unknown }).code;
+  if (typeof code === 'string' && TRANSIENT_CODES.has(code)) return true;
+  const msg = e instanceof Error ? e.message : String(e);
+  return /Connection terminated|connection timeout|timeout expired|Client has encountered a connection error|not queryable|write after end|socket hang up/i.test(msg);
+}
+
+function copyEscape(s: string): string {
+  if (!/[\\\t\n\r\0]/.test(s)) return s;
+  return s.replace(/[\\\t\n\r\0]/g, (c) => (c === '\\' ? '\\\\' : c === '\t' ? '\\t' : c === '\n' ? '\\n' : c === '\r' ? '\\r' : '\uFFFD'));
+}
+
+/** True when no two results of the batch are of the same window. */
+function windowsUnique(records: readonly OutRecord[]): boolean {
+  const seen = new Set<string>();
+  for (const x of records) {
+    const r = x as unknown as Rec;
+    const w = windowOf(r);
+    seen.add(`${String(r.key)}\u0000${String(w?.start)}\u0000${String(w?.end)}`);
+  }
+  return seen.size === records.length;
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** The PostgreSQL sink of one role (results, late records or dead letters). */
+export class PostgresSink implements Sink {
+  written = 0;
+  private readonly shown: string;
+  private readonly flag: string;
+  private readonly base: Column[];
+  private readonly extra: Column[] = [];
+  private readonly targets: Target[];
+  private readonly progressTable: string;
+  private readonly stage: string;
+  /** fields already mapped (or skipped) */
+  private readonly seen = new Set<string>();
+  private readonly columnsTaken = new Map<string, string>();
+  /** existing columns per table, as PostgreSQL reports them */
+  private existing = new Map<string, Map<string, string>>();
+  private schemaVersion = 0;
+  private appliedVersion = -1;
+  private client?: pg.Client;
+  private inTx = false;
+  private resetPending = false;
+  private epochs: Epoch[] = [{ records: [], lines: [], sent: 0, closed: false }];
+  private unsent = 0;
+  private drainWaiters: Array<() => void> = [];
+  private pumping?: Promise<void>;
+  private fatal?: Error;
+  private closing = false;
+  private lastCp = 0;
+  private outageSince?: number;
+  private readonly backoff = reconnectBackoff(200, 5000);
+  private readonly isoCache = new Map<number, string>();
+  /** records committed by this process (metrics, benchmarks) */
+  committed = 0;
+
+  constructor(
+    readonly spec: PostgresSpec,
+    readonly role: SinkRole,
+    private readonly job: string,
+    private readonly log?: Logger,
+  ) {
+    this.shown = formatPostgresSpec(spec);
+    this.flag = role === 'results' ? '--sink' : role === 'late' ? '--late-sink' : '--dlq-sink';
+    const p = spec.prefix;
+    this.progressTable = `${p}progress`;
+    this.stage = `tidemark_stage_${role}`;
+    const col = (name: string, field: string, get: (r: Rec) => unknown, notNull = false): Column => ({ name, type: KNOWN_COLUMNS[name]!, field, get, notNull });
+    const id = col('id', 'id', (r) => r.id, true);
+    const jobCol = col('job', 'job', () => this.job, true);
+    const windowCols = [col('key', 'key', (r) => r.key, true), col('window_start', 'window.start', (r) => windowOf(r)?.start, true), col('window_end', 'window.end', (r) => windowOf(r)?.end, true)];
+    if (role === 'results') {
+      this.base = [id, jobCol, ...windowCols, col('revision', 'revision', (r) => r.revision, true), col('final', 'final', (r) => r.final), col('watermark', 'watermark', (r) => r.watermark)];
+      this.targets = [
+        { table: `${p}windows_revisions`, conflict: ['id'], onConflict: 'keep' },
+        { table: `${p}windows`, conflict: ['job', 'key', 'window_start', 'window_end'], onConflict: 'replace' },
+      ];
+    } else if (role === 'late') {
+      this.base = [id, jobCol, ...windowCols, col('ts', 'ts', (r) => r.ts), col('watermark', 'watermark', (r) => r.watermark)];
+      this.targets = [{ table: `${p}late`, conflict: ['id'], onConflict: 'keep' }];
+    } else {
+      this.base = [id, jobCol];
+      this.targets = [{ table: `${p}dead_letters`, conflict: ['id'], onConflict: 'keep' }];
+    }
+    for (const c of this.base) {
+      this.seen.add(c.field.split('.')[0]!);
+      this.columnsTaken.set(c.name, c.field);
+    }
+    this.columnsTaken.set('updated_at', '(time of the commit)');
+  }
+
+  get name(): string {
+    return this.shown;
+  }
+
+  private get columns(): Column[] {
+    return [...this.base, ...this.extra];
+  }
+
+  /** Column names and types of the COPY text. */
+  get copyColumns(): Array<{ name: string; type: PgType }> {
+    return this.columns.map((c) => ({ name: c.name, type: c.type }));
+  }
+
+  /** Registers the columns of records not yet written (as write() does). */
+  observe(records: readonly OutRecord[]): void {
+    for (const r of records) for (const k in r) if (!this.seen.has(k)) this.discover(k, (r as unknown as Rec)[k]);
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Lifecycle
+
+  async open(progress: SinkProgress | undefined): Promise<void> {
+    try {
+      await this.recover(progress);
+    } catch (e) {
+      await this.close();
+      throw e;
+    }
+  }
+
+  private async recover(progress: SinkProgress | undefined): Promise<void> {
+    const c = await this.connect(true);
+    await this.prepareTables(c);
+    const { rows } = await c.query<{ checkpoint_id: string }>(`SELECT checkpoint_id FROM ${this.progressTable} WHERE job = $1 AND sink = $2`, [this.job, this.role]);
+    const held = rows[0] ? Number(rows[0].checkpoint_id) : undefined;
+    const restored = progress && 'checkpoint' in progress ? progress.checkpoint : undefined;
+    if (restored !== undefined && (held === undefined || held < restored)) {
+      throw new TidemarkError(
+        'STATE_INCOMPATIBLE',
+        `${this.flag} ${this.shown}: the state says checkpoint ${restored} was committed to ${this.targets[0]!.table}, but PostgreSQL holds ${held === undefined ? 'no checkpoint' : `checkpoint ${held}`} of job ${this.job}; the tables were changed outside Tidemark (use --reset-state to start over)`,
+      );
+    }
+    // A fresh start over rows of an earlier run: they are replaced, atomically with the first commit
+    // (as the JSONL sink truncates its file).
+    this.resetPending = restored === undefined && held !== undefined;
+    this.lastCp = restored ?? 0;
+    this.log?.info(
+      { sink: this.shown, role: this.role, tables: this.targets.map((t) => t.table), heldCheckpoint: held ?? null, restoredCheckpoint: restored ?? null },
+      `PostgreSQL sink ${this.shown} (${this.targets.map((t) => t.table).join(', ')}): ${held === undefined ? 'no checkpoint committed yet' : `holds checkpoint ${held}`}${this.resetPending ? '; rows of the earlier run are replaced at the first commit' : ''}`,
+    );
+  }
+
+  write(records: readonly OutRecord[]): Promise<void> | void {
+    if (this.fatal || this.closing) return;
+    const ep = this.epochs[this.epochs.length - 1]!;
+    try {
+      const version = this.schemaVersion;
+      this.observe(records);
+      // A new column: lines made before it lack a cell, make them again.
+      if (version !== this.schemaVersion) for (const e of this.epochs) e.lines = e.records.map((r) => this.line(r));
+      for (const r of records) {
+        ep.records.push(r);
+        ep.lines.push(this.line(r));
+      }
+    } catch (e) {
+      this.fail(e);
+      return;
+    }
+    this.unsent += records.length;
+    this.written += records.length;
+    this.kick();
+    if (this.unsent > HIGH_WATER) return new Promise((r) => this.drainWaiters.push(r));
+  }
+
+  snapshot(cp?: number): Promise<SinkProgress> {
+    if (this.fatal) return this.rejected(this.fatal);
+    const ep = this.epochs[this.epochs.length - 1]!;
+    ep.cp = cp ?? this.lastCp;
+    this.lastCp = ep.cp;
+    ep.closed = true;
+    const p = new Promise<SinkProgress>((resolve, reject) => {
+      ep.resolve = resolve;
+      ep.reject = reject;
+    });
+    // The sink actor may stop awaiting at an earlier failure: never an unhandled rejection.
+    p.catch(() => undefined);
+    this.epochs.push({ records: [], lines: [], sent: 0, closed: false });
+    this.kick();
+    return p;
+  }
+
+  /** Commits everything written so far (with the last checkpoint's id: no new cut). */
+  flush(): Promise<SinkProgress> {
+    return this.snapshot(this.lastCp);
+  }
+
+  async close(): Promise<void> {
+    this.closing = true;
+    this.releaseWaiters(true);
+    const pending = this.epochs.filter((e) => e.closed);
+    this.epochs = [{ records: [], lines: [], sent: 0, closed: false }];
+    for (const e of pending) e.reject?.(new TidemarkError('SINK_FAILED', `${this.shown}: closed before checkpoint ${e.cp} was committed`));
+    const c = this.client;
+    this.client = undefined;
+    await c?.end().catch(() => undefined);
+    if (this.pumping) await Promise.race([this.pumping, sleep(2000)]);
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Columns
+
+  /** Maps a field seen for the first time to a column (null: decided when a value comes). */
+  private discover(field: string, value: unknown): void {
+    if (value === null || value === undefined) return;
+    this.seen.add(field);
+    const name = columnName(field);
+    const taken = this.columnsTaken.get(name);
+    if (taken !== undefined) throw new TidemarkError('SINK_FAILED', `${this.shown}: fields "${taken}" and "${field}" would both be column ${name}`);
+    const type: PgType = KNOWN_COLUMNS[name] ?? (typeof value === 'number' ? 'double precision' : typeof value === 'boolean' ? 'boolean' : typeof value === 'string' ? 'text' : typeof value === 'bigint' ? 'bigint' : 'jsonb');
+    for (const t of this.targets) {
+      const have = this.existing.get(t.table)?.get(name);
+      if (have !== undefined && !COMPATIBLE[type].includes(have)) {
+        throw new TidemarkError('BAD_CONFIG', `${this.flag} ${this.shown}: column ${t.table}.${name} is ${have}, but field "${field}" needs ${type} (drop or rename the column, or use ?prefix=NAME for tables of their own)`);
+      }
+    }
+    this.columnsTaken.set(name, field);
+    this.extra.push({ name, type, field, get: (r) => r[field] });
+    this.schemaVersion++;
+  }
+
+  /** The records as COPY text, one line per record, in `copyColumns` order (also what the benchmark's bare COPY sends). */
+  copyText(records: readonly OutRecord[]): string {
+    let text = '';
+    for (const r of records) text += this.line(r);
+    return text;
+  }
+
+  /** One record's COPY line (with its newline). */
+  private line(rec: OutRecord): string {
+    const cols = this.columns;
+    const r = rec as unknown as Rec;
+    let line = this.cell(cols[0]!, r);
+    for (let j = 1; j < cols.length; j++) line += '\t' + this.cell(cols[j]!, r);
+    return line + '\n';
+  }
+
+  /** ISO text of a timestamp; windows share their bounds, so the text is remembered. */
+  private iso(ms: number): string {
+    let s = this.isoCache.get(ms);
+    if (s === undefined) {
+      if (this.isoCache.size > 50_000) this.isoCache.clear();
+      s = new Date(ms).toISOString();
+      this.isoCache.set(ms, s);
+    }
+    return s;
+  }
+
+  private cell(c: Column, r: Rec): string {
+    const v = c.get(r);
+    if (v === null || v === undefined) {
+      if (c.notNull) throw new TidemarkError('SINK_FAILED', `${this.shown}: record ${String(r.id)} has no ${c.field}`);
+      return '\\N';
+    }
+    switch (c.type) {
+      case 'text':
+        if (typeof v === 'string') return copyEscape(v);
+        break;
+      case 'integer':
+      case 'bigint':
+        if (typeof v === 'number' && Number.isInteger(v)) return String(v);
+        if (typeof v === 'bigint') return String(v);
+        break;
+      case 'double precision':
+        if (typeof v === 'number') return Number.isFinite(v) ? String(v) : Number.isNaN(v) ? 'NaN' : v > 0 ? 'Infinity' : '-Infinity';
+        break;
+      case 'boolean':
+        if (typeof v === 'boolean') return v ? 't' : 'f';
+        break;
+      case 'timestamptz':
+        if (typeof v === 'number' && Number.isFinite(v)) return this.iso(v);
+        break;
+      case 'jsonb':
+        return copyEscape(JSON.stringify(v));
+    }
+    throw new TidemarkError('SINK_FAILED', `${this.shown}: field "${c.field}" of record ${String(r.id)} is ${JSON.stringify(v)}, which column ${c.name} (${c.type}) cannot hold`);
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Connection and tables
+
+  /** Connects, retrying a lost or refused connection with backoff; a refusal that will not change throws. */
+  private async connect(atStart: boolean): Promise<pg.Client> {
+    for (;;) {
+      if (this.client) return this.client;
+      if (this.closing) throw new TidemarkError('SINK_FAILED', `${this.shown}: closed`);
+      const c = new pg.Client({ connectionString: this.spec.url, connectionTimeoutMillis: 10_000, keepAlive: true, application_name: `tidemark-${this.job}` });
+      c.on('error', (e) => {
+        // An idle connection that drops: the next query reconnects.
+        if (this.client === c) this.client = undefined;
+        this.log?.debug({ err: e.message, sink: this.shown }, 'PostgreSQL connection error');
+      });
+      try {
+        await c.connect();
+        this.client = c;
+        if (!atStart) await this.reloadColumns(c);
+        return c;
+      } catch (e) {
+        await c.end().catch(() => undefined);
+        if (!isTransient(e)) throw this.explain(e);
+        this.outage(e, atStart ? 'at start' : 'reconnecting');
+        await sleep(this.backoff());
+      }
+    }
+  }
+
+  /** One clear line for a connection the server refuses. */
+  private explain(e: unknown): TidemarkError {
+    if (e instanceof TidemarkError) return e;
+    const err = e as Error & { code?: string };
+    const at = `${this.flag} ${this.shown}`;
+    let u: URL | undefined;
+    try {
+      u = new URL(this.spec.url);
+    } catch {
+      u = undefined;
+    }
+    const user = decodeURIComponent(u?.username ?? '') || process.env.PGUSER || '(the OS user)';
+    const db = decodeURIComponent(u?.pathname.slice(1) ?? '');
+    if (err.code === '28P01') return new TidemarkError('BAD_CONFIG', `${at}: password authentication failed for user "${user}" (check the password in the URL or in PGPASSWORD)`);
+    if (err.code === '3D000') return new TidemarkError('BAD_CONFIG', `${at}: database "${db}" does not exist (create it first: createdb ${db})`);
+    if (err.code === '28000') return new TidemarkError('BAD_CONFIG', `${at}: the server refuses user "${user}": ${err.message}`);
+    if (err.code === 'ENOTFOUND') return new TidemarkError('BAD_CONFIG', `${at}: host "${u?.hostname ?? ''}" not found`);
+    if (/password must be a string|no password/i.test(err.message)) return new TidemarkError('BAD_CONFIG', `${at}: the server asks for a password and none was given (put it in the URL or in PGPASSWORD)`);
+    if (err.code === '42501') return new TidemarkError('BAD_CONFIG', `${at}: permission denied (${err.message}); the user needs CREATE on the schema, INSERT, UPDATE and DELETE on the tables`);
+    return new TidemarkError('SINK_FAILED', `${at}: ${err.message}`);
+  }
+
+  private outage(e: unknown, what: string): void {
+    const reason = e instanceof Error ? e.message || (e as { code?: string }).code || String(e) : String(e);
+    const first = this.outageSince === undefined;
+    this.outageSince ??= Date.now();
+    const held = this.epochs.filter((x) => x.closed).length;
+    this.log?.warn(
+      { sink: this.shown, reason, since: new Date(this.outageSince).toISOString(), checkpointsWaiting: held, what },
+      `PostgreSQL ${this.shown} unavailable (${reason})${first ? '' : ` for ${Math.round((Date.now() - this.outageSince) / 1000)} s`}: checkpoints wait for it; retrying with backoff`,
+    );
+  }
+
+  private async reloadColumns(c: pg.Client): Promise<void> {
+    const { rows } = await c.query<{ table_name: string; column_name: string; data_type: string }>(
+      'SELECT table_name, column_name, data_type FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = ANY($1)',
+      [this.targets.map((t) => t.table)],
+    );
+    this.existing = new Map(this.targets.map((t) => [t.table, new Map<string, string>()]));
+    for (const r of rows) this.existing.get(r.table_name)?.set(r.column_name, r.data_type);
+    this.appliedVersion = -1;
+  }
+
+  /** Creates the tables when missing and checks the shape of those that exist. */
+  private async prepareTables(c: pg.Client): Promise<void> {
+    const ddl = (t: Target): string => {
+      const cols = [...this.base.map((k) => `${q(k.name)} ${k.type}${k.notNull ? ' NOT NULL' : ''}`), `${q('updated_at')} timestamptz NOT NULL DEFAULT now()`];
+      return `CREATE TABLE IF NOT EXISTS ${t.table} (${cols.join(', ')}, PRIMARY KEY (${t.conflict.map(q).join(', ')}))`;
+    };
+    const creates = [...this.targets.map(ddl), `CREATE TABLE IF NOT EXISTS ${this.progressTable} (job text NOT NULL, sink text NOT NULL, checkpoint_id bigint NOT NULL, updated_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (job, sink))`];
+    for (const sql of creates) {
+      try {
+        await c.query(sql);
+      } catch (e) {
+        // Two jobs creating the same tables at once: the loser sees a duplicate type; the table is there.
+        if ((e as { code?: string }).code !== '23505') throw this.explain(e);
+      }
+    }
+    await this.reloadColumns(c);
+    for (const t of this.targets) {
+      const have = this.existing.get(t.table)!;
+      for (const [name, type] of have) {
+        const want = KNOWN_COLUMNS[name] ?? (name === 'updated_at' ? 'timestamptz' : undefined);
+        if (want && !COMPATIBLE[want].includes(type)) throw this.shape(t.table, `column ${name} is ${type}, not ${want}`);
+      }
+      for (const k of this.base) if (!have.has(k.name)) throw this.shape(t.table, `it has no column ${k.name}`);
+      const { rows } = await c.query<{ cols: string[] }>(
+        `SELECT array_agg(a.attname::text ORDER BY a.attname) AS cols FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)
+         WHERE i.indrelid = to_regclass($1) AND i.indisunique GROUP BY i.indexrelid`,
+        [t.table],
+      );
+      const want = [...t.conflict].sort().join(',');
+      if (!rows.some((r) => r.cols.join(',') === want)) throw this.shape(t.table, `it has no primary key or unique index on (${t.conflict.join(', ')})`);
+    }
+    const { rows } = await c.query<{ column_name: string; data_type: string }>('SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = $1', [this.progressTable]);
+    const progress = new Map(rows.map((r) => [r.column_name, r.data_type]));
+    if (progress.get('checkpoint_id') === undefined || !['bigint', 'integer', 'numeric'].includes(progress.get('checkpoint_id')!) || !progress.has('job') || !progress.has('sink')) {
+      throw this.shape(this.progressTable, 'it lacks job, sink or an integer checkpoint_id');
+    }
+  }
+
+  private shape(table: string, what: string): TidemarkError {
+    return new TidemarkError('BAD_CONFIG', `${this.flag} ${this.shown}: table ${table} exists with an incompatible shape (${what}); fix or drop it, or use ?prefix=NAME for tables of their own`);
+  }
+
+  /** Columns added since the last batch: ALTER the tables, rebuild the staging table (inside the open transaction). */
+  private async syncSchema(c: pg.Client): Promise<void> {
+    if (this.appliedVersion === this.schemaVersion) return;
+    const stmts: string[] = [];
+    for (const t of this.targets) {
+      const have = this.existing.get(t.table)!;
+      for (const x of this.extra) if (!have.has(x.name)) stmts.push(`ALTER TABLE ${t.table} ADD COLUMN IF NOT EXISTS ${q(x.name)} ${x.type}`);
+    }
+    stmts.push(`DROP TABLE IF EXISTS pg_temp.${this.stage}`, `CREATE TEMP TABLE ${this.stage} (${this.columns.map((k) => `${q(k.name)} ${k.type}`).join(', ')})`);
+    await c.query(stmts.join(';\n'));
+    for (const t of this.targets) for (const x of this.extra) this.existing.get(t.table)!.set(x.name, x.type);
+    this.appliedVersion = this.schemaVersion;
+  }
+
+  /** COPY a batch into the staging table, then move it into every target with its conflict rule. */
+  /**
+   * Writes a batch. Fast path: rows no earlier write can have made — a window's revision 0, a late
+   * record, a dead letter, when this epoch has met no existing row — are COPYed straight into their
+   * tables; a row that is there after all (a replay after a crash) makes the COPY fail with a unique
+   * violation, and the epoch is written again with `safe`. The rest (and all of a safe epoch) goes
+   * through the staging table and INSERT … ON CONFLICT.
+   */
+  private async writeBatch(c: pg.Client, records: readonly OutRecord[], lines: readonly string[], safe: boolean): Promise<void> {
+    const cols = this.columns.map((k) => q(k.name)).join(', ');
+    const copy = (table: string, text: string): Promise<void> => pipeline(Readable.from([text]), c.query(copyFrom(`COPY ${table} (${cols}) FROM STDIN`)));
+    if (!safe) {
+      const fresh: string[] = [];
+      const restRecords: OutRecord[] = [];
+      const restLines: string[] = [];
+      for (let i = 0; i < records.length; i++) {
+        if (this.role !== 'results' || (records[i] as unknown as Rec).revision === 0) fresh.push(lines[i]!);
+        else {
+          restRecords.push(records[i]!);
+          restLines.push(lines[i]!);
+        }
+      }
+      if (fresh.length) {
+        const text = fresh.join('');
+        for (const t of this.targets) await copy(t.table, text);
+      }
+      if (restRecords.length === 0) return;
+      records = restRecords;
+      lines = restLines;
+    }
+    await copy(this.stage, lines.join(''));
+    const unique = this.role !== 'results' || windowsUnique(records);
+    const stmts: string[] = [];
+    for (const t of this.targets) {
+      const key = t.conflict.map(q).join(', ');
+      if (t.onConflict === 'keep') stmts.push(`INSERT INTO ${t.table} (${cols}) SELECT ${cols} FROM ${this.stage} ON CONFLICT (${key}) DO NOTHING`);
+      else {
+        const set = [...this.columns.filter((k) => !t.conflict.includes(k.name)).map((k) => `${q(k.name)} = EXCLUDED.${q(k.name)}`), `${q('updated_at')} = now()`].join(', ');
+        stmts.push(
+          // Two revisions of one window in a batch: only the highest may reach the upsert (a row is
+          // affected once per statement).
+          `INSERT INTO ${t.table} AS t (${cols}) SELECT ${unique ? '' : `DISTINCT ON (${key}) `}${cols} FROM ${this.stage}${unique ? '' : ` ORDER BY ${key}, ${q('revision')} DESC`} ` +
+            `ON CONFLICT (${key}) DO UPDATE SET ${set} WHERE EXCLUDED.${q('revision')} > t.${q('revision')}`,
+        );
+      }
+    }
+    stmts.push(`TRUNCATE ${this.stage}`);
+    await c.query(stmts.join(';\n'));
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // The writer: one epoch at a time, in checkpoint order
+
+  private kick(): void {
+    if (this.pumping || this.fatal || this.closing) return;
+    this.pumping = this.pump().finally(() => {
+      this.pumping = undefined;
+      const head = this.epochs[0]!;
+      if (head.closed || head.sent < head.records.length) this.kick();
+    });
+  }
+
+  private async pump(): Promise<void> {
+    while (!this.closing && !this.fatal) {
+      const ep = this.epochs[0]!;
+      const unsent = ep.records.length - ep.sent;
+      if (unsent === 0 && !ep.closed) return;
+      try {
+        const c = await this.connect(false);
+        if (this.outageSince !== undefined) {
+          this.log?.info({ sink: this.shown, downMs: Date.now() - this.outageSince, checkpointsWaiting: this.epochs.filter((x) => x.closed).length }, `PostgreSQL ${this.shown} reachable again after ${Math.round((Date.now() - this.outageSince) / 1000)} s: writing the waiting checkpoints`);
+          this.outageSince = undefined;
+        }
+        if (!this.inTx) {
+          const reset = this.resetPending ? this.targets.map((t) => `DELETE FROM ${t.table} WHERE job = ${pg.escapeLiteral(this.job)}`) : [];
+          await c.query(['BEGIN', ...reset].join(';\n'));
+          this.inTx = true;
+        }
+        if (unsent > 0) {
+          const n = Math.min(unsent, CHUNK);
+          await this.syncSchema(c);
+          await this.writeBatch(c, ep.records.slice(ep.sent, ep.sent + n), ep.lines.slice(ep.sent, ep.sent + n), ep.safe === true);
+          ep.sent += n;
+          this.unsent -= n;
+          faultPoint('postgres-batch-written');
+          this.releaseWaiters(false);
+          continue;
+        }
+        faultPoint('postgres-before-commit');
+        await c.query(
+          `INSERT INTO ${this.progressTable} (job, sink, checkpoint_id, updated_at) VALUES (${pg.escapeLiteral(this.job)}, ${pg.escapeLiteral(this.role)}, ${ep.cp!}, now()) ` +
+            `ON CONFLICT (job, sink) DO UPDATE SET checkpoint_id = EXCLUDED.checkpoint_id, updated_at = now();\nCOMMIT`,
+        );
+        this.inTx = false;
+        this.resetPending = false;
+        this.committed += ep.records.length;
+        this.epochs.shift();
+        faultPoint('postgres-after-commit');
+        ep.resolve?.({ checkpoint: ep.cp! });
+      } catch (e) {
+        this.inTx = false;
+        if (this.closing) return;
+        if ((e as { code?: string }).code === '23505' && !ep.safe) {
+          // A plain COPY met a row that is there (a replay): this epoch again, with ON CONFLICT.
+          this.log?.debug({ sink: this.shown, checkpoint: ep.cp ?? null }, 'rows already in PostgreSQL: writing this checkpoint again with ON CONFLICT');
+          ep.safe = true;
+          this.unsent += ep.sent;
+          ep.sent = 0;
+          const c = this.client;
+          // The rollback also undid this transaction's staging table and added columns: look again.
+          const rolledBack = c ? await c.query('ROLLBACK').then(() => this.reloadColumns(c)).then(() => true, () => false) : false;
+          if (rolledBack) continue;
+          e = Object.assign(new Error('Connection terminated during ROLLBACK'), { code: '08006' });
+        }
+        if (!isTransient(e)) {
+          this.fail(e);
+          return;
+        }
+        // The transaction is gone: the epoch is written again from its first record.
+        const c = this.client;
+        this.client = undefined;
+        void c?.end().catch(() => undefined);
+        this.unsent += ep.sent;
+        ep.sent = 0;
+        this.outage(e, 'writing');
+        await sleep(this.backoff());
+      }
+    }
+  }
+
+  private fail(e: unknown): void {
+    const err = e instanceof TidemarkError ? e : this.explain(e);
+    this.fatal = err;
+    this.log?.error({ sink: this.shown, err: err.message }, `PostgreSQL sink failed: ${err.message}`);
+    for (const ep of this.epochs) ep.reject?.(err);
+    this.releaseWaiters(true);
+    const c = this.client;
+    this.client = undefined;
+    void c?.end().catch(() => undefined);
+  }
+
+  private releaseWaiters(all: boolean): void {
+    if (!all && this.unsent > HIGH_WATER / 2) return;
+    const w = this.drainWaiters;
+    this.drainWaiters = [];
+    for (const f of w) f();
+  }
+
+  private rejected(e: Error): Promise<SinkProgress> {
+    const p = Promise.reject(e);
+    p.catch(() => undefined);
+    return p;
+  }
+}

@@ -1,0 +1,98 @@
+// NATS cluster faults on a real 3-node loopback cluster (routes, JetStream, R3 streams): the job is
+// given all three URLs, the node it is connected to is killed with -9 mid-run, and the job rides the
+// failover (requests that time out are retried, or it restarts from its checkpoint) and ends with
+// exactly the reference model's results in a JetStream sink and a file. A stream look-up that fails
+// because the cluster has no quorum is not taken for a missing stream.
+
+import t from 'tap';
+import { readFileSync, existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { scratchDir, spawnCli } from '../helpers/nats.js';
+import { NatsCluster } from '../helpers/cluster.js';
+import { genStream } from '../helpers/streams.js';
+import { referenceRun, type RefConfig } from '../helpers/reference.js';
+import { JetStreamSink } from '../../src/io/sinks.js';
+import { TidemarkError } from '../../src/errors.js';
+import { isTransientNatsError } from '../../src/io/nats-errors.js';
+
+const scratch = scratchDir('tidemark-cluster-');
+const cluster = await NatsCluster.start(scratch.dir);
+t.teardown(async () => {
+  await cluster.stop();
+  scratch.remove();
+});
+
+const enc = new TextEncoder();
+const dec = new TextDecoder();
+const readJsonl = (path: string): Array<{ id: string }> =>
+  existsSync(path) ? readFileSync(path, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as { id: string }) : [];
+const sorted = <T extends { id: string }>(xs: T[]): T[] => [...xs].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+
+t.test('kill -9 of the node the job is connected to: the job carries on and the results are exact', async (t) => {
+  const job = 'clu';
+  const cfg: RefConfig = { job, window: { kind: 'tumbling', size: 60_000 }, maxOutOfOrderness: 5_000, lateness: 30_000, keys: { hashtags: true, all: true, keywords: [] }, emit: 'updates' };
+  const payloads = genStream(41, { n: 5000, unit: 60_000, step: 2_000, maxOutOfOrderness: 5_000 });
+  const nc = await cluster.connect();
+  const jsm = await nc.jetstreamManager();
+  await jsm.streams.add({ name: 'IN_CLU', subjects: ['clu.>'], num_replicas: 3 });
+  await jsm.streams.add({ name: 'RES_CLU', subjects: ['results.>'], num_replicas: 3 });
+  const js = nc.jetstream();
+  for (let i = 0; i < payloads.length; i += 500) await Promise.all(payloads.slice(i, i + 500).map((p) => js.publish('clu.in', enc.encode(p))));
+  const expected = referenceRun(payloads, cfg);
+  const dir = join(scratch.dir, job);
+  const args = [
+    'run', '--nats', cluster.urls, '--job', job, '--input-stream', 'IN_CLU', '--input-subjects', 'clu.>',
+    '--window', 'tumbling:1m', '--max-out-of-orderness', '5s', '--allowed-lateness', '30s', '--keys', 'hashtags,all',
+    // A stream on results.> takes results.clu (NATS wildcard rules).
+    '--sink', 'jetstream:RES_CLU:results.clu', '--sink', `jsonl:${dir}/results.jsonl`,
+    '--late-sink', `jsonl:${dir}/late.jsonl`, '--dlq-sink', `jsonl:${dir}/dlq.jsonl`,
+    '--state-dir', join(dir, 'state'), '--drain', '--batch-size', '10', '--checkpoint-interval', '50ms', '--log-level', 'debug',
+  ];
+  const { child, done, waitFor } = spawnCli(args);
+  t.teardown(() => void child.kill('SIGKILL'));
+  await waitFor((err) => (err.match(/checkpoint complete/g) ?? []).length >= 3, 60_000);
+  const victim = await cluster.nodeOf(`tidemark-${job}`);
+  t.ok(victim, 'the job is connected to one of the nodes');
+  await cluster.kill(victim!);
+  const r = await done;
+  t.equal(r.code, 0, `the job ends with exit 0 (stderr: ${r.stderr.split('\n').filter((l) => !/checkpoint complete/.test(l)).join('\n').slice(-3000)})`);
+  t.notMatch(r.stderr, /NatsError: TIMEOUT\n/, 'no raw TIMEOUT ended it');
+  t.match(r.stderr, /NATS connection lost|restarting the job|trying again/, 'it noticed the failover');
+
+  t.same(sorted(readJsonl(`${dir}/results.jsonl`)), sorted(expected.results), 'jsonl results equal the model');
+  t.same(sorted(readJsonl(`${dir}/late.jsonl`)), sorted(expected.late), 'late records equal the model');
+  const stored: Array<{ id: string }> = [];
+  const info = await jsm.streams.info('RES_CLU');
+  const iter = await (await js.consumers.get('RES_CLU')).consume();
+  for await (const m of iter) {
+    stored.push(JSON.parse(dec.decode(m.data)) as { id: string });
+    if (m.info.pending === 0) break;
+  }
+  await iter.close();
+  t.equal(stored.length, info.state.messages, 'read every stored result');
+  t.equal(new Set(stored.map((s) => s.id)).size, stored.length, 'JetStream results: no record twice');
+  t.same(sorted(stored), sorted(expected.results), 'JetStream results equal the model');
+  await cluster.startNode(victim!);
+  await nc.close();
+});
+
+t.test('a stream look-up that fails for want of a quorum is not "missing": no stream is created', async (t) => {
+  await cluster.waitForJetStream();
+  const nc = await cluster.connect();
+  const live = cluster.nodes.filter((n) => n.server);
+  // Two of three nodes down: the survivor cannot answer for JetStream.
+  const survivor = live[0]!;
+  const jsm0 = await nc.jetstreamManager({ timeout: 2000 });
+  const sink = new JetStreamSink(nc.jetstream({ timeout: 2000 }), jsm0, 'NEVER_MADE', 'never.made');
+  for (const n of live.slice(1)) await cluster.kill(n);
+  const err = await sink.open(undefined).then(() => undefined, (e: unknown) => e);
+  t.ok(err instanceof TidemarkError && err.code === 'NATS_UNAVAILABLE', `open fails as NATS being unavailable (${(err as Error | undefined)?.message})`);
+  t.ok(isTransientNatsError(err), 'a failure that a retry can cure');
+  for (const n of cluster.nodes.filter((x) => x !== survivor)) await cluster.startNode(n);
+  await cluster.waitForJetStream();
+  const jsm = await nc.jetstreamManager();
+  const names: string[] = [];
+  for await (const s of jsm.streams.list()) names.push(s.config.name);
+  t.notOk(names.includes('NEVER_MADE'), 'no stream was created while the look-up failed');
+  await nc.close();
+});
