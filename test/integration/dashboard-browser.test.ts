@@ -168,6 +168,7 @@ t.test('the dashboard in chromium against tidemark demo', async (t) => {
   });
   await page.waitForFunction(() => /p-neg/.test(document.getElementById('examples')!.textContent ?? ''), undefined, { timeout: 10_000 });
   t.match(await page.textContent('#examples .ex-neg'), /-4 this was <b>awful<\/b> p-neg/, 'the most negative post, its text escaped');
+  t.match(await page.textContent('#examples .ex-pos'), /\+3 simply great p-pos/, 'the most positive post');
   await page.unroute('**/api/query?*');
 
   // Another key, with the keyboard: type in the picker, Enter.
@@ -226,6 +227,8 @@ t.test('the dashboard in chromium against tidemark demo', async (t) => {
   t.match(await page.textContent('#dlq-list'), /not JSON/, 'dead letters with their reason');
   // For the README (npm run screenshots), a few more windows first.
   await page.waitForTimeout(process.env.TIDEMARK_SCREENSHOTS === '1' ? 45_000 : 1500);
+  const [laptopW, laptopInner] = await page.evaluate(() => [document.documentElement.scrollWidth, window.innerWidth]);
+  t.ok(laptopW <= laptopInner + 1, `no horizontal overflow at 1400 px (${laptopW} ≤ ${laptopInner})`);
   const shot = join(docs, 'dashboard.png');
   await page.screenshot({ path: shot, fullPage: true });
   t.ok(statSync(shot).size > 20_000, `screenshot written (${shot})`);
