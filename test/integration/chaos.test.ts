@@ -63,20 +63,20 @@ const scenarios: Scenario[] = [
   {
     name: 'tumbling windows, updates with lateness: SIGKILL at random moments',
     seed: 11,
-    posts: 12_000,
+    posts: 24_000,
     cfg: { job: 'chaos1', window: { kind: 'tumbling', size: 60_000 }, maxOutOfOrderness: 5_000, lateness: 30_000, keys: { hashtags: true, all: true, keywords: [] }, emit: 'updates' },
     flags: ['--window', 'tumbling:1m', '--max-out-of-orderness', '5s', '--allowed-lateness', '30s', '--keys', 'hashtags,all'],
-    plan: (rng, kills) => (kills < 14 ? { afterCheckpoints: rng.int(0, 3), killAfterMs: rng.int(0, 120) } : 'finish'),
+    plan: (rng, kills) => (kills < 14 ? { afterCheckpoints: rng.int(0, 3), killAfterMs: rng.int(0, 60) } : 'finish'),
   },
   {
     name: 'session windows, final mode: SIGKILL inside checkpoint writes and at random moments',
     seed: 12,
-    posts: 6_000,
+    posts: 12_000,
     cfg: { job: 'chaos2', window: { kind: 'session', gap: 90_000 }, maxOutOfOrderness: 5_000, lateness: 60_000, keys: { hashtags: true, all: true, keywords: [] }, emit: 'final' },
     flags: ['--window', 'session:90s', '--max-out-of-orderness', '5s', '--allowed-lateness', '1m', '--keys', 'hashtags,all', '--emit', 'final'],
     plan: (rng, kills) => {
       if (kills >= 9) return 'finish';
-      if (kills % 3 === 2) return { afterCheckpoints: rng.int(0, 3), killAfterMs: rng.int(0, 120) };
+      if (kills % 3 === 2) return { afterCheckpoints: rng.int(0, 3), killAfterMs: rng.int(0, 60) };
       return { fault: `${kills % 3 === 0 ? 'checkpoint-before-write' : 'checkpoint-after-write'}:${rng.int(1, 4)}` };
     },
   },

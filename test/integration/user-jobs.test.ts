@@ -108,7 +108,7 @@ t.test('tidemark run --job-module under SIGKILL at random moments: exactly the m
   ];
   const file = writeModule(components);
   for (const sc of scenarios) {
-    const records = fc.sample(recordsArb({ min: 2500, max: 2500 }), { numRuns: 1, seed: sc.job.length })[0]!;
+    const records = fc.sample(recordsArb({ min: 6000, max: 6000 }), { numRuns: 1, seed: sc.job.length })[0]!;
     const stream = sc.job.toUpperCase();
     await fill(stream, records);
     const dir = join(scratch.dir, sc.job);
@@ -126,7 +126,7 @@ t.test('tidemark run --job-module under SIGKILL at random moments: exactly the m
       if (kills < 6) {
         const k = rng.int(0, 3);
         await waitFor((err) => (err.match(/checkpoint complete/g) ?? []).length >= k && /watermark = max\(ts\)/.test(err)).catch(() => undefined);
-        const early = await Promise.race([done, sleep(rng.int(0, 150)).then(() => undefined)]);
+        const early = await Promise.race([done, sleep(rng.int(0, 60)).then(() => undefined)]);
         if (!early) child.kill('SIGKILL');
       }
       last = await done;
