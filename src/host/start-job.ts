@@ -101,28 +101,17 @@ class RecordQueue<T> implements AsyncIterable<T> {
   }
 }
 
+/** Options that are a flag's value as they are (the flag table's key is the same, but for lateness). */
+const SAME_AS_FLAG = ['job', 'window', 'maxOutOfOrderness', 'emit', 'sinks', 'lateSink', 'dlqSink', 'inputStream', 'checkpointInterval', 'maxFuture', 'partitions', 'batchSize', 'stateDir', 'fromCheckpoint', 'logLevel'] as const;
+
 function rawOptions(o: StartOptions): RawOptions {
   const raw: RawOptions = {};
-  const put = (key: string, v: string | number | boolean | string[] | undefined): void => {
+  for (const key of SAME_AS_FLAG) {
+    const v = o[key];
     if (v !== undefined) raw[key] = typeof v === 'number' ? String(v) : v;
-  };
-  put('job', o.job);
-  put('window', o.window);
-  put('maxOutOfOrderness', o.maxOutOfOrderness);
-  put('lateness', o.allowedLateness);
-  put('emit', o.emit);
-  put('sinks', o.sinks);
-  put('lateSink', o.lateSink);
-  put('dlqSink', o.dlqSink);
-  put('inputStream', o.inputStream);
-  put('inputSubjects', o.inputSubjects?.join(','));
-  put('checkpointInterval', o.checkpointInterval);
-  put('maxFuture', o.maxFuture);
-  put('partitions', o.partitions);
-  put('batchSize', o.batchSize);
-  put('stateDir', o.stateDir);
-  put('fromCheckpoint', o.fromCheckpoint);
-  put('logLevel', o.logLevel);
+  }
+  if (o.allowedLateness !== undefined) raw.lateness = o.allowedLateness;
+  if (o.inputSubjects !== undefined) raw.inputSubjects = o.inputSubjects.join(',');
   if (o.drain) raw.drain = true;
   if (o.resetState) raw.resetState = true;
   // Threads would need a module to load the job from; an embedded definition is prepared inline.
