@@ -39,7 +39,7 @@ async function checkTables(t: Test, job: string, payloads: string[]): Promise<vo
 
 t.test('SIGKILL at random moments and inside the sink transaction: the tables equal the model', async (t) => {
   const job = 'pgchaos';
-  const payloads = genStream(41, { n: 8_000, unit: 60_000, step: 2_000, maxOutOfOrderness: 5_000 });
+  const payloads = genStream(41, { n: 24_000, unit: 60_000, step: 2_000, maxOutOfOrderness: 5_000 });
   await fillStream(nc, `IN_${job.toUpperCase()}`, job, payloads);
   const dir = join(scratch.dir, job);
   const a = args(job, dir, ['--batch-size', '20', '--checkpoint-interval', '40ms']);
@@ -49,12 +49,12 @@ t.test('SIGKILL at random moments and inside the sink transaction: the tables eq
   let inTx = 0;
   let last: CliResult | undefined;
   for (let attempt = 0; attempt < 60; attempt++) {
-    const fault = kills < 12 && kills % 2 === 0 ? `${faults[(kills / 2) % 3]!}:${rng.int(2, 12)}` : undefined;
+    const fault = kills < 12 && kills % 2 === 0 ? `${faults[(kills / 2) % 3]!}:${rng.int(1, 6)}` : undefined;
     const { child, done, waitFor } = spawnCli(a, { env: fault ? { TIDEMARK_FAULT: fault } : {} });
     if (kills < 12 && !fault) {
       const k = rng.int(0, 3);
       await waitFor((err) => (err.match(/checkpoint complete/g) ?? []).length >= k && /watermark = max\(ts\)/.test(err)).catch(() => undefined);
-      const early = await Promise.race([done, sleep(rng.int(0, 150)).then(() => undefined)]);
+      const early = await Promise.race([done, sleep(rng.int(0, 60)).then(() => undefined)]);
       if (!early) child.kill('SIGKILL');
     }
     last = await done;
