@@ -151,13 +151,21 @@ t.test('the dashboard in chromium against tidemark demo', async (t) => {
   // Example posts: the demo runs the sentiment job with --examples, so the selected key's current
   // window shows its most negative or most positive post as the query endpoint answers them.
   await page.waitForFunction(() => /most (negative|positive)/.test(document.getElementById('examples')!.textContent ?? ''), undefined, { timeout: 20_000 });
-  const shown = (await page.textContent('#examples')) ?? '';
-  const answered = await page.evaluate(async () => {
-    const key = (window as unknown as { __tidemark: { view(): View } }).__tidemark.view().selected;
-    const r = await fetch(`/api/query?key=${encodeURIComponent(key ?? '*')}`);
-    return (await r.json()) as { windows: Array<{ examples?: { negative: Array<{ id: string }>; positive: Array<{ id: string }> } }> };
-  });
-  const ids = answered.windows.flatMap((w) => [...(w.examples?.negative ?? []), ...(w.examples?.positive ?? [])].map((e) => e.id));
+  // The demo is live (5 s windows): the page and a later query may see different windows, so compare
+  // a few times until both name the same post.
+  let shown = '';
+  let ids: string[] = [];
+  for (let i = 0; i < 40; i++) {
+    shown = (await page.textContent('#examples')) ?? '';
+    const answered = await page.evaluate(async () => {
+      const key = (window as unknown as { __tidemark: { view(): View } }).__tidemark.view().selected;
+      const r = await fetch(`/api/query?key=${encodeURIComponent(key ?? '*')}`);
+      return (await r.json()) as { windows: Array<{ examples?: { negative: Array<{ id: string }>; positive: Array<{ id: string }> } }> };
+    });
+    ids = answered.windows.flatMap((w) => [...(w.examples?.negative ?? []), ...(w.examples?.positive ?? [])].map((e) => e.id));
+    if (ids.some((id) => shown.includes(id))) break;
+    await new Promise((r) => setTimeout(r, 250));
+  }
   t.ok(ids.length > 0 && ids.some((id) => shown.includes(id)), `the page shows an example post the query endpoint names (${ids.slice(0, 4).join(', ')})`);
   // A post's text is shown as text, never as markup.
   await page.route('**/api/query?*', async (route) => {
