@@ -115,7 +115,8 @@ export async function measureState(windows: number, dir: string): Promise<StateR
     for (let j = 0; j < changed; j++) posts.push({ k: `#tag${j * stride}`, s: BASE, a: unitAcc(2), c: 1 });
     live.apply(posts);
     t = now();
-    const d = live.takeDelta();
+    const snap = live.snapshot(false);
+    const d = { upserts: [...snap.upserts], deletes: snap.deletes };
     const delta = await store.write({ meta: meta(2, 1, false, 2, windows), upserts: [[0, d.upserts]], deletes: d.deletes.map((id) => [0, id]) }, yieldToLoop);
     const deltaCheckpointMs = now() - t;
     if (d.upserts.length !== changed) throw new Error(`the delta holds ${d.upserts.length} windows, ${changed} changed`);

@@ -42,7 +42,8 @@ export function runInMemory(
   const restart = (): void => {
     ops = ops.map((op, p) => {
       const full = delivered % (3 * opts.restartEvery!) === 0;
-      const delta = full ? { upserts: op.fullSnapshot(), deletes: [] } : op.takeDelta();
+      const snap = op.snapshot(full);
+      const delta = { upserts: [...snap.upserts], deletes: snap.deletes };
       if (full) stored[p]!.clear();
       for (const id of delta.deletes) stored[p]!.delete(id);
       // The snapshot must not share objects with the live state (it goes through a codec in the job).

@@ -165,18 +165,6 @@ export class WindowOperator {
     return out;
   }
 
-  /** Changed and removed windows since the last call (an incremental checkpoint). */
-  takeDelta(): { upserts: PersistedWindow[]; deletes: string[] } {
-    const upserts: PersistedWindow[] = [];
-    for (const e of this.dirty) {
-      if (e.state === 'open' || e.state === 'pending') upserts.push(this.persist(e));
-    }
-    const deletes = [...this.removed];
-    this.dirty = new Set();
-    this.removed = new Set();
-    return { upserts, deletes };
-  }
-
   /**
    * A checkpoint's windows, produced lazily so a caller can hand them on in slices: every live
    * window (full) or the changed ones since the last checkpoint, and the removed ids. The state
@@ -198,13 +186,6 @@ export class WindowOperator {
         },
       },
     };
-  }
-
-  /** Every live window, persisted (a full checkpoint). */
-  fullSnapshot(): PersistedWindow[] {
-    const out: PersistedWindow[] = [];
-    for (const e of this.entries()) out.push(this.persist(e));
-    return out;
   }
 
   /** Rebuilds windows in their saved machine state, with their timers. */
