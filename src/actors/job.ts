@@ -5,7 +5,7 @@ import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { NatsConnection, JetStreamManager } from 'nats';
 import { TidemarkError } from '../errors.js';
-import { stateFingerprint, type JobConfig } from '../config.js';
+import { stateFingerprint, type JobConfig } from '../runtime/job-config.js';
 import { CheckpointStore, type CheckpointMeta } from '../io/checkpoint-store.js';
 import { ensureStream, JetStreamSource } from '../io/jetstream-source.js';
 import { createSink } from '../io/sinks.js';

@@ -2,7 +2,7 @@
 // (its results sink, late and dead-letter outputs, and its micro service endpoints).
 
 import { TidemarkError } from '../errors.js';
-import { parseFlags, optionHelp, type OptionDef, type RawOptions } from '../config.js';
+import { parseFlags, optionHelp, type OptionDef, type RawOptions } from '../option-table.js';
 import { JOB_NAME } from '../io/subjects.js';
 import { connectNats, natsAuthFrom, NATS_AUTH_OPTIONS } from '../io/connect.js';
 import { parseDuration } from '../runtime/duration.js';

@@ -7,10 +7,9 @@ import { randomBytes } from 'node:crypto';
 import { DeliverPolicy, type ConsumerMessages, type NatsConnection, type Subscription } from 'nats';
 import type { Logger } from '../log.js';
 import type { DeadLetterRecord, LateRecord, ResultRecord } from '../runtime/records.js';
-import { parseSinkSpec, type SinkSpec } from '../config.js';
+import { parseSinkSpec, type SinkSpec } from '../io/sink-spec.js';
 import { subjectsFor } from '../io/subjects.js';
-import { callEndpoint } from '../service-client.js';
-import type { StatusAnswer } from '../service-format.js';
+import { callEndpoint, type StatusAnswer } from '../io/service-request.js';
 import { AlertBook, type AlertMessage, type AlertRule } from './alerts.js';
 
 /** A result as the feed numbers it: the stream sequence (JetStream sink) or the feed's own count. */

@@ -6,7 +6,8 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { connect, type NatsConnection } from 'nats';
 import { TidemarkError } from '../errors.js';
-import { resolveJobConfig, type RawOptions } from '../config.js';
+import type { RawOptions } from '../option-table.js';
+import { resolveJobConfig } from './run-options.js';
 import { createLogger, type Logger } from '../log.js';
 import { Job } from '../actors/job.js';
 import { validateDefinition } from '../runtime/compiled-job.js';
@@ -141,7 +142,7 @@ export async function startJob<In, Acc, Out extends object>(def: JobDefinition<I
     if (own) await nc.close();
     throw e;
   }
-  const { startService, jobStatus, queryPartitions } = await import('../service.js');
+  const { startService, jobStatus, queryPartitions } = await import('./service.js');
   const service = await startService(job, log, VERSION);
   const results = new RecordQueue<ResultRecord & Out>();
   job.sink.onOut = (m) => results.push(m.results as Array<ResultRecord & Out>);

@@ -6,7 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { connect, credsAuthenticator, nkeyAuthenticator, NatsError, type ConnectionOptions, type NatsConnection } from 'nats';
 import { TidemarkError } from '../errors.js';
-import type { OptionDef } from '../config.js';
+import type { OptionDef } from '../option-table.js';
 import { reconnectBackoff } from './reconnect.js';
 
 /** How a command authenticates to NATS (file paths; secrets from the environment are read at connect). */

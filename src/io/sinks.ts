@@ -5,7 +5,7 @@ import { openSync, writeSync, fsyncSync, fdatasync, closeSync, ftruncateSync, fs
 import { dirname } from 'node:path';
 import { type JetStreamClient, type JetStreamManager, type NatsConnection, type PubAck } from 'nats';
 import { TidemarkError } from '../errors.js';
-import type { SinkSpec } from '../config.js';
+import type { SinkSpec } from './sink-spec.js';
 import type { Logger } from '../log.js';
 import { PostgresSink, type SinkRole } from './postgres-sink.js';
 import { apiErrorCode, isStreamNotFound, isTransientNatsError } from './nats-errors.js';

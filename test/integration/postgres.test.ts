@@ -12,7 +12,7 @@ import { referenceRun, type RefConfig } from '../helpers/reference.js';
 import { postgresFixture, readTables, lastRevisions, sortById } from '../helpers/postgres.js';
 import { PostgresSink, columnName } from '../../src/io/postgres-sink.js';
 import { parsePostgresSpec, redactPostgresUrl, formatPostgresSpec } from '../../src/io/postgres-url.js';
-import { parseSinkSpec, formatSinkSpec } from '../../src/config.js';
+import { parseSinkSpec, formatSinkSpec } from '../../src/io/sink-spec.js';
 
 const { scratch, nats, nc } = await natsFixture(t, 'tidemark-pg-');
 const pgs = await postgresFixture(t);

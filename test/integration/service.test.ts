@@ -9,7 +9,7 @@ import { natsFixture, spawnCli, runCli, ROOT, type CliResult } from '../helpers/
 import { BASE_TS, genStream } from '../helpers/streams.js';
 import { referenceRun } from '../helpers/reference.js';
 import type { ChildProcess } from 'node:child_process';
-import type { WindowAnswer } from '../../src/service-format.js';
+import type { WindowAnswer } from '../../src/io/service-request.js';
 
 const { scratch, nats, nc, children } = await natsFixture(t);
 

@@ -1,70 +1,28 @@
-// Job configuration: one table of options that drives flag parsing, `--config FILE`,
-// `--help` and the start-up log line, so no default is hidden anywhere else.
+// The options of a job (`tidemark run`'s flags, `--config FILE`, `startJob`'s options): one table
+// that drives flag parsing, the config file, `--help` and the start-up log line, so no default is
+// hidden anywhere else. It sits in host, not cli, because `startJob` resolves the same table.
 
 import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
-import { TidemarkError } from './errors.js';
-import { parseDuration, formatDuration } from './runtime/duration.js';
-import { parseWindowSpec, formatWindowSpec } from './runtime/windows.js';
-import { parseKeySpec, type KeySpec } from './runtime/keys.js';
-import type { JobSemantics } from './runtime/ingest.js';
-import { compileJob } from './runtime/compiled-job.js';
-import { sentimentJob } from './runtime/sentiment-job.js';
-import type { AnyJobDefinition } from './runtime/job-definition.js';
-import type { WindowSpec } from './runtime/windows.js';
-import { JOB_NAME } from './io/subjects.js';
-import { isPostgresUrl, parsePostgresSpec, formatPostgresSpec, redactPostgresUrl, type PostgresSpec } from './io/postgres-url.js';
-import { NATS_AUTH_OPTIONS, natsAuthFrom, type NatsAuth } from './io/connect.js';
-
-export type SinkSpec = { kind: 'jsonl'; path: string } | { kind: 'nats'; subject: string } | { kind: 'jetstream'; stream: string; subject?: string } | PostgresSpec;
-
-export interface JobConfig extends JobSemantics {
-  /** the sentiment job's keys (absent with a job module) */
-  keys?: KeySpec;
-  /** the sentiment job keeps example posts per window */
-  examples?: boolean;
-  /** `--job-module`: the user's job module, as given */
-  jobModule?: string;
-  nats?: string;
-  natsAuth: NatsAuth;
-  inputStream: string;
-  inputSubjects: string[];
-  idleTimeout: number;
-  sinks: SinkSpec[];
-  lateSink: SinkSpec;
-  dlqSink: SinkSpec;
-  stateDir: string;
-  checkpointInterval: number;
-  drain: boolean;
-  partitions: number;
-  batchSize: number;
-  scoringThreads: number;
-  retain: number;
-  resetState: boolean;
-  fromCheckpoint?: string;
-  logLevel: string;
-  metricsPort?: number;
-  /** Serve the live dashboard on this port of 127.0.0.1 from the job's process. */
-  dashboardPort?: number;
-}
-
-type Kind = 'string' | 'dur' | 'int' | 'bool' | 'list';
+import { TidemarkError } from '../errors.js';
+import type { OptionDef, RawOptions } from '../option-table.js';
+import { parseDuration } from '../runtime/duration.js';
+import { parseWindowSpec } from '../runtime/windows.js';
+import { parseKeySpec, type KeySpec } from '../runtime/keys.js';
+import { compileJob } from '../runtime/compiled-job.js';
+import { sentimentJob } from '../runtime/sentiment-job.js';
+import type { AnyJobDefinition } from '../runtime/job-definition.js';
+import type { WindowSpec } from '../runtime/windows.js';
+import type { JobConfig } from '../runtime/job-config.js';
+import { JOB_NAME } from '../io/subjects.js';
+import { parseSinkSpec } from '../io/sink-spec.js';
+import { NATS_AUTH_OPTIONS, natsAuthFrom } from '../io/connect.js';
 
 /**
  * Scoring threads only pay off with cores to spare: the source thread, V8's GC threads and a local
  * nats-server already fill two (measured: 100k posts took 4.3 s with one thread, 3.6 s without, on 2 cores).
  */
 const DEFAULT_SCORING_THREADS = Math.max(0, Math.min(4, availableParallelism() - 2));
-
-export interface OptionDef {
-  flag: string;
-  key: string;
-  kind: Kind;
-  arg?: string;
-  help: string;
-  default?: string;
-  repeat?: boolean;
-}
 
 /** Options of `tidemark run`. */
 export const RUN_OPTIONS: OptionDef[] = [
@@ -99,67 +57,6 @@ export const RUN_OPTIONS: OptionDef[] = [
   { flag: '--dashboard', key: 'dashboardPort', kind: 'int', arg: 'PORT', help: 'serve the live dashboard on this port of 127.0.0.1 (0 = a free one)' },
   { flag: '--config', key: 'config', kind: 'string', arg: 'FILE', help: 'JSON file with the same options (keys as flag names without --); flags win' },
 ];
-
-/** Parses a sink spec: `jsonl:PATH`, `nats:SUBJECT`, `jetstream:STREAM[:SUBJECT]`, `postgres://…`. */
-export function parseSinkSpec(text: string, flag: string): SinkSpec {
-  if (isPostgresUrl(String(text))) return parsePostgresSpec(String(text), flag);
-  const m = /^(jsonl|nats|jetstream):(.+)$/.exec(String(text));
-  const accepted = 'accepted: jsonl:PATH, nats:SUBJECT, jetstream:STREAM, postgres://USER@HOST/DB';
-  if (!m) throw new TidemarkError('BAD_FLAG', `${flag}: "${redactPostgresUrl(String(text))}" is not a sink; ${accepted}`);
-  const rest = m[2]!;
-  if (m[1] === 'jsonl') return { kind: 'jsonl', path: rest };
-  if (m[1] === 'nats') {
-    if (/\s|[*>]/.test(rest)) throw new TidemarkError('BAD_FLAG', `${flag}: "${rest}" is not a publishable NATS subject`);
-    return { kind: 'nats', subject: rest };
-  }
-  const [stream, subject] = rest.split(':');
-  if (!stream || !/^[A-Za-z0-9_-]+$/.test(stream)) throw new TidemarkError('BAD_FLAG', `${flag}: "${rest}" is not a stream name (letters, digits, _ and -)`);
-  return subject ? { kind: 'jetstream', stream, subject } : { kind: 'jetstream', stream };
-}
-
-/** Canonical text of a sink spec. */
-export function formatSinkSpec(s: SinkSpec): string {
-  if (s.kind === 'jsonl') return `jsonl:${s.path}`;
-  if (s.kind === 'nats') return `nats:${s.subject}`;
-  if (s.kind === 'postgres') return formatPostgresSpec(s);
-  return `jetstream:${s.stream}${s.subject ? `:${s.subject}` : ''}`;
-}
-
-export type RawOptions = Record<string, string | string[] | boolean>;
-
-/** Splits argv into options (by the table) and positional arguments; unknown flags are errors. */
-export function parseFlags(argv: readonly string[], table: readonly OptionDef[]): { opts: RawOptions; positional: string[] } {
-  const opts: RawOptions = {};
-  const positional: string[] = [];
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    if (!a.startsWith('--')) {
-      positional.push(a);
-      continue;
-    }
-    const eq = a.indexOf('=');
-    const name = eq > 0 ? a.slice(0, eq) : a;
-    const def = table.find((d) => d.flag === name);
-    if (!def) {
-      const known = table.map((d) => d.flag).join(', ');
-      throw new TidemarkError('BAD_FLAG', `${name}: unknown option; accepted: ${known}`);
-    }
-    let value: string | boolean;
-    if (def.kind === 'bool') {
-      if (eq > 0) throw new TidemarkError('BAD_FLAG', `${name}: takes no value`);
-      value = true;
-    } else if (eq > 0) value = a.slice(eq + 1);
-    else {
-      const next = argv[i + 1];
-      if (next === undefined || next.startsWith('--')) throw new TidemarkError('BAD_FLAG', `${name}: needs a value (${def.arg ?? 'VALUE'})`);
-      value = next;
-      i++;
-    }
-    if (def.repeat) opts[def.key] = [...((opts[def.key] as string[] | undefined) ?? []), String(value)];
-    else opts[def.key] = value;
-  }
-  return { opts, positional };
-}
 
 const asString = (v: unknown): string => (Array.isArray(v) ? v.map(String).join(',') : String(v));
 
@@ -266,29 +163,4 @@ export function resolveJobConfig(flags: RawOptions, definition?: AnyJobDefinitio
   if (dashboard !== undefined) cfg.dashboardPort = int(dashboard, '--dashboard', 0, 65535);
   if (typeof raw.nats === 'string') cfg.nats = get('nats')!;
   return cfg;
-}
-
-/** The settings that make saved state incompatible when they change. */
-export function stateFingerprint(cfg: JobConfig): Record<string, string> {
-  return {
-    job: cfg.job,
-    window: formatWindowSpec(cfg.window),
-    'allowed-lateness': formatDuration(cfg.lateness),
-    'max-out-of-orderness': formatDuration(cfg.maxOutOfOrderness),
-    ...(cfg.keys ? { keys: [cfg.keys.hashtags ? 'hashtags' : '', cfg.keys.all ? 'all' : '', ...cfg.keys.keywords.map((k) => `keyword:${k}`)].filter(Boolean).join(',') } : { 'job-module': cfg.compiled.def.name }),
-    ...(cfg.examples ? { examples: 'on' } : {}),
-    emit: cfg.emit,
-    partitions: String(cfg.partitions),
-    'input-stream': cfg.inputStream,
-  };
-}
-
-/** Help text for a table of options. */
-export function optionHelp(table: readonly OptionDef[]): string {
-  return table
-    .map((d) => {
-      const left = `  ${d.flag}${d.arg ? ` ${d.arg}` : ''}`;
-      return `${left.padEnd(34)} ${d.help}${d.default !== undefined ? ` (default: ${d.default})` : ''}`;
-    })
-    .join('\n');
 }

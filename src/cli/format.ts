@@ -1,83 +1,8 @@
 // Human-readable renderings of the service's JSON answers for `tidemark status|query|explain|keys|
 // checkpoint|services`: pure functions from an answer to text, so the wording is tested without NATS.
 
-import { humanDuration } from './runtime/duration.js';
-
-/** A watermark or time as the service sends it: ms, null (−∞, none yet) or "+inf" (end of input). */
-export type WireTime = number | null | '+inf';
-
-export interface StatusAnswer {
-  job: string;
-  host: string;
-  pid: number;
-  config: { window: string; maxOutOfOrderness: string; allowedLateness: string; idleTimeout: string; emit: string; keys: string; partitions: number; inputStream: string; inputSubjects: string[]; sinks: string[]; stateDir: string };
-  watermark: WireTime;
-  watermarkLagMs: number | null;
-  inputs: Array<{ partition: string; watermark: WireTime; idle: boolean; lagMs: number | null }>;
-  input: { stream: string; seq: number; lastSeq?: number; pending?: number; error?: string };
-  postsIn: number;
-  resultsOut: number;
-  late: number;
-  deadLetters: number;
-  windows: { open: number; pending: number; closedAwaitingCheckpoint: number };
-  lastCheckpoint: { id: number; ageMs: number; ms: number; bytes: number } | null;
-  uptimeMs: number;
-}
-
-export interface WindowAnswer {
-  key: string;
-  window: { start: number; end: number };
-  state: string;
-  count: number;
-  positive: number;
-  negative: number;
-  neutral: number;
-  avgScore: number;
-  nextRevision: number;
-  firesAt: number;
-  closesAt: number;
-}
-
-export interface QueryAnswer {
-  key: string;
-  watermark: WireTime;
-  windows: WindowAnswer[];
-}
-
-export interface KeysAnswer {
-  top: number;
-  watermark: WireTime;
-  keys: Array<{ key: string; count: number; positive: number; negative: number; neutral: number; windows: number }>;
-}
-
-export interface ExplainAnswer {
-  key: string;
-  watermark: WireTime;
-  heldBackBy: string | null;
-  inputs: Array<{ partition: string; watermark: WireTime; idle: boolean; holdsBack: boolean }>;
-  windows: Array<{ window: { start: number; end: number }; state: string; count: number; firesAt: number; closesAt: number; firingTs: number; reason: string }>;
-  reason: string;
-}
-
-export interface CheckpointAnswer {
-  id: number;
-  name: string;
-  /** True when an earlier request of the same name took this savepoint. */
-  joined?: boolean;
-  ms?: number;
-  bytes?: number;
-}
-
-/** One running instance, joined from $SRV.INFO and $SRV.STATS. */
-export interface InstanceRow {
-  id: string;
-  version: string;
-  job: string;
-  host: string;
-  pid: string;
-  started?: string;
-  endpoints: Array<{ name: string; subject: string; requests?: number; errors?: number }>;
-}
+import { humanDuration } from '../runtime/duration.js';
+import type { CheckpointAnswer, ExplainAnswer, InstanceRow, KeysAnswer, QueryAnswer, StatusAnswer, WireTime } from '../io/service-request.js';
 
 /** An instant for people: ISO-8601 without milliseconds when they are zero, or ±∞. */
 export function when(t: WireTime | undefined): string {

@@ -4,12 +4,12 @@
 import { resolve } from 'node:path';
 import { hostname } from 'node:os';
 import type { NatsConnection } from 'nats';
-import { TidemarkError } from './errors.js';
-import type { JobConfig } from './config.js';
-import type { Logger } from './log.js';
-import { checkpointDir, type Job } from './actors/job.js';
-import { CheckpointStore } from './io/checkpoint-store.js';
-import { JobLock, type LockHolder } from './io/job-lock.js';
+import { TidemarkError } from '../errors.js';
+import type { JobConfig } from '../runtime/job-config.js';
+import type { Logger } from '../log.js';
+import { checkpointDir, type Job } from '../actors/job.js';
+import { CheckpointStore } from '../io/checkpoint-store.js';
+import { JobLock, type LockHolder } from '../io/job-lock.js';
 import { JobMetrics, serveMetrics } from './metrics.js';
 
 /**

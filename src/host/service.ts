@@ -4,21 +4,22 @@
 import { hostname } from 'node:os';
 import { resolve } from 'node:path';
 import { ServiceError, type JetStreamManager, type Service, type ServiceMsg } from 'nats';
-import type { Job } from './actors/job.js';
-import type { Logger } from './log.js';
-import { subjectsFor } from './io/subjects.js';
-import { decode } from './io/codec.js';
-import { Sealer, SENDER } from './io/channel.js';
-import type { QueryReply, QueryRequest } from './actors/messages.js';
-import { fixedWindows, formatWindowSpec, type Window } from './runtime/windows.js';
-import { formatDuration } from './runtime/duration.js';
-import { parseEventTime } from './runtime/post.js';
-import { partitionOf } from './runtime/partitioner.js';
-import { explainKey, type LiveWindow } from './runtime/explain.js';
-import { mergeTopKeys } from './runtime/top-keys.js';
-import type { WindowView } from './runtime/window-operator.js';
-import { formatSinkSpec, stateFingerprint } from './config.js';
-import { TidemarkError } from './errors.js';
+import type { Job } from '../actors/job.js';
+import type { Logger } from '../log.js';
+import { subjectsFor } from '../io/subjects.js';
+import { decode } from '../io/codec.js';
+import { Sealer, SENDER } from '../io/channel.js';
+import type { QueryReply, QueryRequest } from '../actors/messages.js';
+import { fixedWindows, formatWindowSpec, type Window } from '../runtime/windows.js';
+import { formatDuration } from '../runtime/duration.js';
+import { parseEventTime } from '../runtime/post.js';
+import { partitionOf } from '../runtime/partitioner.js';
+import { explainKey, type LiveWindow } from '../runtime/explain.js';
+import { mergeTopKeys } from '../runtime/top-keys.js';
+import type { WindowView } from '../runtime/window-operator.js';
+import { formatSinkSpec } from '../io/sink-spec.js';
+import { stateFingerprint } from '../runtime/job-config.js';
+import { TidemarkError } from '../errors.js';
 
 /** How long an endpoint waits for a partition actor or a savepoint before answering with an error. */
 const PARTITION_TIMEOUT = 5000;

@@ -4,19 +4,20 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { TidemarkError } from './errors.js';
-import { parseFlags, resolveJobConfig, optionHelp, type OptionDef } from './config.js';
-import { parseDuration } from './runtime/duration.js';
-import { EmbeddedNats } from './io/nats-server.js';
-import { createLogger } from './log.js';
-import { Job } from './actors/job.js';
-import { syntheticPosts } from './runtime/synthetic.js';
-import type { ResultRecord } from './runtime/records.js';
-import { connectNats } from './io/connect.js';
-import { VERSION } from './cli.js';
-import { startService } from './service.js';
-import { Dashboard } from './host/dashboard.js';
-import { portFlag } from './cli/dashboard.js';
+import { TidemarkError } from '../errors.js';
+import { parseFlags, optionHelp, type OptionDef } from '../option-table.js';
+import { resolveJobConfig } from '../host/run-options.js';
+import { parseDuration } from '../runtime/duration.js';
+import { EmbeddedNats } from '../io/nats-server.js';
+import { createLogger } from '../log.js';
+import { Job } from '../actors/job.js';
+import { syntheticPosts } from '../runtime/synthetic.js';
+import type { ResultRecord } from '../runtime/records.js';
+import { connectNats } from '../io/connect.js';
+import { VERSION } from './options.js';
+import { startService } from '../host/service.js';
+import { Dashboard } from '../host/dashboard.js';
+import { portFlag } from './dashboard.js';
 
 const DEMO_OPTIONS: OptionDef[] = [
   { flag: '--duration', key: 'duration', kind: 'dur', arg: 'DUR', help: 'stop after this long (default: until Ctrl-C)' },

@@ -1,11 +1,11 @@
 // `tidemark inspect`: what the state directory holds, for an operator at a terminal.
 
 import { existsSync } from 'node:fs';
-import { TidemarkError } from './errors.js';
-import { parseFlags, type OptionDef } from './config.js';
-import { CheckpointStore } from './io/checkpoint-store.js';
-import { checkpointDir, openJobStore, resolveCheckpointId } from './actors/job.js';
-import { waysOut } from './io/state-damage.js';
+import { TidemarkError } from '../errors.js';
+import { parseFlags, type OptionDef } from '../option-table.js';
+import { CheckpointStore } from '../io/checkpoint-store.js';
+import { checkpointDir, openJobStore, resolveCheckpointId } from '../actors/job.js';
+import { waysOut } from '../io/state-damage.js';
 
 export const INSPECT_OPTIONS: OptionDef[] = [
   { flag: '--state-dir', key: 'stateDir', kind: 'string', arg: 'DIR', help: 'state directory of the job', default: '.tidemark' },

@@ -4,9 +4,9 @@
 import { createServer, type Server } from 'node:http';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { JetStreamManager } from 'nats';
-import type { Job } from './actors/job.js';
-import type { Logger } from './log.js';
-import { TidemarkError } from './errors.js';
+import type { Job } from '../actors/job.js';
+import type { Logger } from '../log.js';
+import { TidemarkError } from '../errors.js';
 import { windowsByState } from './service.js';
 
 const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];

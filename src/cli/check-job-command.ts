@@ -3,15 +3,15 @@
 
 import { readFileSync } from 'node:fs';
 import fc from 'fast-check';
-import { TidemarkError } from './errors.js';
-import { parseFlags, type OptionDef, type RawOptions } from './config.js';
-import { loadJobModule } from './io/job-loader.js';
-import { checkLaws, recordLists, show, type LawOutcome } from './runtime/check-job.js';
-import { decodeJson, validateDefinition } from './runtime/compiled-job.js';
-import { sentimentJob } from './runtime/sentiment-job.js';
-import { parseKeySpec } from './runtime/keys.js';
-import { reviewSentences } from './runtime/synthetic.js';
-import type { AnyJobDefinition } from './runtime/job-definition.js';
+import { TidemarkError } from '../errors.js';
+import { parseFlags, type OptionDef, type RawOptions } from '../option-table.js';
+import { loadJobModule } from '../io/job-loader.js';
+import { checkLaws, recordLists, show, type LawOutcome } from '../runtime/check-job.js';
+import { decodeJson, validateDefinition } from '../runtime/compiled-job.js';
+import { sentimentJob } from '../runtime/sentiment-job.js';
+import { parseKeySpec } from '../runtime/keys.js';
+import { reviewSentences } from '../runtime/synthetic.js';
+import type { AnyJobDefinition } from '../runtime/job-definition.js';
 
 export const CHECK_JOB_OPTIONS: OptionDef[] = [
   { flag: '--samples', key: 'samples', kind: 'string', arg: 'FILE', help: 'JSONL file of input messages (decoded with the job\'s decode), used when the module exports neither arbitrary nor samples' },
@@ -134,7 +134,7 @@ export function formatOutcome(o: LawOutcome): string {
 export async function checkJobCommand(argv: string[]): Promise<number> {
   const { opts, positional } = parseFlags(argv, CHECK_JOB_OPTIONS);
   if (opts.help) {
-    const { optionHelp } = await import('./config.js');
+    const { optionHelp } = await import('../option-table.js');
     process.stdout.write(`${CHECK_JOB_USAGE}\n\nOptions:\n${optionHelp(CHECK_JOB_OPTIONS)}\n`);
     return 0;
   }

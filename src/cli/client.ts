@@ -2,10 +2,9 @@
 // explain, checkpoint) and list running instances ($SRV.PING/INFO/STATS): tables for people, --json for scripts.
 
 import { NatsError, type NatsConnection, type ServiceInfo, type ServiceStats } from 'nats';
-import { TidemarkError } from './errors.js';
-import { parseFlags, optionHelp, type OptionDef, type RawOptions } from './config.js';
-import { subjectsFor } from './io/subjects.js';
-import { connectNats, natsAuthFrom, redactUrl, NATS_AUTH_OPTIONS } from './io/connect.js';
+import { TidemarkError } from '../errors.js';
+import { parseFlags, optionHelp, type OptionDef, type RawOptions } from '../option-table.js';
+import { connectNats, natsAuthFrom, redactUrl, NATS_AUTH_OPTIONS } from '../io/connect.js';
 import {
   renderCheckpoint,
   renderExplain,
@@ -13,16 +12,10 @@ import {
   renderQuery,
   renderServices,
   renderStatus,
-  type CheckpointAnswer,
-  type ExplainAnswer,
-  type InstanceRow,
-  type KeysAnswer,
-  type QueryAnswer,
-  type StatusAnswer,
-} from './service-format.js';
+} from './format.js';
+import { callEndpoint, type CheckpointAnswer, type ExplainAnswer, type InstanceRow, type KeysAnswer, type QueryAnswer, type StatusAnswer } from '../io/service-request.js';
 
 const DEFAULT_URL = 'nats://127.0.0.1:4222';
-const REQUEST_TIMEOUT = 10_000;
 
 const COMMON: OptionDef[] = [
   { flag: '--nats', key: 'nats', kind: 'string', arg: 'URL', help: 'NATS server(s), comma-separated', default: DEFAULT_URL },
@@ -96,26 +89,6 @@ async function withConnection<T>(opts: RawOptions, fn: (nc: NatsConnection, url:
   } finally {
     await nc.close();
   }
-}
-
-/** Sends one request to an endpoint of job `job`; service errors become TidemarkErrors. */
-export async function callEndpoint(nc: NatsConnection, job: string, endpoint: string, body: Record<string, unknown>): Promise<unknown> {
-  const subject = `${subjectsFor(job).serviceGroup}.${endpoint}`;
-  let reply;
-  try {
-    reply = await nc.request(subject, new TextEncoder().encode(JSON.stringify(body)), { timeout: REQUEST_TIMEOUT });
-  } catch (e) {
-    if (e instanceof NatsError && e.code === '503') {
-      throw new TidemarkError('NOT_AVAILABLE', `no running job "${job}" answers on ${subject}; start it with tidemark run --job ${job}, or check --nats and --job (tidemark services lists what runs)`);
-    }
-    throw new TidemarkError('NOT_AVAILABLE', `job "${job}" did not answer on ${subject}: ${(e as Error).message}`);
-  }
-  const err = reply.headers?.get('Nats-Service-Error');
-  if (err) {
-    const code = reply.headers?.get('Nats-Service-Error-Code');
-    throw new TidemarkError(code === '400' ? 'BAD_FLAG' : 'NOT_AVAILABLE', `job "${job}" rejected the request: ${err}`);
-  }
-  return JSON.parse(new TextDecoder().decode(reply.data)) as unknown;
 }
 
 /** Every running Tidemark instance (optionally of one job), from $SRV.INFO joined with $SRV.STATS. */

@@ -1,0 +1,54 @@
+// A job's definition as it runs (what `tidemark run` and `startJob` resolve their options into),
+// and the settings that make saved state incompatible when they change.
+
+import { formatDuration } from './duration.js';
+import { formatWindowSpec } from './windows.js';
+import type { KeySpec } from './keys.js';
+import type { JobSemantics } from './ingest.js';
+import type { SinkSpec } from '../io/sink-spec.js';
+import type { NatsAuth } from '../io/connect.js';
+
+export interface JobConfig extends JobSemantics {
+  /** the sentiment job's keys (absent with a job module) */
+  keys?: KeySpec;
+  /** the sentiment job keeps example posts per window */
+  examples?: boolean;
+  /** `--job-module`: the user's job module, as given */
+  jobModule?: string;
+  nats?: string;
+  natsAuth: NatsAuth;
+  inputStream: string;
+  inputSubjects: string[];
+  idleTimeout: number;
+  sinks: SinkSpec[];
+  lateSink: SinkSpec;
+  dlqSink: SinkSpec;
+  stateDir: string;
+  checkpointInterval: number;
+  drain: boolean;
+  partitions: number;
+  batchSize: number;
+  scoringThreads: number;
+  retain: number;
+  resetState: boolean;
+  fromCheckpoint?: string;
+  logLevel: string;
+  metricsPort?: number;
+  /** Serve the live dashboard on this port of 127.0.0.1 from the job's process. */
+  dashboardPort?: number;
+}
+
+/** The settings that make saved state incompatible when they change. */
+export function stateFingerprint(cfg: JobConfig): Record<string, string> {
+  return {
+    job: cfg.job,
+    window: formatWindowSpec(cfg.window),
+    'allowed-lateness': formatDuration(cfg.lateness),
+    'max-out-of-orderness': formatDuration(cfg.maxOutOfOrderness),
+    ...(cfg.keys ? { keys: [cfg.keys.hashtags ? 'hashtags' : '', cfg.keys.all ? 'all' : '', ...cfg.keys.keywords.map((k) => `keyword:${k}`)].filter(Boolean).join(',') } : { 'job-module': cfg.compiled.def.name }),
+    ...(cfg.examples ? { examples: 'on' } : {}),
+    emit: cfg.emit,
+    partitions: String(cfg.partitions),
+    'input-stream': cfg.inputStream,
+  };
+}
