@@ -204,7 +204,14 @@ export class SinkActor {
   private complete(a: Alignment): void {
     const t0 = performance.now();
     const src = a.arrived.get(-1) as Extract<OutMsg, { t: 'source-barrier' }>;
-    const progress = SinkActor.progressKeys(this.sinks).map(([key, s]) => [key, s.snapshot(a.cp)] as const);
+    const progress = SinkActor.progressKeys(this.sinks).map(([key, s]) => {
+      const p = s.snapshot(a.cp);
+      // Awaited below, in checkpoint order, or never (after an abort): a failure (an ack timing out in
+      // a failover) while earlier checkpoints are still being written must not end the process as an
+      // unhandled rejection; the write below sees it.
+      p.catch(() => undefined);
+      return [key, p] as const;
+    });
     const upserts: Array<[number, readonly PersistedWindow[]]> = [];
     const deletes: Array<[number, string]> = [];
     let windows = 0;

@@ -1,7 +1,7 @@
 // Test helpers: one real nats-server per test file on a free loopback port,
 // and the built CLI run as a child process.
 
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -9,7 +9,9 @@ import { fileURLToPath } from 'node:url';
 import { connect, type NatsConnection } from 'nats';
 import { EmbeddedNats } from '../../src/io/nats-server.js';
 
-export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+const up2 = fileURLToPath(new URL('../..', import.meta.url));
+/** The project's root, also when these helpers run compiled from dist/ (scripts/soak.ts). */
+export const ROOT = existsSync(join(up2, 'package.json')) ? up2 : join(up2, '..');
 export const CLI = join(ROOT, 'bin', 'tidemark.js');
 
 /** A scratch directory removed at teardown. */

@@ -3,51 +3,17 @@
 // with the reference model (what a run without failure produces).
 
 import t from 'tap';
-import { readFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { connect, type NatsConnection } from 'nats';
-import { scratchDir, startNats, spawnCli, type CliResult } from '../helpers/nats.js';
+import { natsFixture } from '../helpers/nats.js';
+import { fillStream, readJsonl, readStream, byId } from '../helpers/sinks.js';
+import { killLoop, type KillPlan } from '../helpers/kill-loop.js';
 import { genStream, Rng } from '../helpers/streams.js';
 import { referenceRun, type RefConfig } from '../helpers/reference.js';
 
-const scratch = scratchDir('tidemark-chaos-');
-const nats = await startNats(scratch.dir);
-const nc: NatsConnection = await connect({ servers: nats.url });
-t.teardown(async () => {
-  await nc.close();
-  await nats.stop();
-  scratch.remove();
-});
+const { scratch, nats, nc } = await natsFixture(t, 'tidemark-chaos-');
 
-const enc = new TextEncoder();
-const dec = new TextDecoder();
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
-async function fillStream(stream: string, subject: string, payloads: string[]): Promise<void> {
-  const jsm = await nc.jetstreamManager();
-  await jsm.streams.add({ name: stream, subjects: [`${subject}.>`] });
-  const js = nc.jetstream();
-  for (let i = 0; i < payloads.length; i += 500) await Promise.all(payloads.slice(i, i + 500).map((p) => js.publish(`${subject}.in`, enc.encode(p))));
-}
-
-const readJsonl = (path: string): Array<{ id: string }> =>
-  existsSync(path) ? readFileSync(path, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as { id: string }) : [];
-
-async function readStream(stream: string): Promise<Array<{ id: string }>> {
-  const info = await (await nc.jetstreamManager()).streams.info(stream);
-  const out: Array<{ id: string }> = [];
-  if (info.state.messages === 0) return out;
-  const iter = await (await nc.jetstream().consumers.get(stream)).consume();
-  for await (const m of iter) {
-    out.push(JSON.parse(dec.decode(m.data)) as { id: string });
-    if (m.info.pending === 0) break;
-  }
-  await iter.close();
-  return out;
-}
-
+const sorted = <T extends { id: string }>(xs: T[]): T[] => byId(xs.map(({ msgId: _, ...r }: T & { msgId?: string }) => r as T));
 const ids = (xs: Array<{ id: string }>): string[] => xs.map((x) => x.id).sort();
-const sorted = <T extends { id: string }>(xs: T[]): T[] => [...xs].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
 
 interface Scenario {
   name: string;
@@ -56,7 +22,7 @@ interface Scenario {
   cfg: RefConfig;
   flags: string[];
   /** how the next attempt dies, given the kills so far: a delay before SIGKILL, a fault point inside a checkpoint write, or not at all */
-  plan: (rng: Rng, kills: number) => { afterCheckpoints: number; killAfterMs: number } | { fault: string } | 'finish';
+  plan: (rng: Rng, kills: number) => KillPlan;
 }
 
 const scenarios: Scenario[] = [
@@ -87,7 +53,7 @@ for (const sc of scenarios) {
   t.test(sc.name, async (t) => {
     const payloads = genStream(sc.seed, { n: sc.posts, unit: 60_000, step: 2_000, maxOutOfOrderness: sc.cfg.maxOutOfOrderness });
     const input = `IN_${sc.cfg.job.toUpperCase()}`;
-    await fillStream(input, sc.cfg.job, payloads);
+    await fillStream(nc, input, sc.cfg.job, payloads);
     // A tiny duplicate window: JetStream's own deduplication must not be what keeps the sink exact.
     const results = `RES_${sc.cfg.job.toUpperCase()}`;
     await (await nc.jetstreamManager()).streams.add({ name: results, subjects: [`res.${sc.cfg.job}`], duplicate_window: 100_000_000 });
@@ -100,45 +66,22 @@ for (const sc of scenarios) {
       '--state-dir', join(dir, 'state'), '--drain', '--batch-size', '20', '--checkpoint-interval', '40ms', '--log-level', 'debug',
     ];
     const rng = new Rng(sc.seed);
-    let kills = 0;
-    let recoveries = 0;
-    let last: CliResult | undefined;
-    for (let attempt = 0; attempt < 80; attempt++) {
-      const plan = sc.plan(rng, kills);
-      const env = typeof plan === 'object' && 'fault' in plan ? { TIDEMARK_FAULT: plan.fault } : {};
-      const { child, done, waitFor } = spawnCli(args, { env });
-      if (typeof plan === 'object' && 'killAfterMs' in plan) {
-        // Count from the job's k-th checkpoint of this run (start-up and checkpoint times vary with load).
-        const k = plan.afterCheckpoints;
-        await waitFor((err) => (err.match(/checkpoint complete/g) ?? []).length >= k && /watermark = max\(ts\)/.test(err)).catch(() => undefined);
-        const early = await Promise.race([done, sleep(plan.killAfterMs).then(() => undefined)]);
-        if (!early) child.kill('SIGKILL');
-      }
-      last = await done;
-      const resumedAt = /resuming after input sequence (\d+)/.exec(last.stderr);
-      if (resumedAt) recoveries++;
-      // Only a kill while input was left counts: a run restored at the end of input has nothing to lose.
-      if (last.signal === 'SIGKILL') {
-        if (!resumedAt || Number(resumedAt[1]) < payloads.length) kills++;
-        continue;
-      }
-      if (plan === 'finish' || last.code !== 0) break;
-      t.fail(`the job finished before kill ${kills + 1}: the input is too small for this plan`);
-      break;
-    }
+    const loop = await killLoop({ args, plan: (kills) => sc.plan(rng, kills), maxRuns: 80, inputLength: payloads.length });
+    const { kills, recoveries, last } = loop;
+    t.notOk(loop.finishedEarly, `the job did not finish before kill ${kills + 1} (else the input is too small for this plan)`);
     totalKills += kills;
-    t.equal(last!.code, 0, `the last run exits 0 (stderr: ${last!.stderr.slice(0, 1500)})`);
+    t.equal(last.code, 0, `the last run exits 0 (stderr: ${last.stderr.slice(0, 1500)})`);
     t.ok(kills >= 9, `the job was killed ${kills} times while input was left`);
     t.ok(recoveries >= 3, `${recoveries} restarts recovered from a checkpoint`);
 
-    const got = readJsonl(`${dir}/results.jsonl`);
+    const got = readJsonl<{ id: string }>(`${dir}/results.jsonl`);
     t.equal(new Set(ids(got)).size, got.length, 'jsonl results: no record twice');
     t.same(sorted(got), sorted(expected.results), 'jsonl results equal a run without failure');
-    const stored = await readStream(results);
+    const stored = await readStream<{ id: string }>(nc, results);
     t.equal(new Set(ids(stored)).size, stored.length, 'JetStream results: no record twice');
     t.same(sorted(stored), sorted(expected.results), 'JetStream results equal a run without failure');
-    t.same(sorted(readJsonl(`${dir}/late.jsonl`)), sorted(expected.late), 'late records equal a run without failure');
-    t.same(ids(readJsonl(`${dir}/dlq.jsonl`)), ids(expected.dead), 'dead letters equal a run without failure');
+    t.same(sorted(readJsonl<{ id: string }>(`${dir}/late.jsonl`)), sorted(expected.late), 'late records equal a run without failure');
+    t.same(ids(readJsonl<{ id: string }>(`${dir}/dlq.jsonl`)), ids(expected.dead), 'dead letters equal a run without failure');
   });
 }
 

@@ -5,7 +5,8 @@
 
 import t, { type Test } from 'tap';
 import { join } from 'node:path';
-import { natsFixture, fillStream, spawnCli, type CliResult } from '../helpers/nats.js';
+import { natsFixture, fillStream, spawnCli } from '../helpers/nats.js';
+import { killLoop } from '../helpers/kill-loop.js';
 import { genStream, Rng } from '../helpers/streams.js';
 import { referenceRun, type RefConfig } from '../helpers/reference.js';
 import { postgresFixture, readTables, lastRevisions, sortById } from '../helpers/postgres.js';
@@ -45,30 +46,17 @@ t.test('SIGKILL at random moments and inside the sink transaction: the tables eq
   const a = args(job, dir, ['--batch-size', '20', '--checkpoint-interval', '40ms']);
   const rng = new Rng(41);
   const faults = ['postgres-batch-written', 'postgres-before-commit', 'postgres-after-commit'];
-  let kills = 0;
-  let inTx = 0;
-  let last: CliResult | undefined;
-  for (let attempt = 0; attempt < 60; attempt++) {
-    const fault = kills < 12 && kills % 2 === 0 ? `${faults[(kills / 2) % 3]!}:${rng.int(1, 6)}` : undefined;
-    const { child, done, waitFor } = spawnCli(a, { env: fault ? { TIDEMARK_FAULT: fault } : {} });
-    if (kills < 12 && !fault) {
-      const k = rng.int(0, 3);
-      await waitFor((err) => (err.match(/checkpoint complete/g) ?? []).length >= k && /watermark = max\(ts\)/.test(err)).catch(() => undefined);
-      const early = await Promise.race([done, sleep(rng.int(0, 60)).then(() => undefined)]);
-      if (!early) child.kill('SIGKILL');
-    }
-    last = await done;
-    if (last.signal === 'SIGKILL') {
-      const resumed = /resuming after input sequence (\d+)/.exec(last.stderr);
-      if (!resumed || Number(resumed[1]) < payloads.length) {
-        kills++;
-        if (fault) inTx++;
-      }
-      continue;
-    }
-    break;
-  }
-  t.equal(last!.code, 0, `the last run exits 0 (stderr: ${last!.stderr.slice(-1200)})`);
+  const { kills, faultKills: inTx, last } = await killLoop({
+    args: a,
+    maxRuns: 60,
+    inputLength: payloads.length,
+    plan: (kills) => {
+      if (kills >= 12) return 'finish';
+      if (kills % 2 === 0) return { fault: `${faults[(kills / 2) % 3]!}:${rng.int(1, 6)}` };
+      return { afterCheckpoints: rng.int(0, 3), killAfterMs: rng.int(0, 60) };
+    },
+  });
+  t.equal(last.code, 0, `the last run exits 0 (stderr: ${last.stderr.slice(-1200)})`);
   t.ok(kills >= 10, `killed ${kills} times while input was left`);
   t.ok(inTx >= 5, `${inTx} of them inside the sink's transaction`);
   await checkTables(t, job, payloads);

@@ -7,7 +7,8 @@ import fc from 'fast-check';
 import { readFileSync, existsSync, writeFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { natsFixture, spawnCli, type CliResult } from '../helpers/nats.js';
+import { natsFixture } from '../helpers/nats.js';
+import { killLoop } from '../helpers/kill-loop.js';
 import { referenceRecords, type RefConfig } from '../helpers/reference.js';
 import { componentsArb, windowArb, recordsArb, moduleSource, summarize, asRecs, windowFlag, type Component, type GenRecord, type GenWindow } from '../helpers/generated-jobs.js';
 import { Rng } from '../helpers/streams.js';
@@ -119,24 +120,8 @@ t.test('tidemark run --job-module under SIGKILL at random moments: exactly the m
       '--state-dir', join(dir, 'state'), '--drain', '--batch-size', '20', '--checkpoint-interval', '40ms', '--log-level', 'debug',
     ];
     const rng = new Rng(sc.job.length);
-    let kills = 0;
-    let last: CliResult | undefined;
-    for (let attempt = 0; attempt < 40; attempt++) {
-      const { child, done, waitFor } = spawnCli(args);
-      if (kills < 6) {
-        const k = rng.int(0, 3);
-        await waitFor((err) => (err.match(/checkpoint complete/g) ?? []).length >= k && /watermark = max\(ts\)/.test(err)).catch(() => undefined);
-        const early = await Promise.race([done, sleep(rng.int(0, 60)).then(() => undefined)]);
-        if (!early) child.kill('SIGKILL');
-      }
-      last = await done;
-      if (last.signal === 'SIGKILL') {
-        kills++;
-        continue;
-      }
-      break;
-    }
-    t.equal(last!.code, 0, `${sc.job}: the last run exits 0 (${last!.stderr.slice(-800)})`);
+    const { kills, last } = await killLoop({ args, maxRuns: 40, plan: (kills) => (kills < 6 ? { afterCheckpoints: rng.int(0, 3), killAfterMs: rng.int(0, 60) } : 'finish') });
+    t.equal(last.code, 0, `${sc.job}: the last run exits 0 (${last.stderr.slice(-800)})`);
     t.ok(kills >= 4, `${sc.job}: killed ${kills} times`);
     const expected = referenceRecords(asRecs(records), refConfig(components, sc.window, 3_000, sc.lateness, sc.emit, sc.job));
     const got = readJsonl(`${dir}/results.jsonl`);
