@@ -1,11 +1,13 @@
 // Result rows/s into PostgreSQL: the PostgreSQL sink (exactly once: COPY into a staging table,
 // INSERT … ON CONFLICT into the revisions and current-value tables, one transaction per checkpoint
 // with its progress row), beside the JSONL sink on the same records, and beside a bare COPY of the
-// same rows (the same COPY text, made by the same code) by the same client into a plain table — all
+// same rows (the same COPY data, made by the same code) by the same client into a plain table — all
 // in this run, against one PostgreSQL server of its own (fsync on).
 
 import { join } from 'node:path';
-import { mkdirSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { loadavg, tmpdir } from 'node:os';
+import { pathToFileURL } from 'node:url';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { from as copyFrom } from 'pg-copy-streams';
@@ -15,6 +17,9 @@ import { parsePostgresSpec } from '../src/io/postgres-url.js';
 import { JsonlSink, type OutRecord, type Sink } from '../src/io/sinks.js';
 import { resultRecord, type ResultRecord } from '../src/runtime/records.js';
 import { WORKLOAD_EPOCH } from './workload.js';
+
+/** Bytes of a COPY binary stream's header (signature, flags, extension length). */
+const COPY_HEADER_BYTES = 19;
 
 export interface PostgresOutcome {
   method: string;
@@ -103,17 +108,22 @@ export async function runPostgres(o: { rows: number; workDir: string; onProgress
     await jsonl.close();
     rmSync(dir, { recursive: true, force: true });
 
-    // Bare COPY: the same COPY text (encoded in the timed section, as the sink does) into a plain table.
+    // Bare COPY: the same COPY data (binary, as the sink sends it, encoded in the timed section by the
+    // same code) into a plain table. A COPY binary stream has one header and one trailer: the chunks
+    // are cut out of their own streams.
     o.onProgress?.(0.8, `bare COPY of ${o.rows} rows`);
     await c.query(`CREATE TABLE bare_copy (${columns.map((k) => `"${k.name}" ${k.type}`).join(', ')})`);
     const encoder = new PostgresSink(spec, 'results', 'bench');
     encoder.observe(rows);
     const t0 = performance.now();
     await c.query('BEGIN');
-    const chunks = function* (): Generator<string> {
-      for (let i = 0; i < rows.length; i += every) yield encoder.copyText(rows.slice(i, i + every));
+    const chunks = function* (): Generator<Buffer> {
+      for (let i = 0; i < rows.length; i += every) {
+        const data = encoder.copyData(rows.slice(i, i + every));
+        yield data.subarray(i === 0 ? 0 : COPY_HEADER_BYTES, i + every >= rows.length ? data.length : data.length - 2);
+      }
     };
-    await pipeline(Readable.from(chunks()), c.query(copyFrom(`COPY bare_copy (${columns.map((k) => `"${k.name}"`).join(', ')}) FROM STDIN`)));
+    await pipeline(Readable.from(chunks()), c.query(copyFrom(`COPY bare_copy (${columns.map((k) => `"${k.name}"`).join(', ')}) FROM STDIN (FORMAT binary)`)));
     await c.query('COMMIT');
     const bareMs = performance.now() - t0;
     const bareRows = await count('bare_copy');
@@ -127,7 +137,7 @@ export async function runPostgres(o: { rows: number; workDir: string; onProgress
     const bareCopyRowsPerSec = rate(bareMs);
     return {
       method:
-        'in process, one PostgreSQL 15 of its own (fsync on): N window results (1000 keys × N/1000 minutes) written as the sink actor does (slices of 500, a checkpoint every 20,000 rows, each committed with its progress row), first write to last commit; the JSONL sink on the same records (fdatasync per checkpoint); a bare COPY of the same COPY text by the same client into a table without keys, one transaction',
+        'in process, one PostgreSQL 15 of its own (fsync on): N window results (1000 keys × N/1000 minutes) written as the sink actor does (slices of 500, a checkpoint every 20,000 rows, each committed with its progress row), first write to last commit; the JSONL sink on the same records (fdatasync per checkpoint); a bare COPY of the same COPY data (binary) by the same client into a table without keys, one transaction',
       rows: o.rows,
       checkpoints: run.checkpoints,
       sinkRowsPerSec,
@@ -144,4 +154,32 @@ export async function runPostgres(o: { rows: number; workDir: string; onProgress
   } finally {
     await server.remove();
   }
+}
+
+// `node dist/benchmarks/postgres.js [--rows N]` (after `npm run build`): this phase alone, its
+// outcome as JSON on stdout (with the 1-minute load average before and after).
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  const argv = process.argv.slice(2);
+  let rows = 100_000;
+  for (let i = 0; i < argv.length; i++) {
+    const v = argv[i + 1];
+    if (argv[i] === '--rows' && v !== undefined && /^\d+$/.test(v) && Number(v) >= 1) rows = Number(argv[++i]);
+    else {
+      process.stderr.write(`${argv[i]}: unknown option or bad value; accepted: --rows N (a whole number ≥ 1)\n`);
+      process.exit(2);
+    }
+  }
+  const workDir = mkdtempSync(join(tmpdir(), 'tidemark-pgbench-'));
+  const load1mBefore = loadavg()[0] ?? 0;
+  runPostgres({ rows, workDir }).then(
+    (r) => {
+      rmSync(workDir, { recursive: true, force: true });
+      process.stdout.write(JSON.stringify({ ...r, load1mBefore, load1mAfter: loadavg()[0] ?? 0 }, null, 2) + '\n');
+    },
+    (e: unknown) => {
+      rmSync(workDir, { recursive: true, force: true });
+      process.stderr.write(`postgres benchmark failed: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
+      process.exit(1);
+    },
+  );
 }

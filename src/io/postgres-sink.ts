@@ -2,10 +2,12 @@
 // one transaction per checkpoint together with that checkpoint's id in a progress table.
 //
 // Records between two barriers form an epoch. One connection streams an epoch's records into an
-// open transaction in batches (rows no earlier write can have made, such as a window's revision 0,
-// by a plain COPY into their tables; the others by COPY into a temporary staging table, then
-// INSERT … SELECT … ON CONFLICT; an epoch whose plain COPY meets an existing row — a replay — is
-// written again the second way), and at the barrier writes the progress row and commits; only
+// open transaction in batches of COPY binary rows (encoded in slices while the database works on the
+// previous batch, and ordered by id so the primary keys' index inserts stay close together): rows no
+// earlier write can have made, such as a window's revision 0, by a plain COPY into their tables; the
+// others by COPY into a temporary staging table, then INSERT … SELECT … ON CONFLICT; an epoch whose
+// plain COPY meets an existing row — a replay — is written again the second way. At the barrier it
+// writes the progress row and commits; only
 // then does the checkpoint's snapshot promise resolve, so LevelDB never records a checkpoint whose
 // results are not durable in PostgreSQL, and a reader never sees results of an uncommitted cut.
 // Records are kept until their epoch commits: when the connection is lost the epoch is written
@@ -98,8 +100,8 @@ interface Target {
 interface Epoch {
   cp?: number;
   records: OutRecord[];
-  /** each record's COPY line, made as it arrives (so encoding overlaps the database's work) */
-  lines: string[];
+  /** the COPY rows (binary format) of the first records, made in slices between other work (so encoding overlaps the database's) */
+  rows: RowBuffer;
   sent: number;
   closed: boolean;
   /** written with ON CONFLICT only (a plain COPY of this epoch met a row that was there) */
@@ -114,6 +116,8 @@ const q = (name: string): string => `"${name}"`;
 
 /** Rows per COPY batch (each batch is a few round trips). */
 const CHUNK = 20_000;
+/** Records encoded at a time between other work. */
+const ENCODE_SLICE = 2_000;
 /** Records accepted but not yet sent before write() makes the sink actor wait. */
 const HIGH_WATER = 100_000;
 
@@ -127,9 +131,95 @@ export function isTransient(e: unknown): boolean {
   return /Connection terminated|connection timeout|timeout expired|Client has encountered a connection error|not queryable|write after end|socket hang up/i.test(msg);
 }
 
-function copyEscape(s: string): string {
-  if (!/[\\\t\n\r\0]/.test(s)) return s;
-  return s.replace(/[\\\t\n\r\0]/g, (c) => (c === '\\' ? '\\\\' : c === '\t' ? '\\t' : c === '\n' ? '\\n' : c === '\r' ? '\\r' : '\uFFFD'));
+/** Existing column types (information_schema spelling, or ours after an ALTER) that take our binary COPY form as is. */
+const BINARY_SAME: Readonly<Record<PgType, readonly string[]>> = {
+  text: ['text', 'character varying'],
+  integer: ['integer'],
+  bigint: ['bigint'],
+  'double precision': ['double precision'],
+  boolean: ['boolean'],
+  timestamptz: ['timestamp with time zone', 'timestamptz'],
+  jsonb: ['jsonb'],
+};
+
+/** COPY binary header: signature, flags, header extension length. */
+const COPY_HEADER = Buffer.from([0x50, 0x47, 0x43, 0x4f, 0x50, 0x59, 0x0a, 0xff, 0x0d, 0x0a, 0x00, 0, 0, 0, 0, 0, 0, 0, 0]);
+/** ms from the Unix epoch to PostgreSQL's (2000-01-01 UTC). */
+const PG_EPOCH_MS = 946_684_800_000;
+const TWO_32 = 4_294_967_296;
+
+/** Rows in COPY binary form, back to back in one growing buffer, with where each starts. */
+class RowBuffer {
+  buf = Buffer.allocUnsafe(64 * 1024);
+  pos = 0;
+  readonly starts: number[] = [];
+
+  ensure(n: number): void {
+    if (this.pos + n <= this.buf.length) return;
+    const next = Buffer.allocUnsafe(Math.max(this.buf.length * 2, this.pos + n));
+    this.buf.copy(next, 0, 0, this.pos);
+    this.buf = next;
+  }
+
+  int16(v: number): void {
+    this.ensure(2);
+    this.pos = this.buf.writeInt16BE(v, this.pos);
+  }
+
+  int32(v: number): void {
+    this.ensure(4);
+    this.pos = this.buf.writeInt32BE(v, this.pos);
+  }
+
+  /** A field of 8 bytes: an int64 given as a Number (exact up to 2^53) or a BigInt. */
+  int64(v: number | bigint): void {
+    this.ensure(12);
+    this.buf.writeInt32BE(8, this.pos);
+    if (typeof v === 'bigint') this.pos = this.buf.writeBigInt64BE(v, this.pos + 4);
+    else {
+      const hi = Math.floor(v / TWO_32);
+      this.buf.writeInt32BE(hi, this.pos + 4);
+      this.pos = this.buf.writeUInt32BE(v - hi * TWO_32, this.pos + 8);
+    }
+  }
+
+  /** A text field (`prefix`: a byte before it, jsonb's version); NUL, which PostgreSQL text cannot hold, becomes U+FFFD. */
+  text(s: string, prefix?: number): void {
+    const len = s.length;
+    this.ensure(5 + len * 3);
+    const buf = this.buf;
+    const at = this.pos;
+    let p = at + 4;
+    if (prefix !== undefined) buf[p++] = prefix;
+    // Short ASCII text (ids, keys) byte by byte: cheaper than a call into the UTF-8 encoder.
+    let i = 0;
+    if (len <= 64) {
+      for (; i < len; i++) {
+        const ch = s.charCodeAt(i);
+        if (ch >= 0x80 || ch === 0) break;
+        buf[p + i] = ch;
+      }
+    }
+    if (i === len) p += len;
+    else {
+      if (s.indexOf('\0') >= 0) s = s.replaceAll('\0', '\uFFFD');
+      p += buf.write(s, p, 'utf8');
+    }
+    buf.writeInt32BE(p - at - 4, at);
+    this.pos = p;
+  }
+
+  /** Rows `order` (indexes), in that order, as one COPY binary stream. */
+  copyData(order: readonly number[]): Buffer {
+    const end = (i: number): number => (i + 1 < this.starts.length ? this.starts[i + 1]! : this.pos);
+    let size = COPY_HEADER.length + 2;
+    for (const i of order) size += end(i) - this.starts[i]!;
+    const out = Buffer.allocUnsafe(size);
+    let p = COPY_HEADER.copy(out, 0);
+    for (const i of order) p += this.buf.copy(out, p, this.starts[i]!, end(i));
+    out.writeInt16BE(-1, p);
+    return out;
+  }
 }
 
 /** True when no two results of the batch are of the same window. */
@@ -165,7 +255,7 @@ export class PostgresSink implements Sink {
   private client?: pg.Client;
   private inTx = false;
   private resetPending = false;
-  private epochs: Epoch[] = [{ records: [], lines: [], sent: 0, closed: false }];
+  private epochs: Epoch[] = [{ records: [], rows: new RowBuffer(), sent: 0, closed: false }];
   private unsent = 0;
   private drainWaiters: Array<() => void> = [];
   private pumping?: Promise<void>;
@@ -174,7 +264,7 @@ export class PostgresSink implements Sink {
   private lastCp = 0;
   private outageSince?: number;
   private readonly backoff = reconnectBackoff(200, 5000);
-  private readonly isoCache = new Map<number, string>();
+  private encoding?: NodeJS.Immediate;
   /** records committed by this process (metrics, benchmarks) */
   committed = 0;
 
@@ -217,8 +307,10 @@ export class PostgresSink implements Sink {
     return this.shown;
   }
 
+  private allColumns?: Column[];
+
   private get columns(): Column[] {
-    return [...this.base, ...this.extra];
+    return (this.allColumns ??= [...this.base, ...this.extra]);
   }
 
   /** Column names and types of the COPY text. */
@@ -271,19 +363,17 @@ export class PostgresSink implements Sink {
     try {
       const version = this.schemaVersion;
       this.observe(records);
-      // A new column: lines made before it lack a cell, make them again.
-      if (version !== this.schemaVersion) for (const e of this.epochs) e.lines = e.records.map((r) => this.line(r));
-      for (const r of records) {
-        ep.records.push(r);
-        ep.lines.push(this.line(r));
-      }
+      // A new column: rows made before it lack a cell, make them again.
+      if (version !== this.schemaVersion) for (const e of this.epochs) e.rows = new RowBuffer();
     } catch (e) {
       this.fail(e);
       return;
     }
+    for (const r of records) ep.records.push(r);
     this.unsent += records.length;
     this.written += records.length;
     this.kick();
+    this.encodeLater();
     if (this.unsent > HIGH_WATER) return new Promise((r) => this.drainWaiters.push(r));
   }
 
@@ -299,7 +389,7 @@ export class PostgresSink implements Sink {
     });
     // The sink actor may stop awaiting at an earlier failure: never an unhandled rejection.
     p.catch(() => undefined);
-    this.epochs.push({ records: [], lines: [], sent: 0, closed: false });
+    this.epochs.push({ records: [], rows: new RowBuffer(), sent: 0, closed: false });
     this.kick();
     return p;
   }
@@ -311,9 +401,10 @@ export class PostgresSink implements Sink {
 
   async close(): Promise<void> {
     this.closing = true;
+    if (this.encoding) clearImmediate(this.encoding);
     this.releaseWaiters(true);
     const pending = this.epochs.filter((e) => e.closed);
-    this.epochs = [{ records: [], lines: [], sent: 0, closed: false }];
+    this.epochs = [{ records: [], rows: new RowBuffer(), sent: 0, closed: false }];
     for (const e of pending) e.reject?.(new TidemarkError('SINK_FAILED', `${this.shown}: closed before checkpoint ${e.cp} was committed`));
     const c = this.client;
     this.client = undefined;
@@ -340,64 +431,114 @@ export class PostgresSink implements Sink {
     }
     this.columnsTaken.set(name, field);
     this.extra.push({ name, type, field, get: (r) => r[field] });
+    this.allColumns = undefined;
     this.schemaVersion++;
   }
 
-  /** The records as COPY text, one line per record, in `copyColumns` order (also what the benchmark's bare COPY sends). */
-  copyText(records: readonly OutRecord[]): string {
-    let text = '';
-    for (const r of records) text += this.line(r);
-    return text;
+  /** The records as one COPY binary stream (header, a row per record in `copyColumns` order, trailer): also what the benchmark's bare COPY sends. */
+  copyData(records: readonly OutRecord[]): Buffer {
+    return this.encode(records).copyData(records.map((_r, i) => i));
   }
 
-  /** One record's COPY line (with its newline). */
-  private line(rec: OutRecord): string {
+  /** Encodes waiting records, a slice at a time between other work (the writer encodes what it needs and is not yet). */
+  private encodeLater(): void {
+    if (this.encoding || this.fatal || this.closing) return;
+    this.encoding = setImmediate(() => {
+      this.encoding = undefined;
+      let budget = ENCODE_SLICE;
+      try {
+        for (const ep of this.epochs) {
+          const n = Math.min(ep.records.length - ep.rows.starts.length, budget);
+          if (n <= 0) continue;
+          this.encodeUpTo(ep, ep.rows.starts.length + n);
+          budget -= n;
+          if (budget === 0) break;
+        }
+      } catch (e) {
+        this.fail(e);
+        return;
+      }
+      if (budget === 0) this.encodeLater();
+    });
+  }
+
+  private encodeUpTo(ep: Epoch, to: number): void {
+    for (let i = ep.rows.starts.length; i < to; i++) this.row(ep.rows, ep.records[i]!);
+  }
+
+  private encode(records: readonly OutRecord[]): RowBuffer {
+    const rows = new RowBuffer();
+    for (const r of records) this.row(rows, r);
+    return rows;
+  }
+
+  /** Appends one record's COPY binary row. */
+  private row(w: RowBuffer, rec: OutRecord): void {
     const cols = this.columns;
     const r = rec as unknown as Rec;
-    let line = this.cell(cols[0]!, r);
-    for (let j = 1; j < cols.length; j++) line += '\t' + this.cell(cols[j]!, r);
-    return line + '\n';
+    w.starts.push(w.pos);
+    w.int16(cols.length);
+    for (const c of cols) this.cell(w, c, r);
   }
 
-  /** ISO text of a timestamp; windows share their bounds, so the text is remembered. */
-  private iso(ms: number): string {
-    let s = this.isoCache.get(ms);
-    if (s === undefined) {
-      if (this.isoCache.size > 50_000) this.isoCache.clear();
-      s = new Date(ms).toISOString();
-      this.isoCache.set(ms, s);
-    }
-    return s;
-  }
-
-  private cell(c: Column, r: Rec): string {
+  private cell(w: RowBuffer, c: Column, r: Rec): void {
     const v = c.get(r);
     if (v === null || v === undefined) {
       if (c.notNull) throw new TidemarkError('SINK_FAILED', `${this.shown}: record ${String(r.id)} has no ${c.field}`);
-      return '\\N';
+      return w.int32(-1);
     }
     switch (c.type) {
       case 'text':
-        if (typeof v === 'string') return copyEscape(v);
+        if (typeof v === 'string') return w.text(v);
         break;
       case 'integer':
+        if ((typeof v === 'number' && Number.isInteger(v)) || typeof v === 'bigint') {
+          if (v >= -2147483648 && v <= 2147483647) {
+            w.int32(4);
+            return w.int32(Number(v));
+          }
+        }
+        break;
       case 'bigint':
-        if (typeof v === 'number' && Number.isInteger(v)) return String(v);
-        if (typeof v === 'bigint') return String(v);
+        if (typeof v === 'number' && Number.isSafeInteger(v)) return w.int64(v);
+        if (typeof v === 'bigint' && v >= -(2n ** 63n) && v < 2n ** 63n) return w.int64(v);
         break;
       case 'double precision':
-        if (typeof v === 'number') return Number.isFinite(v) ? String(v) : Number.isNaN(v) ? 'NaN' : v > 0 ? 'Infinity' : '-Infinity';
+        if (typeof v === 'number') {
+          w.ensure(12);
+          w.buf.writeInt32BE(8, w.pos);
+          w.pos = w.buf.writeDoubleBE(v, w.pos + 4);
+          return;
+        }
         break;
       case 'boolean':
-        if (typeof v === 'boolean') return v ? 't' : 'f';
+        if (typeof v === 'boolean') {
+          w.int32(1);
+          w.ensure(1);
+          w.buf[w.pos++] = v ? 1 : 0;
+          return;
+        }
         break;
       case 'timestamptz':
-        if (typeof v === 'number' && Number.isFinite(v)) return this.iso(v);
+        // µs since 2000-01-01 UTC, of whole ms (as a Date holds them), within a Date's range.
+        if (typeof v === 'number' && Number.isFinite(v) && Math.abs(v) <= 8.64e15) {
+          const us = (Math.trunc(v) - PG_EPOCH_MS) * 1000;
+          return w.int64(Number.isSafeInteger(us) ? us : BigInt(Math.trunc(v) - PG_EPOCH_MS) * 1000n);
+        }
         break;
-      case 'jsonb':
-        return copyEscape(JSON.stringify(v));
+      case 'jsonb': {
+        const json = JSON.stringify(v) as string | undefined;
+        if (json !== undefined) return w.text(json, 1);
+        break;
+      }
     }
-    throw new TidemarkError('SINK_FAILED', `${this.shown}: field "${c.field}" of record ${String(r.id)} is ${JSON.stringify(v)}, which column ${c.name} (${c.type}) cannot hold`);
+    throw new TidemarkError('SINK_FAILED', `${this.shown}: field "${c.field}" of record ${String(r.id)} is ${typeof v === 'bigint' ? String(v) : JSON.stringify(v)}, which column ${c.name} (${c.type}) cannot hold`);
+  }
+
+  /** True when every column of `t` has the type the binary rows are made for (a table made by Tidemark, or alike). */
+  private takesRowsAsIs(t: Target): boolean {
+    const have = this.existing.get(t.table);
+    return this.columns.every((k) => BINARY_SAME[k.type].includes(have?.get(k.name) ?? ''));
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -527,37 +668,41 @@ export class PostgresSink implements Sink {
     this.appliedVersion = this.schemaVersion;
   }
 
-  /** COPY a batch into the staging table, then move it into every target with its conflict rule. */
   /**
-   * Writes a batch. Fast path: rows no earlier write can have made — a window's revision 0, a late
-   * record, a dead letter, when this epoch has met no existing row — are COPYed straight into their
-   * tables; a row that is there after all (a replay after a crash) makes the COPY fail with a unique
-   * violation, and the epoch is written again with `safe`. The rest (and all of a safe epoch) goes
-   * through the staging table and INSERT … ON CONFLICT.
+   * Writes rows `from`…`to` of an epoch, ordered by id (so the inserts into the primary keys' indexes
+   * are near one another, not spread over them). Fast path: rows no earlier write can have made — a
+   * window's revision 0, a late record, a dead letter, when this epoch has met no existing row — are
+   * COPYed straight into their tables; a row that is there after all (a replay after a crash) makes
+   * the COPY fail with a unique violation, and the epoch is written again with `safe`. The rest (and
+   * all of a safe epoch, and all rows for a table whose column types differ from ours) goes through
+   * the staging table and INSERT … ON CONFLICT.
    */
-  private async writeBatch(c: pg.Client, records: readonly OutRecord[], lines: readonly string[], safe: boolean): Promise<void> {
+  private async writeBatch(c: pg.Client, ep: Epoch, from: number, to: number, safe: boolean): Promise<void> {
     const cols = this.columns.map((k) => q(k.name)).join(', ');
-    const copy = (table: string, text: string): Promise<void> => pipeline(Readable.from([text]), c.query(copyFrom(`COPY ${table} (${cols}) FROM STDIN`)));
-    if (!safe) {
-      const fresh: string[] = [];
-      const restRecords: OutRecord[] = [];
-      const restLines: string[] = [];
-      for (let i = 0; i < records.length; i++) {
-        if (this.role !== 'results' || (records[i] as unknown as Rec).revision === 0) fresh.push(lines[i]!);
-        else {
-          restRecords.push(records[i]!);
-          restLines.push(lines[i]!);
-        }
-      }
-      if (fresh.length) {
-        const text = fresh.join('');
-        for (const t of this.targets) await copy(t.table, text);
-      }
-      if (restRecords.length === 0) return;
-      records = restRecords;
-      lines = restLines;
+    const copy = (table: string, data: Buffer): Promise<void> => pipeline(Readable.from([data]), c.query(copyFrom(`COPY ${table} (${cols}) FROM STDIN (FORMAT binary)`)));
+    const recs = ep.records as unknown as Rec[];
+    const ids: string[] = new Array<string>(to - from);
+    let order: number[] = new Array<number>(to - from);
+    for (let i = from; i < to; i++) {
+      order[i - from] = i;
+      ids[i - from] = String(recs[i]!.id);
     }
-    await copy(this.stage, lines.join(''));
+    order.sort((a, b) => (ids[a - from]! < ids[b - from]! ? -1 : ids[a - from]! > ids[b - from]! ? 1 : 0));
+    // All data is made before the first await: a new column meanwhile makes the epoch's rows anew.
+    this.encodeUpTo(ep, to);
+    let fresh: Buffer | undefined;
+    if (!safe && this.targets.every((t) => this.takesRowsAsIs(t))) {
+      const direct: number[] = [];
+      const rest: number[] = [];
+      for (const i of order) (this.role !== 'results' || recs[i]!.revision === 0 ? direct : rest).push(i);
+      if (direct.length) fresh = ep.rows.copyData(direct);
+      order = rest;
+    }
+    const staged = order.length ? ep.rows.copyData(order) : undefined;
+    if (fresh) for (const t of this.targets) await copy(t.table, fresh);
+    if (!staged) return;
+    await copy(this.stage, staged);
+    const records = order.map((i) => ep.records[i]!);
     const unique = this.role !== 'results' || windowsUnique(records);
     const stmts: string[] = [];
     for (const t of this.targets) {
@@ -608,7 +753,7 @@ export class PostgresSink implements Sink {
         if (unsent > 0) {
           const n = Math.min(unsent, CHUNK);
           await this.syncSchema(c);
-          await this.writeBatch(c, ep.records.slice(ep.sent, ep.sent + n), ep.lines.slice(ep.sent, ep.sent + n), ep.safe === true);
+          await this.writeBatch(c, ep, ep.sent, ep.sent + n, ep.safe === true);
           ep.sent += n;
           this.unsent -= n;
           faultPoint('postgres-batch-written');
