@@ -21,8 +21,18 @@ export interface OutRecord {
   id: string;
 }
 
+/**
+ * A JetStream sink's progress: every message up to `lastSeq` was looked at; those the checkpoint
+ * does not cover are listed in `pending` (ranges of sequences, inclusive): records a failed run
+ * stored that are produced again after this checkpoint.
+ */
+export interface JetStreamProgress {
+  lastSeq: number;
+  pending?: Array<[number, number]>;
+}
+
 /** Progress a sink needs to recover exactly: written into each checkpoint. */
-export type SinkProgress = { offset: number } | { lastSeq: number } | { checkpoint: number } | Record<string, never>;
+export type SinkProgress = { offset: number } | JetStreamProgress | { checkpoint: number } | Record<string, never>;
 
 /** A sink of records. */
 export interface Sink {
@@ -147,11 +157,50 @@ export class NatsSubjectSink implements Sink {
   async close(): Promise<void> {}
 }
 
-/** JetStream stream: Nats-Msg-Id = record id, plus a scan of what a failed run already stored. */
+/** Sorted sequences as inclusive ranges. */
+function toRanges(seqs: number[]): Array<[number, number]> {
+  const out: Array<[number, number]> = [];
+  for (const q of seqs) {
+    const last = out[out.length - 1];
+    if (last && q === last[1] + 1) last[1] = q;
+    else out.push([q, q]);
+  }
+  return out;
+}
+
+/** The sequences of `pending` ranges, checked (a checkpoint written by Tidemark holds sorted ranges at or below `lastSeq`). */
+function fromRanges(name: string, pending: unknown, lastSeq: number): number[] {
+  if (pending === undefined) return [];
+  const bad = (): never => {
+    throw new TidemarkError('STATE_CORRUPT', `${name}: the checkpoint's list of records to skip is malformed; use --reset-state to start over`);
+  };
+  if (!Array.isArray(pending)) bad();
+  const out: number[] = [];
+  let prev = 0;
+  for (const r of pending as unknown[]) {
+    if (!Array.isArray(r) || r.length !== 2) bad();
+    const [a, b] = r as unknown[];
+    if (!Number.isSafeInteger(a) || !Number.isSafeInteger(b) || (a as number) <= prev || (b as number) < (a as number) || (b as number) > lastSeq) bad();
+    for (let q = a as number; q <= (b as number); q++) out.push(q);
+    prev = b as number;
+  }
+  return out;
+}
+
+/**
+ * JetStream stream: Nats-Msg-Id = record id, plus a read-back of what a failed run already stored.
+ *
+ * Exactly once across kills, whatever JetStream's duplicate window: on open, the messages a failed
+ * run stored after the checkpoint are read back and their ids skipped when produced again. A
+ * record read back may come after a later checkpoint of this run (partitions reach the sink in a
+ * different order each run), so each checkpoint lists the read-back records still to come
+ * (`pending`) and the next run reads those back too; `lastSeq` is past everything looked at.
+ */
 export class JetStreamSink implements Sink {
   private inflight: Promise<PubAck>[] = [];
   private lastSeq = 0;
-  private skip = new Set<string>();
+  /** Read-back records not yet produced again: id → stream sequence. */
+  private skip = new Map<string, number>();
   private subject: string;
   written = 0;
 
@@ -167,6 +216,11 @@ export class JetStreamSink implements Sink {
 
   get name(): string {
     return `jetstream:${this.stream}`;
+  }
+
+  /** Read-back records still to be produced again (for tests and the log). */
+  get skipping(): number {
+    return this.skip.size;
   }
 
   async open(progress: SinkProgress | undefined): Promise<void> {
@@ -189,16 +243,20 @@ export class JetStreamSink implements Sink {
       else throw new TidemarkError('BAD_CONFIG', `jetstream:${this.stream}: the stream does not take subject ${this.subject}; use jetstream:${this.stream}:SUBJECT`);
     }
     const from = progress && 'lastSeq' in progress ? progress.lastSeq : 0;
-    this.lastSeq = from;
-    // Records stored after the checkpoint by a failed run: produced again, so skip them
-    // (JetStream's own deduplication only covers its duplicate window).
+    const pending = progress && 'lastSeq' in progress ? fromRanges(this.name, progress.pending, from) : [];
+    // Records stored after the checkpoint by a failed run, and those an earlier read-back found that
+    // are still to come: produced again, so skip them (JetStream's own deduplication only covers its
+    // duplicate window).
     const last = info.state.last_seq;
     // Stored message by stored message, each a request with a timeout: a scan during a failover
     // fails within a bounded time (and the job retries) instead of waiting on a consumer that is re-created forever.
-    for (let seq = from + 1; seq <= last; seq += SCAN_WINDOW) {
-      const seqs = Array.from({ length: Math.min(SCAN_WINDOW, last - seq + 1) }, (_, i) => seq + i);
+    const windows = function* (): Generator<number[]> {
+      for (let i = 0; i < pending.length; i += SCAN_WINDOW) yield pending.slice(i, i + SCAN_WINDOW);
+      for (let seq = from + 1; seq <= last; seq += SCAN_WINDOW) yield Array.from({ length: Math.min(SCAN_WINDOW, last - seq + 1) }, (_, i) => seq + i);
+    };
+    for (const window of windows()) {
       const msgs = await Promise.all(
-        seqs.map((q) =>
+        window.map((q) =>
           this.jsm.streams.getMessage(this.stream, { seq: q }).catch((e: unknown) => {
             if (apiErrorCode(e) === NO_MESSAGE_FOUND) return undefined;
             throw new TidemarkError('NATS_UNAVAILABLE', `${this.name}: cannot read back message ${q} of the stream: ${(e as Error).message}`, { cause: e });
@@ -207,14 +265,16 @@ export class JetStreamSink implements Sink {
       );
       for (const m of msgs) {
         const id = m && m.subject === this.subject ? m.header?.get('Nats-Msg-Id') : undefined;
-        if (id) this.skip.add(id);
+        if (id && !this.skip.has(id)) this.skip.set(id, m!.seq);
       }
     }
+    // Everything up to `last` has been looked at: what of it is still to come is in `skip`.
+    this.lastSeq = Math.max(from, last);
   }
 
   async write(records: readonly OutRecord[]): Promise<void> {
     for (const r of records) {
-      if (this.skip.delete(r.id)) continue;
+      if (this.skip.size && this.skip.delete(r.id)) continue;
       const ack = this.js.publish(this.subject, enc.encode(JSON.stringify(r)), { msgID: r.id });
       // A failed publish (a timeout during a failover) is reported where the acks are awaited, not as an unhandled rejection.
       ack.catch(() => undefined);
@@ -229,17 +289,20 @@ export class JetStreamSink implements Sink {
     const before = this.inflight;
     const base = this.lastSeq;
     this.inflight = [];
+    // The read-back records not produced again before the barrier come after it on a restart from this checkpoint.
+    const pending = this.skip.size ? toRanges([...this.skip.values()].sort((a, b) => a - b)) : undefined;
     return Promise.all(before).then((acks) => {
       let seq = base;
       for (const a of acks) if (a.seq > seq) seq = a.seq;
       if (seq > this.lastSeq) this.lastSeq = seq;
-      return { lastSeq: seq };
+      return pending ? { lastSeq: seq, pending } : { lastSeq: seq };
     });
   }
 
   async flush(): Promise<SinkProgress> {
     await this.settle();
-    return { lastSeq: this.lastSeq };
+    const pending = this.skip.size ? toRanges([...this.skip.values()].sort((a, b) => a - b)) : undefined;
+    return pending ? { lastSeq: this.lastSeq, pending } : { lastSeq: this.lastSeq };
   }
 
   async close(): Promise<void> {
