@@ -4,7 +4,7 @@
 // damaged log or table) is reported; table checksums are checked before LevelDB reads a table;
 // damage LevelDB itself reports is named with the ways out (inspect --repair, --reset-state).
 
-import { existsSync, readdirSync, rmSync, cpSync, mkdirSync, renameSync } from 'node:fs';
+import { existsSync, readdirSync, rmSync, cpSync, mkdirSync, renameSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { Level } from 'level';
 import { encode, decode } from './codec.js';
@@ -102,6 +102,18 @@ const lockedError = (dir: string, e: unknown): TidemarkError =>
 const manifestPath = (dir: string): string => `${dir}.manifest`;
 /** LevelDB's files in `dir` (its own log LOG and lock LOCK aside), if any. */
 const levelFiles = (dir: string): string[] => (existsSync(dir) ? readdirSync(dir).filter((f) => /^(CURRENT|MANIFEST-\d+|\d+\.(log|ldb|sst))$/.test(f)) : []);
+/**
+ * True when `dir` holds only what LevelDB writes before its CURRENT file while it creates a new
+ * database (MANIFEST-000001, perhaps CURRENT's temporary 000001.dbtmp, its own LOG and LOCK), and
+ * the checkpoint manifest beside it is absent or empty: no data, no checkpoint. Anything more (a
+ * write-ahead log, a table file, a later MANIFEST, a manifest line) without CURRENT is damage.
+ */
+function unfinishedCreation(dir: string): boolean {
+  const files = levelFiles(dir);
+  if (files.length !== 1 || files[0] !== 'MANIFEST-000001') return false;
+  const manifest = manifestPath(dir);
+  return !existsSync(manifest) || statSync(manifest).size === 0;
+}
 /** The repair of classic-level (`level` in Node is classic-level, whose types it does not re-export). */
 const LevelStatics = Level as unknown as { repair(location: string): Promise<void> };
 
@@ -140,6 +152,15 @@ export class CheckpointStore {
    * holds state is never re-created empty: LevelDB would do that silently when its CURRENT file is gone.
    */
   static async open(dir: string, ref?: StateRef): Promise<CheckpointStore> {
+    const notes: string[] = [];
+    if (unfinishedCreation(dir)) {
+      // A process stopped while LevelDB was creating the database (it writes MANIFEST-000001, then
+      // CURRENT): nothing was ever stored. Unless a process is creating it right now.
+      await CheckpointStore.assertUnlocked(dir);
+      for (const f of readdirSync(dir)) if (/^MANIFEST-\d+$|\.dbtmp$/.test(f)) rmSync(join(dir, f), { force: true });
+      rmSync(manifestPath(dir), { force: true });
+      notes.push(`${dir} holds only the start of a LevelDB database that was never finished (no CURRENT file, no data, no checkpoint): a first start was cut short; starting with empty state`);
+    }
     const manifestExisted = existsSync(manifestPath(dir));
     const hasState = levelFiles(dir).length > 0 || manifestExisted;
     // LevelDB does not verify its tables' checksums: check them before it reads (or compacts) one.
@@ -165,6 +186,7 @@ export class CheckpointStore {
       throw new TidemarkError('STATE_CORRUPT', `the checkpoint manifest ${manifestPath(dir)} cannot be read: ${(e as Error).message}`, { cause: e });
     }
     const store = new CheckpointStore(db, dir, manifest, ref);
+    store.notes.push(...notes);
     try {
       try {
         store.codec.load(await db.iterator(WindowCodec.range).all());

@@ -1,10 +1,11 @@
 // The checkpoint store's own defences, on real LevelDB on disk: the manifest beside it (a torn
 // last line, a damaged line, the rewrite after many prunes, a checkpoint written just before a
 // crash, a state directory from before manifests), a metadata entry changed in place, ids never
-// reused, and the table-file checks (CRC32C and Snappy against LevelDB's own files).
+// reused, the table-file checks (CRC32C and Snappy against LevelDB's own files), and a first start
+// killed while LevelDB was creating its database.
 
 import t from 'tap';
-import { appendFileSync, readFileSync, writeFileSync, rmSync, readdirSync } from 'node:fs';
+import { appendFileSync, readFileSync, writeFileSync, rmSync, readdirSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { scratchDir } from '../helpers/nats.js';
 import { CheckpointStore, metaKey, type CheckpointMeta } from '../../src/io/checkpoint-store.js';
@@ -99,6 +100,73 @@ t.test('state from before manifests gets one; a reset forgets everything', async
   t.equal(await again.restore(), undefined, 'nothing left after a reset');
   t.equal(again.maxId, 0);
   await again.close();
+});
+
+/**
+ * MANIFEST-000001 as LevelDB's NewDB writes it: one log record (masked CRC32C, length, type FULL)
+ * holding a VersionEdit with the comparator, log number 0, next file number 2, last sequence 0.
+ */
+function newDbManifest(): Buffer {
+  const name = Buffer.from('leveldb.BytewiseComparator');
+  const edit = Buffer.concat([Buffer.from([1, name.length]), name, Buffer.from([2, 0, 3, 2, 4, 0])]);
+  const typed = Buffer.concat([Buffer.from([1]), edit]);
+  const crc = crc32c(typed);
+  const masked = ((((crc >>> 15) | (crc << 17)) >>> 0) + 0xa282ead8) >>> 0;
+  const header = Buffer.alloc(7);
+  header.writeUInt32LE(masked, 0);
+  header.writeUInt16LE(edit.length, 4);
+  header[6] = 1;
+  return Buffer.concat([header, edit]);
+}
+
+/** A state directory as a first start SIGKILLed inside LevelDB's creation of it leaves it. */
+function cutShort(files: Record<string, Buffer | string>): string {
+  const dir = freshDir();
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(join(dir, 'LOCK'), '');
+  writeFileSync(join(dir, 'LOG'), '2026/12/02-18:00:00.000000 7f00 Creating DB ' + dir + ' since it was missing.\n');
+  for (const [f, b] of Object.entries(files)) writeFileSync(f.endsWith('.manifest') ? `${dir}.manifest` : join(dir, f), b);
+  return dir;
+}
+
+t.test('a first start killed while LevelDB created the database starts empty; without CURRENT anything more is damage', async (t) => {
+  const m = newDbManifest();
+  const leftovers: Array<[string, Record<string, Buffer | string>]> = [
+    ['MANIFEST-000001 written, CURRENT not yet', { 'MANIFEST-000001': m }],
+    ['MANIFEST-000001 half written', { 'MANIFEST-000001': m.subarray(0, 11) }],
+    ['MANIFEST-000001 created empty', { 'MANIFEST-000001': Buffer.alloc(0) }],
+    ["CURRENT's temporary file written, not yet renamed", { 'MANIFEST-000001': m, '000001.dbtmp': 'MANIFEST-000001\n' }],
+    ['an empty checkpoint manifest beside it', { 'MANIFEST-000001': m, '.manifest': '' }],
+  ];
+  for (const [what, files] of leftovers) {
+    const dir = cutShort(files);
+    const store = await CheckpointStore.open(dir);
+    t.match(store.notes, [/only the start of a LevelDB database that was never finished .*a first start was cut short; starting with empty state/], `${what}: opened as empty, with a note`);
+    t.equal(await store.restore(), undefined, `${what}: no checkpoint`);
+    await writeFull(store, [1]);
+    await store.close();
+    const again = await CheckpointStore.open(dir);
+    t.same(again.notes, [], `${what}: the next start finds the state it wrote`);
+    t.equal((await again.restore())?.meta.id, 1, `${what}: and restores its checkpoint`);
+    await again.close();
+  }
+
+  // A real database's write-ahead log (data) beside MANIFEST-000001, no CURRENT: damage, as before.
+  const real = freshDir();
+  const store = await CheckpointStore.open(real);
+  await writeFull(store, [1]);
+  await store.close();
+  const log = readdirSync(real).find((f) => f.endsWith('.log'))!;
+  const damaged: Array<[string, Record<string, Buffer | string>]> = [
+    ['a write-ahead log with data', { 'MANIFEST-000001': m, [log]: readFileSync(join(real, log)) }],
+    ['a later MANIFEST', { 'MANIFEST-000001': m, 'MANIFEST-000004': m }],
+    ['a checkpoint manifest with a line', { 'MANIFEST-000001': m, '.manifest': readFileSync(`${real}.manifest`) }],
+  ];
+  for (const [what, files] of damaged) {
+    const dir = cutShort(files);
+    await t.rejects(CheckpointStore.open(dir), { code: 'STATE_CORRUPT', message: /damaged and LevelDB cannot open it/ }, `${what}, no CURRENT: reported as damaged`);
+    t.ok(readdirSync(dir).includes('MANIFEST-000001'), `${what}: nothing was deleted`);
+  }
 });
 
 t.test('many prunes rewrite the manifest to its live checkpoints; ids are never reused', async (t) => {
