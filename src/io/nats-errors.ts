@@ -16,11 +16,13 @@ const TRANSIENT_CODES = new Set(['TIMEOUT', '503', '408', 'DISCONNECT', 'CONNECT
 /** The JetStream API error code carried by an error, if any. */
 export const apiErrorCode = (e: unknown): number | undefined => (e as { api_error?: { err_code?: number } } | undefined)?.api_error?.err_code;
 
-/** True when the error says the stream does not exist (and nothing else: a timeout is not "missing"). */
+/**
+ * True when the error says the stream does not exist: JetStream API error 10059 and nothing else.
+ * A timeout is not "missing", nor is a bare "stream not found" status without the API's error code
+ * (a node that lost its quorum answers so while the stream is there).
+ */
 export function isStreamNotFound(e: unknown): boolean {
-  const code = apiErrorCode(e);
-  if (code !== undefined) return code === STREAM_NOT_FOUND;
-  return e instanceof NatsError && /stream not found/i.test(e.message);
+  return apiErrorCode(e) === STREAM_NOT_FOUND;
 }
 
 /** True when the error (or one it wraps) is a NATS failure that retrying can cure. */
@@ -29,6 +31,8 @@ export function isTransientNatsError(e: unknown): boolean {
     const api = apiErrorCode(cur);
     if (api !== undefined && TRANSIENT_API_ERRORS.has(api)) return true;
     if (cur instanceof NatsError && TRANSIENT_CODES.has(cur.code)) return true;
+    // "stream not found" without the API's error code: a node in transition, not an answer (see isStreamNotFound).
+    if (cur instanceof NatsError && api === undefined && /stream not found/i.test(cur.message)) return true;
     if (/jetstream (system )?(temporarily )?(not available|unavailable)|no suitable peers|leader (not|un)/i.test(cur.message)) return true;
   }
   return false;

@@ -61,14 +61,14 @@ t.test('kill -9 of the node the job is connected to: the job carries on and the 
 
   t.same(sorted(readJsonl(`${dir}/results.jsonl`)), sorted(expected.results), 'jsonl results equal the model');
   t.same(sorted(readJsonl(`${dir}/late.jsonl`)), sorted(expected.late), 'late records equal the model');
+  // Message by message with direct requests: an ordered consumer on a cluster after a node's kill
+  // keeps a retry timer of the client alive, and the test never ends.
   const stored: Array<{ id: string }> = [];
   const info = await jsm.streams.info('RES_CLU');
-  const iter = await (await js.consumers.get('RES_CLU')).consume();
-  for await (const m of iter) {
+  for (let seq = info.state.first_seq; seq <= info.state.last_seq; seq++) {
+    const m = await jsm.streams.getMessage('RES_CLU', { seq });
     stored.push(JSON.parse(dec.decode(m.data)) as { id: string });
-    if (m.info.pending === 0) break;
   }
-  await iter.close();
   t.equal(stored.length, info.state.messages, 'read every stored result');
   t.equal(new Set(stored.map((s) => s.id)).size, stored.length, 'JetStream results: no record twice');
   t.same(sorted(stored), sorted(expected.results), 'JetStream results equal the model');
