@@ -164,7 +164,11 @@ export class CheckpointStore {
     const manifestExisted = existsSync(manifestPath(dir));
     const hasState = levelFiles(dir).length > 0 || manifestExisted;
     // LevelDB does not verify its tables' checksums: check them before it reads (or compacts) one.
-    const tables = damagedTables(dir);
+    const damaged = damagedTables(dir);
+    // A table LevelDB was writing when its process stopped is not in its MANIFEST yet: it holds
+    // nothing of the state, and LevelDB deletes it unread on open.
+    for (const d of damaged) if (!d.listed) notes.push(`LevelDB table file ${d.file} was being written when the process stopped (${d.problem}); LevelDB's MANIFEST does not list it, and LevelDB deletes it`);
+    const tables = damaged.filter((d) => d.listed);
     if (tables.length) {
       await CheckpointStore.assertUnlocked(dir);
       const what = tables.map((d) => `table file ${d.file}: ${d.problem}`).join('; ');

@@ -8,7 +8,7 @@
 // type, masked CRC32C of contents + type); a 48-byte footer at the end with the metaindex and index
 // block handles and a magic number. The index block maps keys to data-block handles.
 
-import { openSync, readSync, fstatSync, closeSync, readdirSync } from 'node:fs';
+import { openSync, readSync, fstatSync, closeSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 const MAGIC_LO = 0x8b80fb57;
@@ -168,9 +168,14 @@ export function checkTable(path: string): string | undefined {
   }
 }
 
-/** The damaged table files of a LevelDB directory, with what is wrong with each. */
-export function damagedTables(dir: string): Array<{ file: string; problem: string }> {
-  const out: Array<{ file: string; problem: string }> = [];
+/**
+ * The damaged table files of a LevelDB directory, with what is wrong with each; `listed` says
+ * whether LevelDB's MANIFEST names the file (false: a table it was writing when its process
+ * stopped, which it deletes unread on open).
+ */
+export function damagedTables(dir: string): Array<{ file: string; problem: string; listed: boolean }> {
+  const out: Array<{ file: string; problem: string; listed: boolean }> = [];
+  const named = tablesInManifest(dir);
   let names: string[];
   try {
     names = readdirSync(dir);
@@ -179,7 +184,96 @@ export function damagedTables(dir: string): Array<{ file: string; problem: strin
   }
   for (const f of names.filter((n) => /^\d+\.(ldb|sst)$/.test(n)).sort()) {
     const problem = checkTable(join(dir, f));
-    if (problem) out.push({ file: f, problem });
+    if (problem) out.push({ file: f, problem, listed: !named || named.has(Number(f.slice(0, f.indexOf('.')))) });
   }
   return out;
+}
+
+/** LevelDB's log format (doc/log_format.md): 32 KiB blocks of records, each a 7-byte header (masked CRC32C, length, type) and its data. */
+const LOG_BLOCK = 32_768;
+const LOG_HEADER = 7;
+
+/**
+ * The records of a LevelDB log file (a MANIFEST is one), fragments joined; a torn last record (a
+ * process stopped mid-write) ends the list, as it does for LevelDB. Undefined when a record fails
+ * its checksum or the framing is broken.
+ */
+function logRecords(b: Uint8Array): Uint8Array[] | undefined {
+  const out: Uint8Array[] = [];
+  let parts: Uint8Array[] | undefined;
+  let at = 0;
+  while (at < b.length) {
+    const left = LOG_BLOCK - (at % LOG_BLOCK);
+    if (left < LOG_HEADER) {
+      at += left;
+      continue;
+    }
+    if (at + LOG_HEADER > b.length) break;
+    const dv = new DataView(b.buffer, b.byteOffset + at, LOG_HEADER);
+    const len = dv.getUint16(4, true);
+    const type = b[at + 6]!;
+    // A block's zero-filled tail (a preallocated or padded end): nothing more in this block.
+    if (type === 0 && len === 0) {
+      at += left;
+      continue;
+    }
+    if (at + LOG_HEADER + len > b.length) break;
+    if (LOG_HEADER + len > left) return undefined;
+    if (crc32c(b, at + 6, at + LOG_HEADER + len) !== unmask(dv.getUint32(0, true))) return undefined;
+    const data = b.subarray(at + LOG_HEADER, at + LOG_HEADER + len);
+    at += LOG_HEADER + len;
+    if (type === 1) {
+      out.push(data);
+      parts = undefined;
+    } else if (type === 2) parts = [data];
+    else if (type === 3 && parts) parts.push(data);
+    else if (type === 4 && parts) {
+      parts.push(data);
+      out.push(Buffer.concat(parts));
+      parts = undefined;
+    } else return undefined;
+  }
+  return out;
+}
+
+/**
+ * The numbers of the table files that the current MANIFEST of a LevelDB directory names (every
+ * table it ever added: a table LevelDB was still writing when its process stopped is not among
+ * them, since LevelDB records a table only once it is written and synced). Undefined when CURRENT
+ * or the MANIFEST cannot be read: then every table counts.
+ */
+export function tablesInManifest(dir: string): Set<number> | undefined {
+  try {
+    const current = readFileSync(join(dir, 'CURRENT'), 'utf8');
+    const name = /^(MANIFEST-\d+)\n$/.exec(current)?.[1];
+    if (!name) return undefined;
+    const records = logRecords(readFileSync(join(dir, name)));
+    if (!records) return undefined;
+    const out = new Set<number>();
+    for (const rec of records) {
+      const r = new Reader(rec);
+      const bytes = (): void => {
+        const n = r.varint();
+        r.at += n;
+      };
+      while (r.at < rec.length) {
+        const tag = r.varint();
+        if (tag === 1) bytes(); // comparator
+        else if (tag === 2 || tag === 3 || tag === 4 || tag === 9) r.varint(); // log, next file, last sequence, previous log
+        else if (tag === 5) (r.varint(), bytes()); // compaction pointer: level, key
+        else if (tag === 6) (r.varint(), r.varint()); // deleted file: level, number
+        else if (tag === 7) {
+          r.varint(); // level
+          out.add(r.varint());
+          r.varint(); // size
+          bytes(); // smallest key
+          bytes(); // largest key
+        } else return undefined;
+      }
+      if (r.at !== rec.length) return undefined;
+    }
+    return out;
+  } catch {
+    return undefined;
+  }
 }

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { scratchDir } from '../helpers/nats.js';
 import { CheckpointStore, metaKey, type CheckpointMeta } from '../../src/io/checkpoint-store.js';
 import { CheckpointManifest } from '../../src/io/checkpoint-manifest.js';
-import { checkTable, crc32c, damagedTables, unsnappy } from '../../src/io/leveldb-tables.js';
+import { checkTable, crc32c, damagedTables, tablesInManifest, unsnappy } from '../../src/io/leveldb-tables.js';
 import { describeOpenFailure, groupProblems, isLevelDamage, levelText } from '../../src/io/state-damage.js';
 import { encode, decode } from '../../src/io/codec.js';
 import type { PersistedWindow } from '../../src/runtime/window-operator.js';
@@ -234,6 +234,33 @@ t.test('LevelDB table files: CRC32C, Snappy and the checks on real tables', asyn
   const repaired = await CheckpointStore.open(dir);
   t.ok((await repaired.diagnose()).some((r) => r.problem === undefined), 'a checkpoint still verifies after the repair');
   await repaired.close();
+});
+
+t.test('a table file LevelDB was writing when its process was killed (not in its MANIFEST) is no damage', async (t) => {
+  const dir = freshDir();
+  for (let round = 0; round < 2; round++) {
+    const store = await CheckpointStore.open(dir);
+    await writeFull(store, [round * 2 + 1, round * 2 + 2], 2000);
+    await store.close();
+  }
+  const tables = readdirSync(dir).filter((f) => f.endsWith('.ldb')).map((f) => Number(f.slice(0, -4)));
+  t.ok(tables.length >= 1, 'LevelDB wrote table files');
+  t.same([...(tablesInManifest(dir) ?? [])].filter((n) => tables.includes(n)).sort(), tables.sort(), "LevelDB's MANIFEST, read here, names every table on disk");
+  // What a SIGKILL in the middle of a compaction or a memtable flush leaves: a table cut short,
+  // under a number LevelDB allocated but had not recorded yet.
+  const orphan = `${String(Math.max(...tables) + 50).padStart(6, '0')}.ldb`;
+  const whole = readFileSync(join(dir, `${String(tables[0]).padStart(6, '0')}.ldb`));
+  writeFileSync(join(dir, orphan), whole.subarray(0, Math.floor(whole.length / 2)));
+  t.match(damagedTables(dir), [{ file: orphan, problem: /bad magic number/, listed: false }], 'the file is damaged, and not listed');
+  const store = await CheckpointStore.open(dir);
+  t.match(store.notes, [new RegExp(`table file ${orphan} was being written when the process stopped .*MANIFEST does not list it`)], 'opened, with a note');
+  t.equal((await store.restore())?.meta.id, 4, 'the newest checkpoint is restored');
+  await store.close();
+  t.same(damagedTables(dir), [], 'LevelDB deleted the unfinished table on open');
+  // The same damage to a table the MANIFEST lists is refused (as in the test above).
+  const listed = `${String(tables[0]).padStart(6, '0')}.ldb`;
+  writeFileSync(join(dir, listed), whole.subarray(0, Math.floor(whole.length / 2)));
+  await t.rejects(CheckpointStore.open(dir), { code: 'STATE_CORRUPT', message: new RegExp(`table file ${listed}: not a table`) }, 'a listed table cut short is damage');
 });
 
 t.test('LevelDB errors in words', async (t) => {
