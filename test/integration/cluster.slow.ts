@@ -57,7 +57,9 @@ t.test('kill -9 of the node the job is connected to: the job carries on and the 
   child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
   await cluster.kill(victim!);
   // A job that never ends after the kill fails the test with what it last said, instead of hanging it.
-  const r = await Promise.race([done, new Promise<undefined>((res) => setTimeout(res, 180_000).unref())]);
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const r = await Promise.race([done, new Promise<undefined>((res) => (timer = setTimeout(res, 180_000) as unknown as ReturnType<typeof setTimeout>))]);
+  clearTimeout(timer);
   if (!r) {
     child.kill('SIGKILL');
     t.fail(`the job did not end within 180 s of the node's kill; its last log lines:\n${stderr.split('\n').filter((l) => !/checkpoint complete/.test(l)).slice(-40).join('\n')}`);
