@@ -15,6 +15,8 @@ import type { JobSource } from '../io/job-loader.js';
 import { formatWindowSpec } from '../runtime/windows.js';
 import { formatDuration } from '../runtime/duration.js';
 import type { Logger } from '../log.js';
+import { groupsOf } from '../runtime/key-groups.js';
+import type { PersistedWindow } from '../runtime/window-operator.js';
 import { PartitionActor } from './partition-actor.js';
 import { SinkActor, type SinkSet } from './sink-actor.js';
 import { SourceActor, type SavepointTaken } from './source-actor.js';
@@ -136,7 +138,7 @@ export class Job {
         late: createSink(cfg.lateSink, nc, js, jsm, cfg.job, 'late', log),
         dead: createSink(cfg.dlqSink, nc, js, jsm, cfg.job, 'dead', log),
       };
-      const sink = new SinkActor(nc, cfg.job, cfg.partitions, sinkSet, store, fingerprint, cfg.retain, log, meta?.id ?? 0, channel);
+      const sink = new SinkActor(nc, cfg.job, cfg.partitions, cfg.keyGroups, sinkSet, store, fingerprint, cfg.retain, log, meta?.id ?? 0, channel);
       opened = sink;
       await sink.openSinks(meta?.sinks);
       if (meta) {
@@ -145,7 +147,16 @@ export class Job {
         sink.counts.dead = meta.counters.dead ?? 0;
       }
       const parts = Array.from({ length: cfg.partitions }, (_, p) => new PartitionActor(nc, p, { job: cfg.job, window: cfg.window, lateness: cfg.lateness, mode: cfg.emit, compiled: cfg.compiled }, channel));
-      if (restored) for (const pa of parts) await pa.restore(restored.windows.get(pa.partition) ?? [], restored.meta.watermark.wm);
+      if (restored) {
+        // Each actor restores the key groups it owns in this run, whichever actor wrote them.
+        const routing = { keyGroups: cfg.keyGroups, actors: cfg.partitions };
+        for (const pa of parts) {
+          const { from, to } = groupsOf(pa.partition, routing);
+          const mine: PersistedWindow[] = [];
+          for (let kg = from; kg < to; kg++) for (const w of restored.windows.get(kg) ?? []) mine.push(w);
+          await pa.restore(mine, restored.meta.watermark.wm);
+        }
+      }
       for (const pa of parts) pa.start(cfg.job);
       sink.start();
       const endSeq = cfg.drain ? input.lastSeq : undefined;
@@ -161,7 +172,7 @@ export class Job {
         new JetStreamSource(js, cfg.inputStream),
         pool,
         cfg,
-        { partitions: cfg.partitions, batchSize: cfg.batchSize, maxInflight: 4, checkpointInterval: cfg.checkpointInterval, idleTimeout: cfg.idleTimeout, ...(endSeq !== undefined ? { endSeq } : {}) },
+        { partitions: cfg.partitions, keyGroups: cfg.keyGroups, batchSize: cfg.batchSize, maxInflight: 4, checkpointInterval: cfg.checkpointInterval, idleTimeout: cfg.idleTimeout, ...(endSeq !== undefined ? { endSeq } : {}) },
         channel,
         // New checkpoint ids continue after the newest stored one (also when restoring an older one).
         { seq: meta?.seq ?? 0, cp: store.maxId, ...(restored ? { watermark: restored.meta.watermark, chain: restored.chain } : {}) },
@@ -189,6 +200,7 @@ export class Job {
           emit: cfg.emit,
           idleTimeout: formatDuration(cfg.idleTimeout),
           partitions: cfg.partitions,
+          keyGroups: cfg.keyGroups,
           input: `${cfg.inputStream} (${cfg.inputSubjects.join(',')})`,
           drain: cfg.drain,
         },

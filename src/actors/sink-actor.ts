@@ -2,6 +2,7 @@
 // aligned checkpoints: once every input channel has delivered barrier n it flushes the sinks
 // and writes window deltas, watermark, input sequence and sink progress in one LevelDB batch.
 
+import { keyGroupOf, keyOfWindowId } from '../runtime/key-groups.js';
 import type { NatsConnection, Subscription } from 'nats';
 import { Opener, Sealer, SENDER, receive, type ChannelContext } from '../io/channel.js';
 import { checkOutMsg } from './message-checks.js';
@@ -58,6 +59,8 @@ export class SinkActor {
     private readonly nc: NatsConnection,
     private readonly job: string,
     private readonly partitions: number,
+    /** the job's key groups: checkpoint entries are stored by key group, whichever actor sent them */
+    private readonly keyGroups: number,
     readonly sinks: SinkSet,
     private readonly store: CheckpointStore,
     private readonly fingerprint: Record<string, string>,
@@ -212,15 +215,23 @@ export class SinkActor {
       p.catch(() => undefined);
       return [key, p] as const;
     });
-    const upserts: Array<[number, readonly PersistedWindow[]]> = [];
+    // Entries are stored by key group, so that a key group's slice moves as a unit whichever actor
+    // owns it in the next run.
+    const byGroup = new Map<number, PersistedWindow[]>();
     const deletes: Array<[number, string]> = [];
     let windows = 0;
-    for (const [from, m] of a.arrived) {
+    for (const [, m] of a.arrived) {
       if (m.t !== 'barrier') continue;
-      upserts.push([from, m.upserts]);
-      for (const d of m.deletes) deletes.push([from, d]);
+      for (const w of m.upserts) {
+        const kg = keyGroupOf(w.key, this.keyGroups);
+        let list = byGroup.get(kg);
+        if (!list) byGroup.set(kg, (list = []));
+        list.push(w);
+      }
+      for (const d of m.deletes) deletes.push([keyGroupOf(keyOfWindowId(d), this.keyGroups), d]);
       windows += m.windows;
     }
+    const upserts: Array<[number, readonly PersistedWindow[]]> = [...byGroup];
     const counters = { ...src.counters, results: this.counts.results, late: this.counts.late, dead: this.counts.dead };
     const parent = src.full ? 0 : this.lastCheckpoint;
     this.lastCheckpoint = a.cp;

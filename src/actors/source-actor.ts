@@ -15,7 +15,10 @@ import { TidemarkError } from '../errors.js';
 import { FullCheckpointPolicy, type ChainState } from '../runtime/checkpoint-policy.js';
 
 export interface SourceOptions {
+  /** window actors the batches go to */
   partitions: number;
+  /** the job's key groups, spread over the window actors in contiguous ranges */
+  keyGroups: number;
   batchSize: number;
   /** Batches allowed in flight beyond the sink's credit: bounds how far a barrier trails. */
   maxInflight: number;
@@ -85,7 +88,7 @@ export class SourceActor {
     this.sealer = new Sealer(ctx.key, SENDER.source);
     this.subj = subjectsFor(sem.job);
     this.pub = new ChunkingPublisher(nc);
-    this.ingest = new Ingestor(sem, opts.partitions, opts.idleTimeout);
+    this.ingest = new Ingestor(sem, { keyGroups: opts.keyGroups, actors: opts.partitions }, opts.idleTimeout);
     if (restored.watermark) {
       this.ingest.tracker.restore(restored.watermark);
       this.ingest.router.reset(restored.watermark.wm);

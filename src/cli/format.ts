@@ -36,7 +36,7 @@ export function renderStatus(s: StatusAnswer): string {
     : `${s.input.stream} (${c.inputSubjects.join(',')}): read up to sequence ${s.input.seq} of ${s.input.lastSeq ?? '?'}, ${s.input.pending ?? '?'} pending`;
   const lines = [
     `job ${s.job}: pid ${s.pid} on ${s.host}, up ${humanDuration(s.uptimeMs)}`,
-    `  window ${c.window}, watermark = max(ts) - ${c.maxOutOfOrderness}, allowed lateness ${c.allowedLateness}, emit ${c.emit}, keys ${c.keys}, ${c.partitions} partitions`,
+    `  window ${c.window}, watermark = max(ts) - ${c.maxOutOfOrderness}, allowed lateness ${c.allowedLateness}, emit ${c.emit}, keys ${c.keys}, ${c.partitions} window actors over ${c.keyGroups} key groups`,
     `  input      ${input}`,
     `  watermark  ${when(s.watermark)}${lag(s.watermarkLagMs)}`,
   ];

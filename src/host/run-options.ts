@@ -2,6 +2,7 @@
 // that drives flag parsing, the config file, `--help` and the start-up log line, so no default is
 // hidden anywhere else. It sits in host, not cli, because `startJob` resolves the same table.
 
+import { DEFAULT_KEY_GROUPS, MAX_KEY_GROUPS, routingProblem } from '../runtime/key-groups.js';
 import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { TidemarkError } from '../errors.js';
@@ -49,7 +50,8 @@ export const RUN_OPTIONS: OptionDef[] = [
   { flag: '--from-checkpoint', key: 'fromCheckpoint', kind: 'string', arg: 'ID', help: 'start from this checkpoint or savepoint instead of the newest' },
   { flag: '--reset-state', key: 'resetState', kind: 'bool', help: 'discard the state in --state-dir and start from the beginning of the input' },
   { flag: '--drain', key: 'drain', kind: 'bool', help: 'process what the input holds at start, emit every window, exit 0' },
-  { flag: '--partitions', key: 'partitions', kind: 'int', arg: 'N', help: 'key partitions (window actors grouped by key hash)', default: '2' },
+  { flag: '--partitions', key: 'partitions', kind: 'int', arg: 'N', help: 'window actors in this process, each owning a range of key groups (may change between runs)', default: '2' },
+  { flag: '--key-groups', key: 'keyGroups', kind: 'int', arg: 'N', help: `the key space's division into groups that move between actors as units; fixed for the life of the state (max ${MAX_KEY_GROUPS})`, default: `${DEFAULT_KEY_GROUPS}` },
   { flag: '--batch-size', key: 'batchSize', kind: 'int', arg: 'N', help: 'posts per batch between actors', default: '1000' },
   { flag: '--scoring-threads', key: 'scoringThreads', kind: 'int', arg: 'N', help: 'worker threads that parse and score posts (0 = on the source thread)', default: `${DEFAULT_SCORING_THREADS}` },
   { flag: '--log-level', key: 'logLevel', kind: 'string', arg: 'LEVEL', help: 'fatal | error | warn | info | debug | trace', default: 'info' },
@@ -145,6 +147,7 @@ export function resolveJobConfig(flags: RawOptions, definition?: AnyJobDefinitio
     checkpointInterval: parseDuration(get('checkpointInterval')!, '--checkpoint-interval'),
     drain: raw.drain === true,
     partitions: int(get('partitions')!, '--partitions', 1, 256),
+    keyGroups: int(get('keyGroups')!, '--key-groups', 1, MAX_KEY_GROUPS),
     batchSize: int(get('batchSize')!, '--batch-size', 1, 100_000),
     scoringThreads: int(get('scoringThreads')!, '--scoring-threads', 0, 64),
     retain: int(get('retain')!, '--retain', 1, 1000),
@@ -152,6 +155,8 @@ export function resolveJobConfig(flags: RawOptions, definition?: AnyJobDefinitio
     logLevel,
     natsAuth: natsAuthFrom(get),
   };
+  const routing = routingProblem({ keyGroups: cfg.keyGroups, actors: cfg.partitions });
+  if (routing) throw new TidemarkError('BAD_FLAG', routing);
   if (keys) cfg.keys = keys;
   if (raw.examples === true) cfg.examples = true;
   const jobModule = get('jobModule');

@@ -13,7 +13,7 @@ import type { QueryReply, QueryRequest } from '../actors/messages.js';
 import { fixedWindows, formatWindowSpec, type Window } from '../runtime/windows.js';
 import { formatDuration } from '../runtime/duration.js';
 import { parseEventTime } from '../runtime/post.js';
-import { partitionOf } from '../runtime/partitioner.js';
+import { actorOfKey } from '../runtime/key-groups.js';
 import { explainKey, type LiveWindow } from '../runtime/explain.js';
 import { mergeTopKeys } from '../runtime/top-keys.js';
 import type { WindowView } from '../runtime/window-operator.js';
@@ -55,6 +55,7 @@ export function jobStatus(job: Job, now = Date.now()): Record<string, unknown> {
       emit: cfg.emit,
       keys: stateFingerprint(cfg).keys,
       partitions: cfg.partitions,
+      keyGroups: cfg.keyGroups,
       inputStream: cfg.inputStream,
       inputSubjects: cfg.inputSubjects,
       sinks: cfg.sinks.map(formatSinkSpec),
@@ -207,7 +208,7 @@ function endpoints(job: Job): Record<string, EndpointDef> {
         const to = timeField(req, 'query', 'to');
         if (from !== undefined && to !== undefined && from >= to) throw bad('query: "from" must be before "to"');
         return async () => {
-          const p = partitionOf(key, cfg.partitions);
+          const p = actorOfKey(key, { keyGroups: cfg.keyGroups, actors: cfg.partitions });
           const [reply] = await queryPartitions(job, { key, ...(from !== undefined ? { from } : {}), ...(to !== undefined ? { to } : {}) }, p);
           return { key, watermark: job.source.ingest.watermark, partitionWatermark: reply!.watermark, windows: reply!.windows.map((w) => windowJson(w, p)) };
         };
@@ -231,7 +232,7 @@ function endpoints(job: Job): Record<string, EndpointDef> {
         const key = keyField(req, 'explain');
         const at = timeField(req, 'explain', 'at');
         return async () => {
-          const p = partitionOf(key, cfg.partitions);
+          const p = actorOfKey(key, { keyGroups: cfg.keyGroups, actors: cfg.partitions });
           const [reply] = await queryPartitions(job, { key }, p);
           const live: LiveWindow[] = reply!.windows.map((w) => ({ window: w.window, state: w.state, count: w.records }));
           let asked: Window[] | undefined;

@@ -42,7 +42,10 @@ export interface StartOptions {
   inputSubjects?: string[];
   checkpointInterval?: string;
   maxFuture?: string;
+  /** window actors of this process */
   partitions?: number;
+  /** the key space's fixed division (default 128); changing it later makes the state incompatible */
+  keyGroups?: number;
   batchSize?: number;
   drain?: boolean;
   resetState?: boolean;
@@ -103,7 +106,7 @@ class RecordQueue<T> implements AsyncIterable<T> {
 }
 
 /** Options that are a flag's value as they are (the flag table's key is the same, but for lateness). */
-const SAME_AS_FLAG = ['job', 'window', 'maxOutOfOrderness', 'emit', 'sinks', 'lateSink', 'dlqSink', 'inputStream', 'checkpointInterval', 'maxFuture', 'partitions', 'batchSize', 'stateDir', 'fromCheckpoint', 'logLevel'] as const;
+const SAME_AS_FLAG = ['job', 'window', 'maxOutOfOrderness', 'emit', 'sinks', 'lateSink', 'dlqSink', 'inputStream', 'checkpointInterval', 'maxFuture', 'partitions', 'keyGroups', 'batchSize', 'stateDir', 'fromCheckpoint', 'logLevel'] as const;
 
 function rawOptions(o: StartOptions): RawOptions {
   const raw: RawOptions = {};

@@ -14,7 +14,7 @@ export interface StatusAnswer {
   job: string;
   host: string;
   pid: number;
-  config: { window: string; maxOutOfOrderness: string; allowedLateness: string; idleTimeout: string; emit: string; keys: string; partitions: number; inputStream: string; inputSubjects: string[]; sinks: string[]; stateDir: string };
+  config: { window: string; maxOutOfOrderness: string; allowedLateness: string; idleTimeout: string; emit: string; keys: string; partitions: number; keyGroups: number; inputStream: string; inputSubjects: string[]; sinks: string[]; stateDir: string };
   watermark: WireTime;
   watermarkLagMs: number | null;
   inputs: Array<{ partition: string; watermark: WireTime; idle: boolean; lagMs: number | null }>;

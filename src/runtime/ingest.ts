@@ -3,6 +3,7 @@
 
 import { WatermarkTracker } from './watermark.js';
 import { BatchRouter } from './partitioner.js';
+import type { Routing } from './key-groups.js';
 import { deadLetterRecord, type DeadLetterRecord } from './records.js';
 import { TidemarkError } from '../errors.js';
 import { fixedWindows, type WindowSpec } from './windows.js';
@@ -39,12 +40,12 @@ export class Ingestor {
 
   constructor(
     private readonly sem: JobSemantics,
-    partitions: number,
+    routing: Routing,
     idleTimeout = 0,
     opts: { preaggregate?: boolean } = {},
   ) {
     this.tracker = new WatermarkTracker(sem.maxOutOfOrderness, idleTimeout);
-    this.router = new BatchRouter(partitions, sem.window, sem.lateness, sem.compiled.merge, opts.preaggregate ?? true);
+    this.router = new BatchRouter(routing, sem.window, sem.lateness, sem.compiled.merge, opts.preaggregate ?? true);
   }
 
   /** Moves the wall-clock bound for event times to `now + maxFuture` (if that is later). */

@@ -26,7 +26,10 @@ export interface JobConfig extends JobSemantics {
   stateDir: string;
   checkpointInterval: number;
   drain: boolean;
+  /** window actors of this process (each owns a contiguous range of key groups) */
   partitions: number;
+  /** `--key-groups`: the key space's fixed division, for the life of the job's state */
+  keyGroups: number;
   batchSize: number;
   scoringThreads: number;
   retain: number;
@@ -48,7 +51,7 @@ export function stateFingerprint(cfg: JobConfig): Record<string, string> {
     ...(cfg.keys ? { keys: [cfg.keys.hashtags ? 'hashtags' : '', cfg.keys.all ? 'all' : '', ...cfg.keys.keywords.map((k) => `keyword:${k}`)].filter(Boolean).join(',') } : { 'job-module': cfg.compiled.def.name }),
     ...(cfg.examples ? { examples: 'on' } : {}),
     emit: cfg.emit,
-    partitions: String(cfg.partitions),
+    'key-groups': String(cfg.keyGroups),
     'input-stream': cfg.inputStream,
   };
 }

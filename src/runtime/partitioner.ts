@@ -4,6 +4,7 @@
 import type { DeltaItem, Op } from './window-operator.js';
 import { boundaryStep, fixedWindows, type WindowSpec } from './windows.js';
 import { lifecycleAt } from './lateness.js';
+import { actorOfKey, type Routing } from './key-groups.js';
 
 /** FNV-1a hash of a key: stable across processes and machines. */
 export function hashKey(key: string): number {
@@ -15,19 +16,16 @@ export function hashKey(key: string): number {
   return h >>> 0;
 }
 
-/** Partition that owns `key`. */
-export const partitionOf = (key: string, partitions: number): number => hashKey(key) % partitions;
-
-/** Builds one batch of ops per partition. */
+/** Builds one batch of ops per window actor (each owns a range of key groups). */
 export class BatchRouter {
   private ops: Op[][];
-  private readonly lastSent: number[];
+  private lastSent: number[];
   private readonly step: number | undefined;
   /** This batch's delta per (key, window start) of open fixed windows. */
   private deltas = new Map<string, DeltaItem>();
 
   constructor(
-    readonly partitions: number,
+    private routing: Routing,
     private readonly spec: WindowSpec,
     private readonly lateness: number,
     /** combines two accumulators (the job's merge) */
@@ -35,9 +33,22 @@ export class BatchRouter {
     /** false: one delta per record and window (the per-record reference the tests compare with) */
     private readonly preaggregate = true,
   ) {
-    this.ops = Array.from({ length: partitions }, () => []);
-    this.lastSent = Array.from({ length: partitions }, () => -Infinity);
+    this.ops = Array.from({ length: routing.actors }, () => []);
+    this.lastSent = Array.from({ length: routing.actors }, () => -Infinity);
     this.step = boundaryStep(spec);
+  }
+
+  /** Window actors the batches go to. */
+  get partitions(): number {
+    return this.routing.actors;
+  }
+
+  /** Spreads the key groups over another number of actors (between batches: nothing may be pending). */
+  rescale(routing: Routing, watermark: number): void {
+    this.routing = routing;
+    this.ops = Array.from({ length: routing.actors }, () => []);
+    this.lastSent = Array.from({ length: routing.actors }, () => watermark);
+    this.deltas = new Map();
   }
 
   /**
@@ -46,7 +57,7 @@ export class BatchRouter {
    * rest (late, firing or closing windows, and every session record) travels as the record itself.
    */
   post(key: string, id: string, ts: number, unit: unknown, wmBefore: number): void {
-    const p = partitionOf(key, this.partitions);
+    const p = actorOfKey(key, this.routing);
     let individual = this.spec.kind === 'session';
     if (!individual) {
       for (const win of fixedWindows(this.spec, ts)) {
@@ -83,7 +94,7 @@ export class BatchRouter {
   /** The watermark moved from `from` to `to`: tell every partition if some window may fire or close. */
   advance(from: number, to: number): void {
     if (!(to > from) || !this.crossesBoundary(from, to)) return;
-    for (let p = 0; p < this.partitions; p++) {
+    for (let p = 0; p < this.routing.actors; p++) {
       this.ops[p]!.push(to);
       this.lastSent[p] = to;
     }
@@ -92,7 +103,7 @@ export class BatchRouter {
   /** Takes the ops gathered since the last call, one array per partition. */
   take(): Op[][] {
     const out = this.ops;
-    this.ops = Array.from({ length: this.partitions }, () => []);
+    this.ops = Array.from({ length: this.routing.actors }, () => []);
     this.deltas = new Map();
     return out;
   }

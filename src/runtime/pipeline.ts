@@ -4,6 +4,7 @@
 import { Ingestor, type JobSemantics } from './ingest.js';
 import { WindowOperator, windowId, type PersistedWindow } from './window-operator.js';
 import type { DeadLetterRecord, LateRecord, ResultRecord } from './records.js';
+import { DEFAULT_KEY_GROUPS, actorOfGroup, keyGroupOf, keyOfWindowId, type Routing } from './key-groups.js';
 
 export type { JobSemantics };
 
@@ -14,6 +15,10 @@ export function runInMemory(
   opts: {
     batchSize?: number;
     partitions?: number;
+    /** key groups of the state (default DEFAULT_KEY_GROUPS) */
+    keyGroups?: number;
+    /** window actors after the 1st, 2nd, … restart (cycling): rescaling, as a group of instances does */
+    rescale?: readonly number[];
     drain?: boolean;
     subject?: string;
     /**
@@ -30,28 +35,36 @@ export function runInMemory(
   } = {},
 ): { results: ResultRecord[]; late: LateRecord[]; dead: DeadLetterRecord[] } {
   const batchSize = opts.batchSize ?? 1000;
-  const partitions = opts.partitions ?? 1;
-  const ingest = new Ingestor(sem, partitions, 0, { preaggregate: opts.preaggregate ?? true });
+  const keyGroups = opts.keyGroups ?? DEFAULT_KEY_GROUPS;
+  let routing: Routing = { keyGroups, actors: opts.partitions ?? 1 };
+  const ingest = new Ingestor(sem, routing, 0, { preaggregate: opts.preaggregate ?? true });
   const now = opts.now ?? Date.now;
   ingest.tick(now());
   const make = (): WindowOperator => new WindowOperator({ job: sem.job, window: sem.window, lateness: sem.lateness, mode: sem.emit, compiled: sem.compiled });
-  let ops = Array.from({ length: partitions }, make);
-  // The stored state, as a checkpoint store would hold it after applying each delta.
-  const stored = Array.from({ length: partitions }, () => new Map<string, PersistedWindow>());
+  let ops = Array.from({ length: routing.actors }, make);
+  // The stored state, as a checkpoint store holds it after applying each delta: by key group.
+  const stored = Array.from({ length: keyGroups }, () => new Map<string, PersistedWindow>());
   let delivered = 0;
+  let restarts = 0;
   const restart = (): void => {
-    ops = ops.map((op, p) => {
-      const full = delivered % (3 * opts.restartEvery!) === 0;
+    const full = delivered % (3 * opts.restartEvery!) === 0;
+    if (full) for (const g of stored) g.clear();
+    for (const op of ops) {
       const snap = op.snapshot(full);
-      const delta = { upserts: [...snap.upserts], deletes: snap.deletes };
-      if (full) stored[p]!.clear();
-      for (const id of delta.deletes) stored[p]!.delete(id);
+      for (const id of snap.deletes) stored[keyGroupOf(keyOfWindowId(id), keyGroups)]!.delete(id);
       // The snapshot must not share objects with the live state (it goes through a codec in the job).
-      for (const w of delta.upserts) stored[p]!.set(windowId(w.key, w.start, w.end), structuredClone(w));
-      const fresh = make();
-      fresh.restore([...stored[p]!.values()].map((w) => structuredClone(w)), op.watermark);
-      return fresh;
-    });
+      for (const w of snap.upserts) stored[keyGroupOf(w.key, keyGroups)]!.set(windowId(w.key, w.start, w.end), structuredClone(w));
+    }
+    const watermark = ingest.watermark;
+    const actors = opts.rescale?.length ? opts.rescale[restarts % opts.rescale.length]! : routing.actors;
+    restarts++;
+    routing = { keyGroups, actors };
+    ingest.router.rescale(routing, watermark);
+    ops = Array.from({ length: actors }, make);
+    // Each actor restores the key groups it owns now.
+    const mine: PersistedWindow[][] = Array.from({ length: actors }, () => []);
+    stored.forEach((g, kg) => mine[actorOfGroup(kg, routing)]!.push(...[...g.values()].map((w) => structuredClone(w))));
+    ops.forEach((op, a) => op.restore(mine[a]!, watermark));
   };
   const out = { results: [] as ResultRecord[], late: [] as LateRecord[], dead: [] as DeadLetterRecord[] };
   const deliver = (): void => {

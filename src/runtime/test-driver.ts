@@ -55,7 +55,7 @@ export class TestDriver<In, Acc, Out extends object> {
       emit: opts.emit ?? def.emit ?? 'updates',
       compiled,
     };
-    this.ingest = new Ingestor(sem, 1);
+    this.ingest = new Ingestor(sem, { keyGroups: 1, actors: 1 });
     this.operator = new WindowOperator({ job: sem.job, window: sem.window, lateness: sem.lateness, mode: sem.emit, compiled });
   }
 

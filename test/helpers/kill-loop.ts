@@ -21,7 +21,8 @@ export interface LoopRun {
 }
 
 export interface KillLoopOptions {
-  args: readonly string[];
+  /** the CLI's arguments, or a function of the run's number (from 0) giving them: e.g. rescaling */
+  args: readonly string[] | ((run: number) => readonly string[]);
   /** the plan of the next run, given the counted kills so far */
   plan: (kills: number) => KillPlan;
   maxRuns: number;
@@ -59,7 +60,8 @@ export async function killLoop(o: KillLoopOptions): Promise<KillLoopResult> {
   while (out.runs < o.maxRuns) {
     const plan = o.plan(out.kills);
     const fault = typeof plan === 'object' && 'fault' in plan ? plan.fault : undefined;
-    const { child, done, waitFor } = spawnCli([...o.args], { env: fault ? { TIDEMARK_FAULT: fault } : {} });
+    const args = typeof o.args === 'function' ? o.args(out.runs) : o.args;
+    const { child, done, waitFor } = spawnCli([...args], { env: fault ? { TIDEMARK_FAULT: fault } : {} });
     out.runs++;
     let timer: NodeJS.Timeout | undefined;
     if (o.runTimeoutMs) {

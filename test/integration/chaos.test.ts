@@ -66,7 +66,8 @@ for (const sc of scenarios) {
       '--state-dir', join(dir, 'state'), '--drain', '--batch-size', '20', '--checkpoint-interval', '40ms', '--log-level', 'debug',
     ];
     const rng = new Rng(sc.seed);
-    const loop = await killLoop({ args, plan: (kills) => sc.plan(rng, kills), maxRuns: 80, inputLength: payloads.length });
+    // Rescaling across restarts: each run spreads the key groups over 1, 2 or 3 window actors.
+    const loop = await killLoop({ args: (run) => [...args, '--partitions', String(1 + (run % 3))], plan: (kills) => sc.plan(rng, kills), maxRuns: 80, inputLength: payloads.length });
     const { kills, recoveries, last } = loop;
     t.notOk(loop.finishedEarly, `the job did not finish before kill ${kills + 1} (else the input is too small for this plan)`);
     totalKills += kills;

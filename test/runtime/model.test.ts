@@ -70,7 +70,7 @@ function expectLate(key: string, start: number, end: number, postId: string, ts:
 const byId = <T extends { id: string }>(xs: readonly T[]): T[] =>
   [...xs].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : JSON.stringify(a) < JSON.stringify(b) ? -1 : 1));
 
-function implRun(payloads: string[], cfg: RefConfig, opts: { batchSize?: number; partitions?: number; drain?: boolean; restartEvery?: number; slice?: number; preaggregate?: boolean } = {}): Run {
+function implRun(payloads: string[], cfg: RefConfig, opts: { batchSize?: number; partitions?: number; drain?: boolean; restartEvery?: number; slice?: number; preaggregate?: boolean; keyGroups?: number; rescale?: readonly number[] } = {}): Run {
   const sem = { ...cfg, compiled: compileJob(sentimentJob({ keys: cfg.keys }), { stream: 'POSTS', lateIdField: 'postId' }) };
   const out = runInMemory(payloads.map((p) => Buffer.from(p)), sem, opts);
   return out as unknown as Run;
@@ -115,6 +115,9 @@ const VARIANTS = [
   // Checkpoint and restore the operators every few batches: restored windows start dormant.
   { batchSize: 5, partitions: 2, restartEvery: 1 },
   { batchSize: 3, partitions: 1, restartEvery: 4 },
+  // Rescaling: each restart spreads the key groups over another number of actors.
+  { batchSize: 4, partitions: 2, restartEvery: 1, keyGroups: 8, rescale: [3, 1, 4, 2] },
+  { batchSize: 9, partitions: 1, restartEvery: 2, keyGroups: 3, rescale: [3, 2] },
   // Watermark steps that hand their results on one at a time.
   { batchSize: 1000, partitions: 2, slice: 1 },
 ];
@@ -131,7 +134,7 @@ function spec(t: Test, name: string, payloads: string[], cfg: RefConfig, expecte
       dead: (expected.dead ?? []).map((seq) => ({ id: `${JOB}/dlq/${seq}` })),
     };
     sameRun(t, referenceRun(payloads, cfg, drain), exp, 'model');
-    for (const v of VARIANTS) sameRun(t, implRun(payloads, cfg, { ...v, drain }), exp, `impl batch=${v.batchSize} partitions=${v.partitions}`);
+    for (const v of VARIANTS) sameRun(t, implRun(payloads, cfg, { ...v, drain }), exp, `impl batch=${v.batchSize} partitions=${v.partitions}${'rescale' in v ? ` rescale ${v.rescale?.join('/')}` : ''}`);
   });
 }
 

@@ -28,7 +28,7 @@ t.test('results and late records are the same with and without examples', async 
 
 t.test('query shows the most negative and most positive post of a window', async (t) => {
   const sem = semFor(true);
-  const ing = new Ingestor(sem, 1);
+  const ing = new Ingestor(sem, { keyGroups: 1, actors: 1 });
   const op = new WindowOperator({ job: 'ex', window: sem.window, lateness: sem.lateness, mode: 'updates', compiled: sem.compiled });
   const texts = ['#k this is great and wonderful', '#k terrible awful bad', '#k fine', '#k bad', '#k amazing excellent superb'];
   texts.forEach((text, i) => ing.accept(Buffer.from(JSON.stringify({ id: `p${i}`, ts: 1_764_000_000_000 + i, text })), 'posts.in', i + 1));

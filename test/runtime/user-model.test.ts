@@ -28,7 +28,7 @@ t.test('generated aggregates equal the model, pre-aggregated or not, across rest
       fc.constantFrom(0, 15_000),
       fc.constantFrom<'updates' | 'final'>('updates', 'final'),
       recordsArb({ min: 1, max: 120 }),
-      fc.record({ batchSize: fc.integer({ min: 1, max: 40 }), partitions: fc.integer({ min: 1, max: 3 }), restartEvery: fc.option(fc.integer({ min: 1, max: 4 }), { nil: undefined }), slice: fc.option(fc.integer({ min: 1, max: 5 }), { nil: undefined }) }),
+      fc.record({ batchSize: fc.integer({ min: 1, max: 40 }), partitions: fc.integer({ min: 1, max: 3 }), restartEvery: fc.option(fc.integer({ min: 1, max: 4 }), { nil: undefined }), slice: fc.option(fc.integer({ min: 1, max: 5 }), { nil: undefined }), keyGroups: fc.integer({ min: 3, max: 16 }), rescale: fc.array(fc.integer({ min: 1, max: 3 }), { maxLength: 3 }) }),
       async (components, window, maxOutOfOrderness, lateness, emit, records, run) => {
         const def = validateDefinition(await definitionOf(moduleSource('gen', components)));
         const cfg: RefConfig = { job: 'gen', window, maxOutOfOrderness, lateness, keys: { hashtags: false, all: false, keywords: [] }, emit, summarize: summarize(components), lateIdField: 'recordId' };
@@ -58,7 +58,7 @@ t.test('pre-aggregation sends fewer ops than records without changing a result',
   const records = Array.from({ length: 500 }, (_, i) => ({ id: `r${i}`, ts: 1_764_000_000_000 + i * 10, keys: ['a', 'b'], v: i % 7, w: 0 }));
   const { Ingestor } = await import('../../src/runtime/ingest.js');
   const count = (preaggregate: boolean): number => {
-    const ing = new Ingestor(sem, 1, 0, { preaggregate });
+    const ing = new Ingestor(sem, { keyGroups: 1, actors: 1 }, 0, { preaggregate });
     records.forEach((r, i) => ing.accept(Buffer.from(JSON.stringify(r)), 'in', i + 1));
     return ing.router.take()[0]!.filter((op) => typeof op !== 'number').length;
   };
