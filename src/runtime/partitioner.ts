@@ -38,11 +38,6 @@ export class BatchRouter {
     this.step = boundaryStep(spec);
   }
 
-  /** Window actors the batches go to. */
-  get partitions(): number {
-    return this.routing.actors;
-  }
-
   /** Spreads the key groups over another number of actors (between batches: nothing may be pending). */
   rescale(routing: Routing, watermark: number): void {
     this.routing = routing;
