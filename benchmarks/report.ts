@@ -177,9 +177,11 @@ export function formatTable(r: BenchResult): string {
     ['  per fired window in its lateness (running actor)', num(r.memory.bytesPerPendingWindow), '', ''],
     [`PostgreSQL sink (result rows/s, exactly once, ${num(r.postgres.rows)} windows)`, num(r.postgres.sinkRowsPerSec), '', ''],
     ['  JSONL sink, same records (rows/s)', num(r.postgres.jsonlRowsPerSec), '', ''],
-    ['  bare COPY, same rows, same client (rows/s)', num(r.postgres.bareCopyRowsPerSec), '', ''],
+    ['  bare COPY, same rows, same client, no keys (rows/s)', num(r.postgres.bareCopyRowsPerSec), '', ''],
+    ["  bare COPY into the sink's two keyed tables, per checkpoint (rows/s)", num(r.postgres.bareCopyKeyedRowsPerSec), '', ''],
     ['  replay of the same records (rows/s, nothing changed)', num(r.postgres.replayRowsPerSec), '', ''],
-    ['ratio PostgreSQL sink / bare COPY', num(r.postgres.ratioToBareCopy, 3), ...target('postgres.ratioToBareCopy')],
+    ['ratio PostgreSQL sink / bare COPY (without keys)', num(r.postgres.ratioToBareCopy, 3), ...target('postgres.ratioToBareCopy')],
+    ['ratio PostgreSQL sink / keyed bare COPY', num(r.postgres.ratioToBareCopyKeyed, 3), '', ''],
   ];
   const head = ['metric', 'value', 'target', 'status'];
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i]!.length)));

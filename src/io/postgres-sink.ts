@@ -89,6 +89,9 @@ interface Column {
   notNull?: boolean;
 }
 
+/** Appends one column's cell of a record to a row. */
+type CellWriter = (w: RowBuffer, r: Rec) => void;
+
 interface Target {
   table: string;
   /** conflict target columns */
@@ -97,11 +100,31 @@ interface Target {
   onConflict: 'keep' | 'replace';
 }
 
+/**
+ * Records `from`…`to` of an epoch as COPY binary rows, ordered by id (so the primary keys' index
+ * inserts stay close together), cut and encoded in slices between other work (so the encoding
+ * overlaps the database's work on the batch before).
+ */
+interface Batch {
+  from: number;
+  to: number;
+  /** record indexes, ordered by id */
+  order: number[];
+  /** how many of `order` are encoded */
+  done: number;
+  /** rows no earlier write can have made in the current-value table: all of late records and dead letters, results of revision 0 */
+  fresh: RowBuffer;
+  /** the others: results of a higher revision */
+  later: RowBuffer;
+  /** the records in `later`, in its order */
+  laterRecords: OutRecord[];
+}
+
 interface Epoch {
   cp?: number;
   records: OutRecord[];
-  /** the COPY rows (binary format) of the first records, made in slices between other work (so encoding overlaps the database's) */
-  rows: RowBuffer;
+  /** batches cut from `sent` on, in order, each starting where the one before ends */
+  batches: Batch[];
   sent: number;
   closed: boolean;
   /** written with ON CONFLICT only (a plain COPY of this epoch met a row that was there) */
@@ -148,39 +171,78 @@ const COPY_HEADER = Buffer.from([0x50, 0x47, 0x43, 0x4f, 0x50, 0x59, 0x0a, 0xff,
 const PG_EPOCH_MS = 946_684_800_000;
 const TWO_32 = 4_294_967_296;
 
-/** Rows in COPY binary form, back to back in one growing buffer, with where each starts. */
+/** Rows in COPY binary form, back to back in one growing buffer. */
 class RowBuffer {
-  buf = Buffer.allocUnsafe(64 * 1024);
+  buf: Buffer;
+  /** big-endian writes through a DataView (inlined by V8, cheaper than Buffer's checked writers) */
+  dv: DataView;
   pos = 0;
-  readonly starts: number[] = [];
+
+  constructor(size = 64 * 1024) {
+    this.buf = Buffer.allocUnsafe(Math.max(1024, Math.ceil(size)));
+    this.dv = new DataView(this.buf.buffer, this.buf.byteOffset, this.buf.length);
+  }
 
   ensure(n: number): void {
-    if (this.pos + n <= this.buf.length) return;
+    if (this.pos + n > this.buf.length) this.grow(n);
+  }
+
+  private grow(n: number): void {
     const next = Buffer.allocUnsafe(Math.max(this.buf.length * 2, this.pos + n));
     this.buf.copy(next, 0, 0, this.pos);
     this.buf = next;
+    this.dv = new DataView(next.buffer, next.byteOffset, next.length);
   }
 
   int16(v: number): void {
     this.ensure(2);
-    this.pos = this.buf.writeInt16BE(v, this.pos);
+    this.dv.setInt16(this.pos, v);
+    this.pos += 2;
   }
 
   int32(v: number): void {
     this.ensure(4);
-    this.pos = this.buf.writeInt32BE(v, this.pos);
+    this.dv.setInt32(this.pos, v);
+    this.pos += 4;
+  }
+
+  /** A field of 4 bytes (its length, then the int32). */
+  int32Field(v: number): void {
+    this.ensure(8);
+    this.dv.setInt32(this.pos, 4);
+    this.dv.setInt32(this.pos + 4, v);
+    this.pos += 8;
+  }
+
+  /** A field of 8 bytes: a double. */
+  float64Field(v: number): void {
+    this.ensure(12);
+    this.dv.setInt32(this.pos, 8);
+    this.dv.setFloat64(this.pos + 4, v);
+    this.pos += 12;
+  }
+
+  /** A field of 1 byte: a boolean. */
+  boolField(v: boolean): void {
+    this.ensure(5);
+    this.dv.setInt32(this.pos, 1);
+    this.buf[this.pos + 4] = v ? 1 : 0;
+    this.pos += 5;
   }
 
   /** A field of 8 bytes: an int64 given as a Number (exact up to 2^53) or a BigInt. */
   int64(v: number | bigint): void {
     this.ensure(12);
-    this.buf.writeInt32BE(8, this.pos);
-    if (typeof v === 'bigint') this.pos = this.buf.writeBigInt64BE(v, this.pos + 4);
+    const dv = this.dv;
+    const at = this.pos;
+    dv.setInt32(at, 8);
+    if (typeof v === 'bigint') dv.setBigInt64(at + 4, v);
     else {
       const hi = Math.floor(v / TWO_32);
-      this.buf.writeInt32BE(hi, this.pos + 4);
-      this.pos = this.buf.writeUInt32BE(v - hi * TWO_32, this.pos + 8);
+      dv.setInt32(at + 4, hi);
+      dv.setUint32(at + 8, v - hi * TWO_32);
     }
+    this.pos = at + 12;
   }
 
   /** A text field (`prefix`: a byte before it, jsonb's version); NUL, which PostgreSQL text cannot hold, becomes U+FFFD. */
@@ -205,22 +267,18 @@ class RowBuffer {
       if (s.indexOf('\0') >= 0) s = s.replaceAll('\0', '\uFFFD');
       p += buf.write(s, p, 'utf8');
     }
-    buf.writeInt32BE(p - at - 4, at);
+    this.dv.setInt32(at, p - at - 4);
     this.pos = p;
   }
 
-  /** Rows `order` (indexes), in that order, as one COPY binary stream. */
-  copyData(order: readonly number[]): Buffer {
-    const end = (i: number): number => (i + 1 < this.starts.length ? this.starts[i + 1]! : this.pos);
-    let size = COPY_HEADER.length + 2;
-    for (const i of order) size += end(i) - this.starts[i]!;
-    const out = Buffer.allocUnsafe(size);
-    let p = COPY_HEADER.copy(out, 0);
-    for (const i of order) p += this.buf.copy(out, p, this.starts[i]!, end(i));
-    out.writeInt16BE(-1, p);
-    return out;
+  /** The rows made so far (no copy). */
+  get data(): Buffer {
+    return this.buf.subarray(0, this.pos);
   }
 }
+
+/** COPY binary trailer. */
+const COPY_TRAILER = Buffer.from([0xff, 0xff]);
 
 /** True when no two results of the batch are of the same window. */
 function windowsUnique(records: readonly OutRecord[]): boolean {
@@ -255,7 +313,7 @@ export class PostgresSink implements Sink {
   private client?: pg.Client;
   private inTx = false;
   private resetPending = false;
-  private epochs: Epoch[] = [{ records: [], rows: new RowBuffer(), sent: 0, closed: false }];
+  private epochs: Epoch[] = [{ records: [], batches: [], sent: 0, closed: false }];
   private unsent = 0;
   private drainWaiters: Array<() => void> = [];
   private pumping?: Promise<void>;
@@ -265,6 +323,8 @@ export class PostgresSink implements Sink {
   private outageSince?: number;
   private readonly backoff = reconnectBackoff(200, 5000);
   private encoding?: NodeJS.Immediate;
+  /** bytes to allow per row in a new batch's buffer (the widest rows made so far, and a tenth more) */
+  private rowBytes = 256;
   /** records committed by this process (metrics, benchmarks) */
   committed = 0;
 
@@ -308,6 +368,7 @@ export class PostgresSink implements Sink {
   }
 
   private allColumns?: Column[];
+  private cellWriters?: CellWriter[];
 
   private get columns(): Column[] {
     return (this.allColumns ??= [...this.base, ...this.extra]);
@@ -364,7 +425,7 @@ export class PostgresSink implements Sink {
       const version = this.schemaVersion;
       this.observe(records);
       // A new column: rows made before it lack a cell, make them again.
-      if (version !== this.schemaVersion) for (const e of this.epochs) e.rows = new RowBuffer();
+      if (version !== this.schemaVersion) for (const e of this.epochs) e.batches = [];
     } catch (e) {
       this.fail(e);
       return;
@@ -389,7 +450,7 @@ export class PostgresSink implements Sink {
     });
     // The sink actor may stop awaiting at an earlier failure: never an unhandled rejection.
     p.catch(() => undefined);
-    this.epochs.push({ records: [], rows: new RowBuffer(), sent: 0, closed: false });
+    this.epochs.push({ records: [], batches: [], sent: 0, closed: false });
     this.kick();
     return p;
   }
@@ -404,7 +465,7 @@ export class PostgresSink implements Sink {
     if (this.encoding) clearImmediate(this.encoding);
     this.releaseWaiters(true);
     const pending = this.epochs.filter((e) => e.closed);
-    this.epochs = [{ records: [], rows: new RowBuffer(), sent: 0, closed: false }];
+    this.epochs = [{ records: [], batches: [], sent: 0, closed: false }];
     for (const e of pending) e.reject?.(new TidemarkError('SINK_FAILED', `${this.shown}: closed before checkpoint ${e.cp} was committed`));
     const c = this.client;
     this.client = undefined;
@@ -432,15 +493,21 @@ export class PostgresSink implements Sink {
     this.columnsTaken.set(name, field);
     this.extra.push({ name, type, field, get: (r) => r[field] });
     this.allColumns = undefined;
+    this.cellWriters = undefined;
     this.schemaVersion++;
   }
 
   /** The records as one COPY binary stream (header, a row per record in `copyColumns` order, trailer): also what the benchmark's bare COPY sends. */
   copyData(records: readonly OutRecord[]): Buffer {
-    return this.encode(records).copyData(records.map((_r, i) => i));
+    const w = new RowBuffer();
+    w.ensure(COPY_HEADER.length);
+    w.pos = COPY_HEADER.copy(w.buf, 0);
+    for (const r of records) this.row(w, r);
+    w.int16(-1);
+    return w.data;
   }
 
-  /** Encodes waiting records, a slice at a time between other work (the writer encodes what it needs and is not yet). */
+  /** Cuts and encodes batches of waiting records, a slice at a time between other work (the writer makes what it needs and is not made yet). */
   private encodeLater(): void {
     if (this.encoding || this.fatal || this.closing) return;
     this.encoding = setImmediate(() => {
@@ -448,91 +515,150 @@ export class PostgresSink implements Sink {
       let budget = ENCODE_SLICE;
       try {
         for (const ep of this.epochs) {
-          const n = Math.min(ep.records.length - ep.rows.starts.length, budget);
-          if (n <= 0) continue;
-          this.encodeUpTo(ep, ep.rows.starts.length + n);
-          budget -= n;
-          if (budget === 0) break;
+          for (;;) {
+            let b = ep.batches[ep.batches.length - 1];
+            if (!b || b.done === b.order.length) {
+              // A new batch once a whole one waits, or the rest of a closed epoch: a batch cut
+              // early would be smaller than the writer would make it.
+              const from = b ? b.to : ep.sent;
+              const waiting = ep.records.length - from;
+              if (waiting < CHUNK && !(ep.closed && waiting > 0)) break;
+              b = this.cut(ep, from, from + Math.min(waiting, CHUNK));
+            }
+            budget -= this.encodeSome(ep, b, budget);
+            if (budget <= 0) break;
+          }
+          if (budget <= 0) break;
         }
       } catch (e) {
         this.fail(e);
         return;
       }
-      if (budget === 0) this.encodeLater();
+      if (budget <= 0) this.encodeLater();
     });
   }
 
-  private encodeUpTo(ep: Epoch, to: number): void {
-    for (let i = ep.rows.starts.length; i < to; i++) this.row(ep.rows, ep.records[i]!);
+  /** A new batch of records `from`…`to` of `ep` (appended to its batches), ordered by id, none encoded yet. */
+  private cut(ep: Epoch, from: number, to: number): Batch {
+    const recs = ep.records as unknown as Rec[];
+    const ids: string[] = new Array<string>(to - from);
+    const order: number[] = new Array<number>(to - from);
+    for (let i = from; i < to; i++) {
+      order[i - from] = i;
+      ids[i - from] = String(recs[i]!.id);
+    }
+    // One comparison per step (ids of one batch are distinct; were two equal, only their order would be arbitrary).
+    order.sort((a, b) => (ids[a - from]! < ids[b - from]! ? -1 : 1));
+    // Sized for the batch by the rows made so far: no copying while it grows.
+    const b: Batch = { from, to, order, done: 0, fresh: new RowBuffer((to - from) * this.rowBytes), later: new RowBuffer(this.rowBytes * 64), laterRecords: [] };
+    ep.batches.push(b);
+    return b;
   }
 
-  private encode(records: readonly OutRecord[]): RowBuffer {
-    const rows = new RowBuffer();
-    for (const r of records) this.row(rows, r);
-    return rows;
+  /** Encodes up to `n` more rows of batch `b`; returns how many. */
+  private encodeSome(ep: Epoch, b: Batch, n: number): number {
+    const end = Math.min(b.order.length, b.done + n);
+    const results = this.role === 'results';
+    for (let k = b.done; k < end; k++) {
+      const rec = ep.records[b.order[k]!]!;
+      if (results && (rec as unknown as Rec).revision !== 0) {
+        this.row(b.later, rec);
+        b.laterRecords.push(rec);
+      } else this.row(b.fresh, rec);
+    }
+    const made = end - b.done;
+    b.done = end;
+    if (end === b.order.length) this.rowBytes = Math.max(this.rowBytes, Math.ceil(((b.fresh.pos + b.later.pos) / end) * 1.1));
+    return made;
+  }
+
+  /** The head epoch's next batch, from `sent` on, all encoded (cut now when not cut yet). */
+  private nextBatch(ep: Epoch): Batch {
+    let b = ep.batches[0];
+    if (!b || b.from !== ep.sent) {
+      ep.batches = [];
+      b = this.cut(ep, ep.sent, ep.sent + Math.min(ep.records.length - ep.sent, CHUNK));
+    }
+    this.encodeSome(ep, b, b.order.length);
+    return b;
   }
 
   /** Appends one record's COPY binary row. */
   private row(w: RowBuffer, rec: OutRecord): void {
-    const cols = this.columns;
+    const writers = (this.cellWriters ??= this.columns.map((c) => this.writerOf(c)));
     const r = rec as unknown as Rec;
-    w.starts.push(w.pos);
-    w.int16(cols.length);
-    for (const c of cols) this.cell(w, c, r);
+    w.int16(writers.length);
+    for (let i = 0; i < writers.length; i++) writers[i]!(w, r);
   }
 
-  private cell(w: RowBuffer, c: Column, r: Rec): void {
-    const v = c.get(r);
-    if (v === null || v === undefined) {
+  /** The writer of one column's cells (made once per column set: no per-cell dispatch on the type). */
+  private writerOf(c: Column): CellWriter {
+    const get = c.get;
+    const cannot = (v: unknown, r: Rec): never => {
+      throw new TidemarkError('SINK_FAILED', `${this.shown}: field "${c.field}" of record ${String(r.id)} is ${typeof v === 'bigint' ? String(v) : JSON.stringify(v)}, which column ${c.name} (${c.type}) cannot hold`);
+    };
+    const absent = (w: RowBuffer, r: Rec): void => {
       if (c.notNull) throw new TidemarkError('SINK_FAILED', `${this.shown}: record ${String(r.id)} has no ${c.field}`);
-      return w.int32(-1);
-    }
+      w.int32(-1);
+    };
     switch (c.type) {
       case 'text':
-        if (typeof v === 'string') return w.text(v);
-        break;
+        return (w, r) => {
+          const v = get(r);
+          if (typeof v === 'string') w.text(v);
+          else if (v === null || v === undefined) absent(w, r);
+          else cannot(v, r);
+        };
       case 'integer':
-        if ((typeof v === 'number' && Number.isInteger(v)) || typeof v === 'bigint') {
-          if (v >= -2147483648 && v <= 2147483647) {
-            w.int32(4);
-            return w.int32(Number(v));
-          }
-        }
-        break;
+        return (w, r) => {
+          const v = get(r);
+          // an integer Number within int32 (-0 is 0)
+          if (typeof v === 'number' && (v | 0) === v) w.int32Field(v);
+          else if (v === null || v === undefined) absent(w, r);
+          else if (typeof v === 'bigint' && v >= -2147483648n && v <= 2147483647n) w.int32Field(Number(v));
+          else cannot(v, r);
+        };
       case 'bigint':
-        if (typeof v === 'number' && Number.isSafeInteger(v)) return w.int64(v);
-        if (typeof v === 'bigint' && v >= -(2n ** 63n) && v < 2n ** 63n) return w.int64(v);
-        break;
+        return (w, r) => {
+          const v = get(r);
+          if (typeof v === 'number' && Number.isSafeInteger(v)) w.int64(v);
+          else if (v === null || v === undefined) absent(w, r);
+          else if (typeof v === 'bigint' && v >= -(2n ** 63n) && v < 2n ** 63n) w.int64(v);
+          else cannot(v, r);
+        };
       case 'double precision':
-        if (typeof v === 'number') {
-          w.ensure(12);
-          w.buf.writeInt32BE(8, w.pos);
-          w.pos = w.buf.writeDoubleBE(v, w.pos + 4);
-          return;
-        }
-        break;
+        return (w, r) => {
+          const v = get(r);
+          if (typeof v === 'number') w.float64Field(v);
+          else if (v === null || v === undefined) absent(w, r);
+          else cannot(v, r);
+        };
       case 'boolean':
-        if (typeof v === 'boolean') {
-          w.int32(1);
-          w.ensure(1);
-          w.buf[w.pos++] = v ? 1 : 0;
-          return;
-        }
-        break;
+        return (w, r) => {
+          const v = get(r);
+          if (typeof v === 'boolean') w.boolField(v);
+          else if (v === null || v === undefined) absent(w, r);
+          else cannot(v, r);
+        };
       case 'timestamptz':
         // µs since 2000-01-01 UTC, of whole ms (as a Date holds them), within a Date's range.
-        if (typeof v === 'number' && Number.isFinite(v) && Math.abs(v) <= 8.64e15) {
-          const us = (Math.trunc(v) - PG_EPOCH_MS) * 1000;
-          return w.int64(Number.isSafeInteger(us) ? us : BigInt(Math.trunc(v) - PG_EPOCH_MS) * 1000n);
-        }
-        break;
-      case 'jsonb': {
-        const json = JSON.stringify(v) as string | undefined;
-        if (json !== undefined) return w.text(json, 1);
-        break;
-      }
+        return (w, r) => {
+          const v = get(r);
+          if (typeof v === 'number' && Number.isFinite(v) && Math.abs(v) <= 8.64e15) {
+            const us = (Math.trunc(v) - PG_EPOCH_MS) * 1000;
+            w.int64(Number.isSafeInteger(us) ? us : BigInt(Math.trunc(v) - PG_EPOCH_MS) * 1000n);
+          } else if (v === null || v === undefined) absent(w, r);
+          else cannot(v, r);
+        };
+      case 'jsonb':
+        return (w, r) => {
+          const v = get(r);
+          if (v === null || v === undefined) return absent(w, r);
+          const json = JSON.stringify(v) as string | undefined;
+          if (json === undefined) cannot(v, r);
+          else w.text(json, 1);
+        };
     }
-    throw new TidemarkError('SINK_FAILED', `${this.shown}: field "${c.field}" of record ${String(r.id)} is ${typeof v === 'bigint' ? String(v) : JSON.stringify(v)}, which column ${c.name} (${c.type}) cannot hold`);
   }
 
   /** True when every column of `t` has the type the binary rows are made for (a table made by Tidemark, or alike). */
@@ -669,57 +795,65 @@ export class PostgresSink implements Sink {
   }
 
   /**
-   * Writes rows `from`…`to` of an epoch, ordered by id (so the inserts into the primary keys' indexes
-   * are near one another, not spread over them). Fast path: rows no earlier write can have made — a
-   * window's revision 0, a late record, a dead letter, when this epoch has met no existing row — are
-   * COPYed straight into their tables; a row that is there after all (a replay after a crash) makes
-   * the COPY fail with a unique violation, and the epoch is written again with `safe`. The rest (and
-   * all of a safe epoch, and all rows for a table whose column types differ from ours) goes through
-   * the staging table and INSERT … ON CONFLICT.
+   * Writes a batch (its rows ordered by id, so the inserts into the primary keys' indexes are near
+   * one another, not spread over them). Fast path, when this epoch has met no existing row: rows no
+   * earlier write can have made are COPYed straight into their tables — every revision into the
+   * revisions table (its id names the revision), every late record and dead letter, and a window's
+   * revision 0 into the current-value table; a row that is there after all (a replay after a crash)
+   * makes the COPY fail with a unique violation, and the epoch is written again with `safe`. The
+   * higher revisions for the current-value table (and all rows of a safe epoch, and all rows for a
+   * table whose column types differ from ours) go through the staging table and INSERT … ON CONFLICT.
+   * The column list and the rows are fixed before the first await: a new column meanwhile cannot
+   * change what a statement names (it makes the epoch's later batches anew).
    */
-  private async writeBatch(c: pg.Client, ep: Epoch, from: number, to: number, safe: boolean): Promise<void> {
+  private async sendBatch(c: pg.Client, ep: Epoch, b: Batch, safe: boolean): Promise<void> {
     const cols = this.columns.map((k) => q(k.name)).join(', ');
-    const copy = (table: string, data: Buffer): Promise<void> => pipeline(Readable.from([data]), c.query(copyFrom(`COPY ${table} (${cols}) FROM STDIN (FORMAT binary)`)));
-    const recs = ep.records as unknown as Rec[];
-    const ids: string[] = new Array<string>(to - from);
-    let order: number[] = new Array<number>(to - from);
-    for (let i = from; i < to; i++) {
-      order[i - from] = i;
-      ids[i - from] = String(recs[i]!.id);
-    }
-    order.sort((a, b) => (ids[a - from]! < ids[b - from]! ? -1 : ids[a - from]! > ids[b - from]! ? 1 : 0));
-    // All data is made before the first await: a new column meanwhile makes the epoch's rows anew.
-    this.encodeUpTo(ep, to);
-    let fresh: Buffer | undefined;
+    // One statement at a time: pg deprecates queueing a query behind another.
+    const steps: Array<() => Promise<unknown>> = [];
+    const copy = (table: string, rows: Buffer[]): void => {
+      const chunks = [COPY_HEADER, ...rows.filter((x) => x.length > 0), COPY_TRAILER];
+      steps.push(() => pipeline(Readable.from(chunks), c.query(copyFrom(`COPY ${table} (${cols}) FROM STDIN (FORMAT binary)`))));
+    };
+    const fresh = b.fresh.data;
+    const later = b.later.data;
+    let staged: Buffer[];
+    let stagedRecords: readonly OutRecord[];
+    let upsert: Target[];
     if (!safe && this.targets.every((t) => this.takesRowsAsIs(t))) {
-      const direct: number[] = [];
-      const rest: number[] = [];
-      for (const i of order) (this.role !== 'results' || recs[i]!.revision === 0 ? direct : rest).push(i);
-      if (direct.length) fresh = ep.rows.copyData(direct);
-      order = rest;
-    }
-    const staged = order.length ? ep.rows.copyData(order) : undefined;
-    if (fresh) for (const t of this.targets) await copy(t.table, fresh);
-    if (!staged) return;
-    await copy(this.stage, staged);
-    const records = order.map((i) => ep.records[i]!);
-    const unique = this.role !== 'results' || windowsUnique(records);
-    const stmts: string[] = [];
-    for (const t of this.targets) {
-      const key = t.conflict.map(q).join(', ');
-      if (t.onConflict === 'keep') stmts.push(`INSERT INTO ${t.table} (${cols}) SELECT ${cols} FROM ${this.stage} ON CONFLICT (${key}) DO NOTHING`);
-      else {
-        const set = [...this.columns.filter((k) => !t.conflict.includes(k.name)).map((k) => `${q(k.name)} = EXCLUDED.${q(k.name)}`), `${q('updated_at')} = now()`].join(', ');
-        stmts.push(
-          // Two revisions of one window in a batch: only the highest may reach the upsert (a row is
-          // affected once per statement).
-          `INSERT INTO ${t.table} AS t (${cols}) SELECT ${unique ? '' : `DISTINCT ON (${key}) `}${cols} FROM ${this.stage}${unique ? '' : ` ORDER BY ${key}, ${q('revision')} DESC`} ` +
-            `ON CONFLICT (${key}) DO UPDATE SET ${set} WHERE EXCLUDED.${q('revision')} > t.${q('revision')}`,
-        );
+      for (const t of this.targets) {
+        if (t.onConflict === 'keep') copy(t.table, [fresh, later]);
+        else if (fresh.length) copy(t.table, [fresh]);
       }
+      staged = later.length ? [later] : [];
+      stagedRecords = b.laterRecords;
+      upsert = this.targets.filter((t) => t.onConflict === 'replace');
+    } else {
+      staged = [fresh, later];
+      stagedRecords = b.order.map((i) => ep.records[i]!);
+      upsert = this.targets;
     }
-    stmts.push(`TRUNCATE ${this.stage}`);
-    await c.query(stmts.join(';\n'));
+    if (staged.length && upsert.length) {
+      copy(this.stage, staged);
+      const unique = this.role !== 'results' || windowsUnique(stagedRecords);
+      const stmts: string[] = [];
+      for (const t of upsert) {
+        const key = t.conflict.map(q).join(', ');
+        if (t.onConflict === 'keep') stmts.push(`INSERT INTO ${t.table} (${cols}) SELECT ${cols} FROM ${this.stage} ON CONFLICT (${key}) DO NOTHING`);
+        else {
+          const set = [...this.columns.filter((k) => !t.conflict.includes(k.name)).map((k) => `${q(k.name)} = EXCLUDED.${q(k.name)}`), `${q('updated_at')} = now()`].join(', ');
+          stmts.push(
+            // Two revisions of one window in a batch: only the highest may reach the upsert (a row is
+            // affected once per statement).
+            `INSERT INTO ${t.table} AS t (${cols}) SELECT ${unique ? '' : `DISTINCT ON (${key}) `}${cols} FROM ${this.stage}${unique ? '' : ` ORDER BY ${key}, ${q('revision')} DESC`} ` +
+              `ON CONFLICT (${key}) DO UPDATE SET ${set} WHERE EXCLUDED.${q('revision')} > t.${q('revision')}`,
+          );
+        }
+      }
+      stmts.push(`TRUNCATE ${this.stage}`);
+      const sql = stmts.join(';\n');
+      steps.push(() => c.query(sql));
+    }
+    for (const step of steps) await step();
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -751,9 +885,15 @@ export class PostgresSink implements Sink {
           this.inTx = true;
         }
         if (unsent > 0) {
-          const n = Math.min(unsent, CHUNK);
-          await this.syncSchema(c);
-          await this.writeBatch(c, ep, ep.sent, ep.sent + n, ep.safe === true);
+          // Columns added while the schema was being changed are added too before the batch is made.
+          while (this.appliedVersion !== this.schemaVersion) await this.syncSchema(c);
+          const b = this.nextBatch(ep);
+          const n = b.to - b.from;
+          const sending = this.sendBatch(c, ep, b, ep.safe === true);
+          // The next batch is cut and encoded while the database works on this one.
+          this.encodeLater();
+          await sending;
+          if (ep.batches[0] === b) ep.batches.shift();
           ep.sent += n;
           this.unsent -= n;
           faultPoint('postgres-batch-written');
@@ -780,6 +920,7 @@ export class PostgresSink implements Sink {
           ep.safe = true;
           this.unsent += ep.sent;
           ep.sent = 0;
+          ep.batches = [];
           const c = this.client;
           // The rollback also undid this transaction's staging table and added columns: look again.
           const rolledBack = c ? await c.query('ROLLBACK').then(() => this.reloadColumns(c)).then(() => true, () => false) : false;
@@ -796,6 +937,7 @@ export class PostgresSink implements Sink {
         void c?.end().catch(() => undefined);
         this.unsent += ep.sent;
         ep.sent = 0;
+        ep.batches = [];
         this.outage(e, 'writing');
         await sleep(this.backoff());
       }

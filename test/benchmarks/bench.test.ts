@@ -56,7 +56,9 @@ const NUMERIC = [
   'postgres.sinkRowsPerSec',
   'postgres.jsonlRowsPerSec',
   'postgres.bareCopyRowsPerSec',
+  'postgres.bareCopyKeyedRowsPerSec',
   'postgres.ratioToBareCopy',
+  'postgres.ratioToBareCopyKeyed',
   'postgres.ratioToJsonl',
   'postgres.replayRowsPerSec',
   'postgres.checkpoints',
@@ -144,6 +146,7 @@ t.test('the PostgreSQL phase wrote every row once, and its ratios are the quotie
   t.equal(p.replayChangedRows, 0, 'writing the same results again changed no row');
   t.ok(p.checkpoints >= 1, 'checkpoints were committed');
   t.equal(p.ratioToBareCopy, p.sinkRowsPerSec / p.bareCopyRowsPerSec);
+  t.equal(p.ratioToBareCopyKeyed, p.sinkRowsPerSec / p.bareCopyKeyedRowsPerSec);
   t.equal(p.ratioToJsonl, p.sinkRowsPerSec / p.jsonlRowsPerSec);
   t.match(p.postgresVersion, /^\d+/);
 });
