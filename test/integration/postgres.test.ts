@@ -196,6 +196,54 @@ t.test('result fields of any job become columns; an incompatible existing column
   await behind.close();
 });
 
+t.test('epochs of many COPY batches: revisions of one window within and across batches, a column that appears after batches were made, a replay', async (t) => {
+  const spec = parsePostgresSpec(pgs.url('tidemark', { prefix: 'big_' }), '--sink');
+  const windows = 15_000;
+  const rec = (w: number, rev: number, extra: Record<string, unknown> = {}) => {
+    const start = Date.UTC(2026, 0, 1) + (w % 50) * 60_000;
+    const key = `#k${Math.floor(w / 50)}`;
+    return { id: `big/${key}/${start}/${start + 60_000}/${rev}`, job: 'big', key, window: { start, end: start + 60_000 }, count: w * 3 - 7, scoreSum: -w / 8, revision: rev, final: rev === 2, watermark: start + 60_000 + rev, ...extra };
+  };
+  // 15k revisions 0, then 15k revisions 1 (from window 7000 on with a text field of its own), then
+  // 1000 revisions 2 right behind their revisions 1: more than one batch per epoch (20k rows).
+  const first = Array.from({ length: windows }, (_v, w) => rec(w, 0));
+  const second = Array.from({ length: 10_000 }, (_v, w) => rec(w, 1));
+  const third: Array<ReturnType<typeof rec>> = [];
+  for (let w = 10_000; w < windows; w++) third.push(rec(w, 1, w >= 7000 ? { note: w % 2 ? 'ünïcødé ✓ and a text longer than sixty-four characters, to take the other path' : `n${w}` } : {}));
+  for (let w = 0; w < 1000; w++) third.push(rec(w, 2));
+  const all = [...first, ...second, ...third];
+  const write = async (sink: PostgresSink): Promise<void> => {
+    for (const part of [first, second]) for (let i = 0; i < part.length; i += 500) sink.write(part.slice(i, i + 500));
+    // Let the sink cut and encode batches before the new column appears.
+    await new Promise((r) => setTimeout(r, 50));
+    for (let i = 0; i < third.length; i += 500) sink.write(third.slice(i, i + 500));
+  };
+  const sink = new PostgresSink(spec, 'results', 'big');
+  await sink.open(undefined);
+  await write(sink);
+  t.same(await sink.snapshot(1), { checkpoint: 1 });
+  await sink.close();
+  const got = await readTables(pgs, 'big', 'big_');
+  t.equal(got.revisions.length, all.length, 'every revision once');
+  t.same(got.revisions, sortById(all), 'the revisions table holds every record as written');
+  t.same(got.windows, lastRevisions(all), 'the current-value table the last revision of every window');
+
+  // The same records again (a restart whose checkpoint did not record the commit): nothing changes.
+  const c = await pgs.client();
+  const before = String((await c.query('SELECT max(updated_at)::text AS t FROM big_windows')).rows[0].t);
+  const again = new PostgresSink(spec, 'results', 'big');
+  await again.open({ checkpoint: 1 });
+  await write(again);
+  t.same(await again.snapshot(2), { checkpoint: 2 });
+  await again.close();
+  t.equal(Number((await c.query('SELECT count(*) AS n FROM big_windows WHERE updated_at > $1::timestamptz', [before])).rows[0].n), 0, 'no current row rewritten');
+  await c.end();
+  const after = await readTables(pgs, 'big', 'big_');
+  t.same(after.revisions, got.revisions, 'the revisions unchanged');
+  t.same(after.windows, got.windows, 'the current values unchanged');
+  t.same(after.progress, [{ sink: 'results', checkpoint_id: '2' }], 'the progress row names the second commit');
+});
+
 t.test('tidemark demo --sink postgres://… writes the demo windows into PostgreSQL', async (t) => {
   const r = await runCli(['demo', '--duration', '8s', '--rate', '300', '--sink', pgs.url('tidemark', { prefix: 'demo_' })]);
   t.equal(r.code, 0, `exit 0 (stderr: ${r.stderr.slice(-300)})`);
