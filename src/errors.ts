@@ -15,7 +15,9 @@ export type ErrorCode =
   | 'NOT_AVAILABLE'
   | 'SAVEPOINT_EXISTS'
   | 'BAD_JOB'
-  | 'USER_CODE';
+  | 'USER_CODE'
+  /** a write or message of a lease epoch that a newer owner superseded */
+  | 'SUPERSEDED';
 
 /** An error Tidemark knows how to explain to a user. */
 export class TidemarkError extends Error {

@@ -6,7 +6,7 @@ import { pathToFileURL } from 'node:url';
 import type { NatsConnection, JetStreamManager } from 'nats';
 import { TidemarkError } from '../errors.js';
 import { stateFingerprint, type JobConfig } from '../runtime/job-config.js';
-import { CheckpointStore, type CheckpointMeta } from '../io/checkpoint-store.js';
+import { CheckpointStore, type CheckpointMeta, type CheckpointWrite } from '../io/checkpoint-store.js';
 import { ensureStream, JetStreamSource } from '../io/jetstream-source.js';
 import { createSink } from '../io/sinks.js';
 import { groupProblems, waysOut } from '../io/state-damage.js';
@@ -63,6 +63,23 @@ export async function openJobStore(stateDir: string, job: string, reset = false)
   }
 }
 
+/**
+ * Where a job's window actors run when it is one generation of a group (host/group.ts): how many
+ * there are in all, which this process hosts, the generation's shared channel key, and how the
+ * others get their windows. Without it every actor runs here under a key of this run alone.
+ */
+export interface Placement {
+  total: number;
+  local: readonly number[];
+  key: RunKey;
+  /** Hands every actor hosted elsewhere its windows; resolves once each is listening for batches. */
+  remote: (windowsOf: (actor: number) => PersistedWindow[], watermark: number) => Promise<void>;
+  /** Stores each complete checkpoint in NATS too (after LevelDB, before it counts as taken). */
+  mirror?: (w: CheckpointWrite, meta: CheckpointMeta) => Promise<void>;
+  /** The input sequence a group's --drain ends at (fixed by its first coordinator). */
+  drainSeq?: number;
+}
+
 export interface JobStatus {
   seq: number;
   watermark: number;
@@ -99,14 +116,14 @@ export class Job {
   }
 
   /** Restores state and starts every actor; the source begins reading. */
-  static async start(cfg: JobConfig, nc: NatsConnection, log: Logger): Promise<Job> {
+  static async start(cfg: JobConfig, nc: NatsConnection, log: Logger, placement?: Placement): Promise<Job> {
     const t0 = performance.now();
     const store = await openJobStore(cfg.stateDir, cfg.job, cfg.resetState);
     let opened: SinkActor | undefined;
     let fault: (why: string) => void = () => undefined;
     const faulted = new Promise<string>((r) => (fault = r));
     // A new secret every run: messages of an earlier run, garbage and forgeries are all refused.
-    const channel: ChannelContext = { key: RunKey.create(), rejects: new Rejections((f, m) => log.warn(f, m)), fault: (why) => fault(why) };
+    const channel: ChannelContext = { key: placement?.key ?? RunKey.create(), rejects: new Rejections((f, m) => log.warn(f, m)), fault: (why) => fault(why) };
     try {
       if (cfg.resetState) log.warn({ stateDir: cfg.stateDir }, 'state reset: starting from the beginning of the input');
       for (const note of store.notes) log.warn({ stateDir: cfg.stateDir }, note);
@@ -138,7 +155,9 @@ export class Job {
         late: createSink(cfg.lateSink, nc, js, jsm, cfg.job, 'late', log),
         dead: createSink(cfg.dlqSink, nc, js, jsm, cfg.job, 'dead', log),
       };
-      const sink = new SinkActor(nc, cfg.job, cfg.partitions, cfg.keyGroups, sinkSet, store, fingerprint, cfg.retain, log, meta?.id ?? 0, channel);
+      const total = placement?.total ?? cfg.partitions;
+      const local = placement?.local ?? Array.from({ length: cfg.partitions }, (_, p) => p);
+      const sink = new SinkActor(nc, cfg.job, total, cfg.keyGroups, sinkSet, store, fingerprint, cfg.retain, log, meta?.id ?? 0, channel);
       opened = sink;
       await sink.openSinks(meta?.sinks);
       if (meta) {
@@ -146,20 +165,21 @@ export class Job {
         sink.counts.late = meta.counters.late ?? 0;
         sink.counts.dead = meta.counters.dead ?? 0;
       }
-      const parts = Array.from({ length: cfg.partitions }, (_, p) => new PartitionActor(nc, p, { job: cfg.job, window: cfg.window, lateness: cfg.lateness, mode: cfg.emit, compiled: cfg.compiled }, channel));
-      if (restored) {
-        // Each actor restores the key groups it owns in this run, whichever actor wrote them.
-        const routing = { keyGroups: cfg.keyGroups, actors: cfg.partitions };
-        for (const pa of parts) {
-          const { from, to } = groupsOf(pa.partition, routing);
-          const mine: PersistedWindow[] = [];
-          for (let kg = from; kg < to; kg++) for (const w of restored.windows.get(kg) ?? []) mine.push(w);
-          await pa.restore(mine, restored.meta.watermark.wm);
-        }
-      }
+      if (placement?.mirror) sink.mirror = placement.mirror;
+      const parts = local.map((p) => new PartitionActor(nc, p, { job: cfg.job, window: cfg.window, lateness: cfg.lateness, mode: cfg.emit, compiled: cfg.compiled }, channel));
+      // Each actor restores the key groups it owns in this run, whichever actor wrote them.
+      const routing = { keyGroups: cfg.keyGroups, actors: total };
+      const windowsOf = (actor: number): PersistedWindow[] => {
+        const { from, to } = groupsOf(actor, routing);
+        const mine: PersistedWindow[] = [];
+        for (let kg = from; kg < to; kg++) for (const w of restored?.windows.get(kg) ?? []) mine.push(w);
+        return mine;
+      };
+      if (restored) for (const pa of parts) await pa.restore(windowsOf(pa.partition), restored.meta.watermark.wm);
       for (const pa of parts) pa.start(cfg.job);
       sink.start();
-      const endSeq = cfg.drain ? input.lastSeq : undefined;
+      if (placement) await placement.remote(windowsOf, restored?.meta.watermark.wm ?? -Infinity);
+      const endSeq = placement?.drainSeq ?? (cfg.drain ? input.lastSeq : undefined);
       // Threads build the same job from its module (or key spec); a definition object stays inline.
       const jobSource: JobSource | undefined = cfg.jobModule
         ? { module: pathToFileURL(resolve(cfg.jobModule)).href, stream: cfg.inputStream }
@@ -172,7 +192,7 @@ export class Job {
         new JetStreamSource(js, cfg.inputStream),
         pool,
         cfg,
-        { partitions: cfg.partitions, keyGroups: cfg.keyGroups, batchSize: cfg.batchSize, maxInflight: 4, checkpointInterval: cfg.checkpointInterval, idleTimeout: cfg.idleTimeout, ...(endSeq !== undefined ? { endSeq } : {}) },
+        { partitions: total, keyGroups: cfg.keyGroups, batchSize: cfg.batchSize, maxInflight: 4, checkpointInterval: cfg.checkpointInterval, idleTimeout: cfg.idleTimeout, ...(endSeq !== undefined ? { endSeq } : {}) },
         channel,
         // New checkpoint ids continue after the newest stored one (also when restoring an older one).
         { seq: meta?.seq ?? 0, cp: store.maxId, ...(restored ? { watermark: restored.meta.watermark, chain: restored.chain } : {}) },

@@ -3,7 +3,7 @@
 // than crashing an actor. The envelope and the contents of a batch's ops are checked apart.
 
 import type { Checked as Check } from '../io/channel.js';
-import type { CreditMsg, OutMsg, PartitionMsg, QueryRequest } from './messages.js';
+import type { ControlMsg, CreditMsg, OutMsg, PartitionMsg, QueryRequest, RestoreMsg } from './messages.js';
 
 const isObj = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 const isInt = (v: unknown): v is number => Number.isSafeInteger(v);
@@ -77,4 +77,21 @@ export function checkQueryRequest(v: unknown): Check<QueryRequest> {
   if (!isObj(v)) return fail('not an object');
   const okKey = v.key === undefined || typeof v.key === 'string';
   return okKey && optNum(v.from) && optNum(v.to) && (v.top === undefined || isInt(v.top)) ? { ok: true, msg: v as QueryRequest } : fail('a query with mistyped fields');
+}
+
+/** A restore message (coordinator → a member's window actor). */
+export function checkRestoreMsg(v: unknown): Check<RestoreMsg> {
+  if (!isObj(v) || v.t !== 'restore') return fail('not a restore message');
+  if (!isInt(v.gen) || !isInt(v.actor) || !Array.isArray(v.windows) || !isNum(v.watermark) || typeof v.last !== 'boolean') return fail('a restore message without gen, actor, windows, watermark or last');
+  return { ok: true, msg: v as unknown as RestoreMsg };
+}
+
+/** A control message (member → coordinator). */
+export function checkControlMsg(v: unknown): Check<ControlMsg> {
+  if (!isObj(v) || !isInt(v.gen)) return fail('not a control message');
+  if (v.t === 'hello') return typeof v.member === 'string' && Array.isArray(v.actors) && v.actors.every(isInt) ? { ok: true, msg: v as unknown as ControlMsg } : fail('a hello without member or actors');
+  if (v.t === 'ready') return isInt(v.actor) ? { ok: true, msg: v as unknown as ControlMsg } : fail('a ready without actor');
+  if (v.t === 'fault') return typeof v.why === 'string' ? { ok: true, msg: v as unknown as ControlMsg } : fail('a fault without why');
+  if (v.t === 'leave') return typeof v.member === 'string' ? { ok: true, msg: v as unknown as ControlMsg } : fail('a leave without member');
+  return fail(`unknown control message ${String(v.t)}`);
 }

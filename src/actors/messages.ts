@@ -53,3 +53,24 @@ export interface QueryReply {
   /** Set instead of windows when the answer would not fit in one NATS message. */
   error?: string;
 }
+
+/** coordinator → a window actor hosted by another instance: its key groups' windows at a generation's start */
+export interface RestoreMsg {
+  t: 'restore';
+  gen: number;
+  actor: number;
+  windows: PersistedWindow[];
+  watermark: number;
+  last: boolean;
+}
+
+/** members → coordinator, on the job's control subject */
+export type ControlMsg =
+  /** listening for its actors' restore messages */
+  | { t: 'hello'; gen: number; member: string; actors: number[] }
+  /** actor restored and subscribed to its batches */
+  | { t: 'ready'; gen: number; actor: number }
+  /** a channel fault (the generation restarts from the last checkpoint), or the job's code failed (`fatal`) */
+  | { t: 'fault'; gen: number; why: string; fatal?: boolean }
+  /** the member stops (SIGTERM): the next generation does without it */
+  | { t: 'leave'; gen: number; member: string };

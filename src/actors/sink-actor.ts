@@ -9,13 +9,14 @@ import { checkOutMsg } from './message-checks.js';
 import { Reassembler } from '../io/framing.js';
 import { subjectsFor } from '../io/subjects.js';
 import type { Sink, SinkProgress } from '../io/sinks.js';
-import type { CheckpointStore, CheckpointMeta } from '../io/checkpoint-store.js';
+import type { CheckpointStore, CheckpointMeta, CheckpointWrite } from '../io/checkpoint-store.js';
 import type { Logger } from '../log.js';
 import type { CreditMsg, OutMsg } from './messages.js';
 import type { PersistedWindow } from '../runtime/window-operator.js';
 import { faultPoint } from '../io/fault.js';
 import { isTransientNatsError } from '../io/nats-errors.js';
 import { yieldToLoop } from './slices.js';
+import { SupersededError } from '../io/group-store.js';
 
 export interface SinkSet {
   results: Sink[];
@@ -51,6 +52,8 @@ export class SinkActor {
   private readonly sealer: Sealer;
   counts = { results: 0, late: 0, dead: 0 };
   onCheckpoint?: (e: CheckpointEvent) => void;
+  /** A group's copy of each complete checkpoint in NATS: written after LevelDB, before the checkpoint counts as taken. */
+  mirror?: (w: CheckpointWrite, meta: CheckpointMeta) => Promise<void>;
   onResults?: (n: number) => void;
   /** Every data message the sink writes (metrics: counts and source-to-sink latency). */
   onOut?: (m: Extract<OutMsg, { t: 'out' }>) => void;
@@ -241,7 +244,7 @@ export class SinkActor {
         const sinks: Record<string, SinkProgress> = {};
         for (const [key, p] of progress) sinks[key] = await p;
         faultPoint('checkpoint-before-write');
-        const meta = await this.store.write({
+        const write: CheckpointWrite = {
           meta: {
             id: a.cp,
             time: Date.now(),
@@ -258,14 +261,22 @@ export class SinkActor {
           },
           upserts,
           deletes,
-        }, yieldToLoop);
+        };
+        const meta = await this.store.write(write, yieldToLoop);
         faultPoint('checkpoint-after-write');
+        if (this.mirror) await this.mirror(write, meta);
         await this.store.prune(this.retain);
         const ms = performance.now() - t0;
         this.log.debug({ checkpoint: a.cp, seq: src.seq, entries: meta.entries, bytes: meta.bytes, ms: Math.round(ms) }, 'checkpoint complete');
         this.onCheckpoint?.({ meta, ms });
         this.reply({ t: 'checkpointed', cp: a.cp, ms, bytes: meta.bytes, entries: meta.entries });
       } catch (e) {
+        if (e instanceof SupersededError) {
+          // A newer coordinator owns the job's checkpoints: this one's writes stop here.
+          this.log.warn({ err: e.message, checkpoint: a.cp }, 'checkpoint refused: superseded');
+          this.ctx.fault(e.message);
+          return;
+        }
         if (isTransientNatsError(e)) {
           // The sinks' progress could not be made durable (acks timed out in a failover): restart from the last checkpoint.
           this.log.warn({ err: (e as Error).message, checkpoint: a.cp }, 'checkpoint abandoned: a sink did not confirm its writes');

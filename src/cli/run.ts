@@ -13,6 +13,7 @@ import { EmbeddedNats } from '../io/nats-server.js';
 import { Job } from '../actors/job.js';
 import { reconnectBackoff } from '../io/reconnect.js';
 import { Instance } from '../host/instance.js';
+import { GroupInstance } from '../host/group.js';
 import { isTransientNatsError } from '../io/nats-errors.js';
 import { loadJobModule } from '../io/job-loader.js';
 import { VERSION } from './options.js';
@@ -106,10 +107,27 @@ export async function run(argv: string[]): Promise<number> {
     }, STOP_GRACE_MS).unref();
     // Its outcome (or failure) is the main loop's to report.
     job?.stop().catch(() => undefined);
+    group?.stop();
   };
+  let group: GroupInstance | undefined;
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
   try {
+    if (cfg.group) {
+      // One instance of a group: the lock is replaced by leases; the coordinator's generations run the job here.
+      instance = await Instance.start(nc, cfg, log, VERSION, () => undefined, { lock: false });
+      const running = instance;
+      group = new GroupInstance(nc, cfg, log, VERSION, {
+        started: async (j) => {
+          running.attach(j);
+          const { startService } = await import('../host/service.js');
+          const s = await startService(j, log, VERSION);
+          return () => s.stop();
+        },
+      });
+      if (stopRequested) group.stop();
+      return await Promise.race([group.run(), forced.then(() => 1)]);
+    }
     instance = await Instance.start(nc, cfg, log, VERSION, (why) => {
       lockLost = why;
       job?.stop().catch(() => undefined);

@@ -33,21 +33,21 @@ export async function holderIsDeadHere(holder: LockHolder, cfg: JobConfig): Prom
 /** The lock and metrics of a running instance. */
 export class Instance {
   private constructor(
-    readonly lock: JobLock,
+    readonly lock: JobLock | undefined,
     private readonly metrics?: JobMetrics,
     private readonly server?: { port: number; close(): Promise<void> },
   ) {}
 
   /** Takes the job lock (or fails with STATE_LOCKED naming the holder) and serves metrics when asked. */
-  static async start(nc: NatsConnection, cfg: JobConfig, log: Logger, version: string, onLockLost: (why: string) => void): Promise<Instance> {
-    const lock = await JobLock.acquire(nc, JobLock.self(cfg.job, cfg.stateDir, version), { isHolderDead: (h) => holderIsDeadHere(h, cfg), onLost: onLockLost, log });
+  static async start(nc: NatsConnection, cfg: JobConfig, log: Logger, version: string, onLockLost: (why: string) => void, opts: { lock?: boolean } = {}): Promise<Instance> {
+    const lock = opts.lock === false ? undefined : await JobLock.acquire(nc, JobLock.self(cfg.job, cfg.stateDir, version), { isHolderDead: (h) => holderIsDeadHere(h, cfg), onLost: onLockLost, log });
     if (cfg.metricsPort === undefined) return new Instance(lock);
     const metrics = new JobMetrics(cfg.job);
     try {
       return new Instance(lock, metrics, await serveMetrics(metrics, cfg.metricsPort, log));
     } catch (e) {
       metrics.close();
-      await lock.release();
+      await lock?.release();
       throw e;
     }
   }
@@ -66,6 +66,6 @@ export class Instance {
   async close(): Promise<void> {
     this.metrics?.close();
     await this.server?.close();
-    await this.lock.release();
+    await this.lock?.release();
   }
 }

@@ -52,6 +52,8 @@ export const RUN_OPTIONS: OptionDef[] = [
   { flag: '--drain', key: 'drain', kind: 'bool', help: 'process what the input holds at start, emit every window, exit 0' },
   { flag: '--partitions', key: 'partitions', kind: 'int', arg: 'N', help: 'window actors in this process, each owning a range of key groups (may change between runs)', default: '2' },
   { flag: '--key-groups', key: 'keyGroups', kind: 'int', arg: 'N', help: `the key space's division into groups that move between actors as units; fixed for the life of the state (max ${MAX_KEY_GROUPS})`, default: `${DEFAULT_KEY_GROUPS}` },
+  { flag: '--group', key: 'group', kind: 'bool', help: 'run as one instance of a group: every `tidemark run --group` of the same --job on the same NATS shares the job (leases in JetStream KV); not with jsonl: sinks' },
+  { flag: '--lease-ttl', key: 'leaseTtl', kind: 'dur', arg: 'DUR', help: 'a group: how long a dead instance keeps its coordinator role or key groups before another takes them over', default: '5s' },
   { flag: '--batch-size', key: 'batchSize', kind: 'int', arg: 'N', help: 'posts per batch between actors', default: '1000' },
   { flag: '--scoring-threads', key: 'scoringThreads', kind: 'int', arg: 'N', help: 'worker threads that parse and score posts (0 = on the source thread)', default: `${DEFAULT_SCORING_THREADS}` },
   { flag: '--log-level', key: 'logLevel', kind: 'string', arg: 'LEVEL', help: 'fatal | error | warn | info | debug | trace', default: 'info' },
@@ -151,6 +153,7 @@ export function resolveJobConfig(flags: RawOptions, definition?: AnyJobDefinitio
     batchSize: int(get('batchSize')!, '--batch-size', 1, 100_000),
     scoringThreads: int(get('scoringThreads')!, '--scoring-threads', 0, 64),
     retain: int(get('retain')!, '--retain', 1, 1000),
+    leaseTtl: parseDuration(get('leaseTtl')!, '--lease-ttl'),
     resetState: raw.resetState === true,
     logLevel,
     natsAuth: natsAuthFrom(get),
@@ -159,6 +162,12 @@ export function resolveJobConfig(flags: RawOptions, definition?: AnyJobDefinitio
   if (routing) throw new TidemarkError('BAD_FLAG', routing);
   if (keys) cfg.keys = keys;
   if (raw.examples === true) cfg.examples = true;
+  if (raw.group === true) {
+    const local = [...cfg.sinks, cfg.lateSink, cfg.dlqSink].find((s) => s.kind === 'jsonl');
+    if (local) throw new TidemarkError('BAD_FLAG', `--group: a jsonl: sink (${local.kind === 'jsonl' ? local.path : ''}) lives on one machine's disk and cannot follow the coordinator role between machines; use jetstream:, postgres:// or nats: sinks in a group`);
+    cfg.group = true;
+  }
+  if (cfg.leaseTtl < 500 || cfg.leaseTtl > 3_600_000) throw new TidemarkError('BAD_FLAG', `--lease-ttl: ${get('leaseTtl')} is not accepted; a duration from 500ms to 1h`);
   const jobModule = get('jobModule');
   if (jobModule !== undefined) cfg.jobModule = jobModule;
   if (!/^[A-Za-z0-9_-]+$/.test(cfg.inputStream)) throw new TidemarkError('BAD_FLAG', `--input-stream: "${cfg.inputStream}" is not a stream name (letters, digits, _ and -)`);

@@ -20,6 +20,11 @@ export class RunKey {
     return new RunKey(randomBytes(4).toString('hex'), randomBytes(32));
   }
 
+  /** The key of a group's generation, shared by its instances through the job's KV bucket. */
+  static shared(run: { id: string; secret: string }): RunKey {
+    return new RunKey(run.id, Buffer.from(run.secret, 'base64'));
+  }
+
   /** MAC of `bytes` as sent on `subject` (a message replayed on another subject does not verify). */
   mac(subject: string, bytes: Uint8Array): Buffer {
     return createHmac('sha256', this.secret).update(subject).update(bytes).digest().subarray(0, MAC_BYTES);
@@ -27,7 +32,10 @@ export class RunKey {
 }
 
 /** Who sends on internal subjects: a partition number, or one of these. */
-export const SENDER = { source: -1, sink: -2, service: -3 } as const;
+export const SENDER = { source: -1, sink: -2, service: -3, coordinator: -4 } as const;
+
+/** Sender id of the member at index `i` of a generation's plan (its control messages). */
+export const memberSender = (i: number): number => 1_000_000 + i;
 
 /** Seals the messages one sender publishes, numbering them per subject from 1. */
 export class Sealer {

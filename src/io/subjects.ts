@@ -21,8 +21,18 @@ export function subjectsFor(job: string) {
     alerts: `${base}.alerts`,
     /** micro service group */
     serviceGroup: base,
-    /** lock held by the instance that runs the job */
+    /** lock held by the instance that runs the job (a job that cannot run as a group) */
     lockBucket: 'tidemark_locks',
+    /** coordinator → a window actor on another instance: its key groups' windows at a generation's start */
+    restore: (p: number) => `${base}.part.${p}.restore`,
+    /** members → coordinator: hello, ready, fault, leave (sealed with the generation's key) */
+    control: `${base}.control`,
+    /** KV bucket of leases (entries expire after --lease-ttl): `coordinator`, `member.<id>` */
+    leaseBucket: `tidemark_group_${job}`,
+    /** KV bucket of the group's durable records: `plan` (the generation), `checkpoint` (the mirror's pointer) */
+    groupStateBucket: `tidemark_job_${job}`,
+    /** object store holding a copy of every complete checkpoint (the mirror) */
+    checkpointObjects: `tidemark_cp_${job}`,
   };
 }
 

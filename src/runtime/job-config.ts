@@ -33,6 +33,10 @@ export interface JobConfig extends JobSemantics {
   batchSize: number;
   scoringThreads: number;
   retain: number;
+  /** `--group`: one instance of a job shared by many processes */
+  group?: boolean;
+  /** a group's lease lifetime (ms) */
+  leaseTtl: number;
   resetState: boolean;
   fromCheckpoint?: string;
   logLevel: string;

@@ -1,0 +1,210 @@
+// What the instances of one job share in NATS: leases (coordinator, members) in a KV bucket whose
+// entries expire after the lease TTL, the current generation's plan in a durable KV bucket, and a
+// copy of every complete checkpoint in an object store (the mirror), so that an instance on another
+// machine can take the coordinator role over and restore what the last coordinator checkpointed.
+
+import { randomBytes } from 'node:crypto';
+import type { KV, NatsConnection, ObjectStore } from 'nats';
+import { TidemarkError } from '../errors.js';
+import { encode, decode } from './codec.js';
+import { subjectsFor } from './subjects.js';
+import { apiErrorCode, WRONG_LAST_SEQUENCE } from './nats-errors.js';
+import type { CheckpointWrite } from './checkpoint-store.js';
+
+const enc = new TextEncoder();
+const dec = new TextDecoder();
+
+/** A `tidemark run` process of a group, as its member lease says. */
+export interface MemberInfo {
+  id: string;
+  host: string;
+  pid: number;
+  stateDir: string;
+  since: number;
+  version: string;
+  /** window actors it hosts (its --partitions) */
+  actors: number;
+  /** set once it asked to leave (SIGTERM): the next generation does without it */
+  leaving?: boolean;
+}
+
+/** One generation of a group: who hosts which window actors, under which channel key. */
+export interface GenerationPlan {
+  gen: number;
+  /** the coordinator lease's epoch */
+  epoch: number;
+  coordinator: string;
+  /** window actors in all; key groups are spread over them in contiguous ranges */
+  total: number;
+  members: Array<{ id: string; actors: number[] }>;
+  /** the channel key of this generation (run id and HMAC secret, base64) */
+  run: { id: string; secret: string };
+  /** drain: the input sequence the job ends at, fixed by the first coordinator */
+  drainSeq?: number;
+  /** the job has ended (drain): members exit */
+  done?: boolean;
+  /** the job has stopped (SIGTERM of the coordinator with no one to take over) */
+  stopped?: boolean;
+}
+
+/** The mirror's pointer: the chain (object names, full checkpoint first) of the newest complete checkpoint. */
+export interface MirrorPointer {
+  epoch: number;
+  cp: number;
+  /** the checkpoint's content hash and input sequence (a local copy with the same is the same checkpoint) */
+  hash: number;
+  seq: number;
+  chain: string[];
+}
+
+/** A checkpoint write refused because its writer's epoch was superseded. */
+export class SupersededError extends TidemarkError {
+  constructor(what: string) {
+    super('SUPERSEDED', what);
+  }
+}
+
+export class GroupStore {
+  private pointerRevision = 0;
+
+  private constructor(
+    readonly job: string,
+    readonly leases: KV,
+    readonly state: KV,
+    readonly objects: ObjectStore,
+    readonly ttl: number,
+  ) {}
+
+  static async open(nc: NatsConnection, job: string, ttl: number, replicas = 1): Promise<GroupStore> {
+    const s = subjectsFor(job);
+    const js = nc.jetstream();
+    try {
+      const leases = await js.views.kv(s.leaseBucket, { history: 1, ttl, replicas });
+      const state = await js.views.kv(s.groupStateBucket, { history: 1, replicas });
+      const objects = await js.views.os(s.checkpointObjects, { replicas });
+      const actualTtl = (await leases.status()).ttl || ttl;
+      return new GroupStore(job, leases, state, objects, actualTtl);
+    } catch (e) {
+      throw new TidemarkError('NATS_UNAVAILABLE', `cannot open the group buckets of job ${job} (${s.leaseBucket}, ${s.groupStateBucket}, ${s.checkpointObjects}): ${(e as Error).message}`, { cause: e });
+    }
+  }
+
+  /** Live members (their leases not expired). */
+  async members(): Promise<MemberInfo[]> {
+    const out: MemberInfo[] = [];
+    const names: string[] = [];
+    // Every key first: the listing is a consumer of its own, not to be held up by gets in between.
+    for await (const k of await this.leases.keys('member.>')) names.push(k);
+    for (const k of names) {
+      const e = await this.leases.get(k);
+      if (!e || e.operation !== 'PUT' || e.value.length === 0) continue;
+      try {
+        out.push(JSON.parse(dec.decode(e.value)) as MemberInfo);
+      } catch {
+        // not ours: ignored
+      }
+    }
+    return out.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+  }
+
+  async plan(): Promise<{ plan: GenerationPlan; revision: number } | undefined> {
+    const e = await this.state.get('plan');
+    if (!e || e.operation !== 'PUT' || e.value.length === 0) return undefined;
+    return { plan: JSON.parse(dec.decode(e.value)) as GenerationPlan, revision: e.revision };
+  }
+
+  /** Writes a plan over the one read at `revision` (0: none); a plan of a newer epoch wins. */
+  async putPlan(plan: GenerationPlan, revision: number): Promise<number> {
+    try {
+      return revision ? await this.state.update('plan', enc.encode(JSON.stringify(plan)), revision) : await this.state.create('plan', enc.encode(JSON.stringify(plan)));
+    } catch (e) {
+      if (apiErrorCode(e) === WRONG_LAST_SEQUENCE) throw new SupersededError(`the plan of job ${this.job} changed under epoch ${plan.epoch}: another coordinator took over`);
+      throw e;
+    }
+  }
+
+  /** Calls `fn` with every plan written from now on (and the current one); returns a stop function. */
+  async watchPlan(fn: (plan: GenerationPlan) => void): Promise<() => void> {
+    const w = await this.state.watch({ key: 'plan' });
+    void (async () => {
+      for await (const e of w) {
+        if (e.operation !== 'PUT' || e.value.length === 0) continue;
+        try {
+          fn(JSON.parse(dec.decode(e.value)) as GenerationPlan);
+        } catch {
+          // a malformed plan is ignored
+        }
+      }
+    })().catch(() => undefined);
+    return () => w.stop();
+  }
+
+  /** A new channel key for a generation. */
+  static newRun(): { id: string; secret: string } {
+    return { id: randomBytes(4).toString('hex'), secret: randomBytes(32).toString('base64') };
+  }
+
+  // ---- the checkpoint mirror ----
+
+  async pointer(): Promise<{ value: MirrorPointer; revision: number } | undefined> {
+    const e = await this.state.get('checkpoint');
+    if (!e || e.operation !== 'PUT' || e.value.length === 0) return undefined;
+    return { value: JSON.parse(dec.decode(e.value)) as MirrorPointer, revision: e.revision };
+  }
+
+  /** Empties the mirror (a group's --reset-state), keeping the pointer's revision check. */
+  async resetMirror(epoch: number): Promise<void> {
+    const p = await this.pointer();
+    const value: MirrorPointer = { epoch, cp: 0, hash: 0, seq: 0, chain: [] };
+    this.pointerRevision = p ? await this.state.update('checkpoint', enc.encode(JSON.stringify(value)), p.revision) : await this.state.create('checkpoint', enc.encode(JSON.stringify(value)));
+    for (const name of p?.value.chain ?? []) await this.objects.delete(name).catch(() => undefined);
+  }
+
+  /**
+   * Claims the mirror for `epoch`: rewrites the pointer stamped with it, so that a superseded
+   * coordinator's next checkpoint (revision-checked against what it last wrote) is refused.
+   */
+  async claimMirror(epoch: number): Promise<MirrorPointer | undefined> {
+    const p = await this.pointer();
+    const value: MirrorPointer = p ? { ...p.value, epoch } : { epoch, cp: 0, hash: 0, seq: 0, chain: [] };
+    try {
+      this.pointerRevision = p ? await this.state.update('checkpoint', enc.encode(JSON.stringify(value)), p.revision) : await this.state.create('checkpoint', enc.encode(JSON.stringify(value)));
+    } catch (e) {
+      if (apiErrorCode(e) === WRONG_LAST_SEQUENCE) throw new SupersededError(`the checkpoint mirror of job ${this.job} changed while epoch ${epoch} claimed it`);
+      throw e;
+    }
+    return p?.value.cp ? p.value : undefined;
+  }
+
+  /**
+   * Stores a complete checkpoint in the mirror and moves the pointer to it (revision-checked: a writer
+   * whose epoch was superseded gets SupersededError and nothing changes for the others).
+   */
+  async mirror(write: CheckpointWrite, hash: number, epoch: number, previous: MirrorPointer | undefined): Promise<MirrorPointer> {
+    const name = `cp-${write.meta.id}-e${epoch}`;
+    await this.objects.putBlob({ name }, encode(write));
+    const chain = write.meta.full || !previous ? [name] : [...previous.chain, name];
+    const value: MirrorPointer = { epoch, cp: write.meta.id, hash, seq: write.meta.seq, chain };
+    try {
+      this.pointerRevision = await this.state.update('checkpoint', enc.encode(JSON.stringify(value)), this.pointerRevision);
+    } catch (e) {
+      await this.objects.delete(name).catch(() => undefined);
+      if (apiErrorCode(e) === WRONG_LAST_SEQUENCE) throw new SupersededError(`checkpoint ${write.meta.id} of epoch ${epoch} refused: a newer coordinator owns the job's checkpoints`);
+      throw e;
+    }
+    // Objects of the previous chain that the new one does not continue are of no more use.
+    if (previous) for (const old of previous.chain) if (!chain.includes(old)) await this.objects.delete(old).catch(() => undefined);
+    return value;
+  }
+
+  /** The checkpoint writes of the pointer's chain, full checkpoint first. */
+  async fetchChain(p: MirrorPointer): Promise<CheckpointWrite[]> {
+    const out: CheckpointWrite[] = [];
+    for (const name of p.chain) {
+      const bytes = await this.objects.getBlob(name);
+      if (!bytes) throw new TidemarkError('STATE_CORRUPT', `the checkpoint mirror of job ${this.job} lacks ${name} (its pointer names checkpoint ${p.cp}); restore from a state directory, or --reset-state`);
+      out.push(decode<CheckpointWrite>(bytes));
+    }
+    return out;
+  }
+}

@@ -1,0 +1,135 @@
+// Leases in a JetStream KV bucket whose entries live for the bucket's TTL (`--lease-ttl`): taken with
+// a revision-checked create, kept alive by revision-checked updates, lost when an update finds another
+// revision (the entry expired and someone else took it). The revision at which a lease was taken is
+// its epoch: it only grows, so a message or a write stamped with an older epoch is from a superseded owner.
+
+import type { KV } from 'nats';
+import type { Logger } from '../log.js';
+import { apiErrorCode, WRONG_LAST_SEQUENCE } from './nats-errors.js';
+
+const enc = new TextEncoder();
+const dec = new TextDecoder();
+
+export interface LeaseOptions {
+  /** The bucket's TTL: a lease not renewed for this long expires. Renewed every ttl/3. */
+  ttl: number;
+  /** Called once when the lease is found lost (expired and maybe taken by another). */
+  onLost?: (why: string) => void;
+  /** A lease nobody else contends for (a member's own entry): when it expired, take it again instead of losing it. */
+  renewExpired?: boolean;
+  log?: Logger;
+}
+
+/** A held lease on one key. */
+export class Lease {
+  private timer?: NodeJS.Timeout;
+  private released = false;
+  private lost = false;
+  private lostNow: (why: string) => void = () => undefined;
+  /** Resolves (with why) when the lease is found lost; never when it is released. */
+  readonly whenLost: Promise<string> = new Promise((r) => (this.lostNow = r));
+
+  private constructor(
+    private readonly kv: KV,
+    readonly key: string,
+    private value: Uint8Array,
+    /** The KV revision at which the lease was taken: its epoch. */
+    readonly epoch: number,
+    private revision: number,
+    private readonly opts: LeaseOptions,
+  ) {}
+
+  /** Takes the lease on `key` if nobody holds it; undefined when it is held. */
+  static async tryAcquire(kv: KV, key: string, value: unknown, opts: LeaseOptions): Promise<Lease | undefined> {
+    const bytes = enc.encode(JSON.stringify(value));
+    try {
+      const rev = await kv.create(key, bytes);
+      return new Lease(kv, key, bytes, rev, rev, opts).start();
+    } catch (e) {
+      if (apiErrorCode(e) === WRONG_LAST_SEQUENCE) return undefined;
+      throw e;
+    }
+  }
+
+  /** Takes over the lease held at `revision` by an owner known to be dead (revision-checked). */
+  static async takeOver(kv: KV, key: string, value: unknown, revision: number, opts: LeaseOptions): Promise<Lease | undefined> {
+    const bytes = enc.encode(JSON.stringify(value));
+    try {
+      const rev = await kv.update(key, bytes, revision);
+      return new Lease(kv, key, bytes, rev, rev, opts).start();
+    } catch (e) {
+      if (apiErrorCode(e) === WRONG_LAST_SEQUENCE) return undefined;
+      throw e;
+    }
+  }
+
+  /** Who holds `key` now (its JSON value and epoch), if anyone. */
+  static async holder<T>(kv: KV, key: string): Promise<{ value: T; revision: number } | undefined> {
+    const e = await kv.get(key);
+    if (!e || e.operation !== 'PUT' || e.value.length === 0) return undefined;
+    try {
+      return { value: JSON.parse(dec.decode(e.value)) as T, revision: e.revision };
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** False once the lease is lost or released. */
+  get held(): boolean {
+    return !this.lost && !this.released;
+  }
+
+  /** Replaces the lease's value (e.g. a member leaving), keeping the lease. */
+  async update(value: unknown): Promise<void> {
+    this.value = enc.encode(JSON.stringify(value));
+    await this.renew();
+  }
+
+  /** Gives the lease up (only if it is still ours). */
+  async release(): Promise<void> {
+    if (this.released) return;
+    this.released = true;
+    clearInterval(this.timer);
+    await this.kv.delete(this.key, { previousSeq: this.revision }).catch(() => undefined);
+  }
+
+  /** Stops renewing without deleting (tests: a paused owner). */
+  stopRenewing(): void {
+    clearInterval(this.timer);
+  }
+
+  private start(): this {
+    this.timer = setInterval(() => void this.renew().catch(() => undefined), Math.max(50, Math.floor(this.opts.ttl / 3)));
+    this.timer.unref();
+    return this;
+  }
+
+  private async renew(): Promise<void> {
+    if (!this.held) return;
+    try {
+      this.revision = await this.kv.update(this.key, this.value, this.revision);
+    } catch (e) {
+      if (!this.held) return;
+      if (apiErrorCode(e) !== WRONG_LAST_SEQUENCE) {
+        // NATS unreachable for now: the lease survives as long as its TTL; keep trying.
+        this.opts.log?.warn({ lease: this.key, err: (e as Error).message }, `lease ${this.key}: renewal failed; retrying`);
+        return;
+      }
+      if (this.opts.renewExpired) {
+        try {
+          this.revision = await this.kv.create(this.key, this.value);
+          this.opts.log?.warn({ lease: this.key }, `lease ${this.key} had expired (this process was too slow to renew it); taken again`);
+          return;
+        } catch {
+          // taken meanwhile: lost after all
+        }
+      }
+      this.lost = true;
+      clearInterval(this.timer);
+      const why = `lease ${this.key} (epoch ${this.epoch}) expired and was lost`;
+      this.opts.log?.error({ lease: this.key, epoch: this.epoch }, why);
+      this.opts.onLost?.(why);
+      this.lostNow(why);
+    }
+  }
+}

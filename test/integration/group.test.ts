@@ -1,0 +1,118 @@
+// One job on three `tidemark run --group` processes over one real nats-server: leases in JetStream KV,
+// window actors on every instance, restore and checkpoints over NATS. The `jetstream:` results equal
+// the reference model record by record — without faults, with the coordinator SIGKILLed mid-run (a
+// member takes over from the checkpoint mirror in NATS) and with a member SIGKILLed mid-run.
+
+import t, { type Test } from 'tap';
+import { join } from 'node:path';
+import type { ChildProcess } from 'node:child_process';
+import type { NatsConnection } from 'nats';
+import { natsFixture, spawnCli, fillStream, type CliResult } from '../helpers/nats.js';
+import { genStream } from '../helpers/streams.js';
+import { referenceRun, type RefConfig } from '../helpers/reference.js';
+
+const { scratch, nats, nc, children } = await natsFixture(t, 'tidemark-group-');
+const dec = new TextDecoder();
+const sorted = <T extends { id: string }>(xs: T[]): T[] => [...xs].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+
+const cfg = (job: string): RefConfig => ({ job, window: { kind: 'tumbling', size: 60_000 }, maxOutOfOrderness: 5_000, lateness: 30_000, keys: { hashtags: true, all: true, keywords: [] }, emit: 'updates' });
+
+async function storedResults(conn: NatsConnection, stream: string): Promise<Array<{ id: string }>> {
+  const jsm = await conn.jetstreamManager();
+  const info = await jsm.streams.info(stream);
+  const out: Array<{ id: string }> = [];
+  for (let seq = info.state.first_seq; seq <= info.state.last_seq && info.state.messages > 0; seq++) {
+    const m = await jsm.streams.getMessage(stream, { seq }).catch(() => undefined);
+    if (m) out.push(JSON.parse(dec.decode(m.data)) as { id: string });
+  }
+  return out;
+}
+
+interface Instance {
+  child: ChildProcess;
+  done: Promise<CliResult>;
+  waitFor: (what: RegExp | ((stderr: string) => boolean), timeoutMs?: number) => Promise<void>;
+  stderr: () => string;
+}
+
+function instance(job: string, n: number, extra: string[] = []): Instance {
+  const dir = join(scratch.dir, job, `i${n}`);
+  const args = [
+    'run', '--group', '--nats', nats.url, '--job', job, '--input-stream', `IN_${job}`, '--input-subjects', `${job}.>`,
+    '--window', 'tumbling:1m', '--max-out-of-orderness', '5s', '--allowed-lateness', '30s', '--keys', 'hashtags,all',
+    '--sink', `jetstream:RES_${job}:res.${job}`, '--late-sink', `jetstream:LATE_${job}:late.${job}`, '--dlq-sink', `nats:dlq.${job}`,
+    '--state-dir', dir, '--drain', '--batch-size', '20', '--checkpoint-interval', '100ms', '--lease-ttl', '3s', '--partitions', '2', '--log-level', 'debug',
+    ...extra,
+  ];
+  const { child, done, waitFor } = spawnCli(args);
+  children.add(child);
+  let stderr = '';
+  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+  return { child, done, waitFor, stderr: () => stderr };
+}
+
+const lastLines = (s: string): string => s.split('\n').filter((l) => !/checkpoint complete|"level":20/.test(l)).slice(-30).join('\n');
+
+async function setUp(job: string, n: number, seed: number): Promise<ReturnType<typeof referenceRun>> {
+  const payloads = genStream(seed, { n, unit: 60_000, step: 1_000, maxOutOfOrderness: 5_000 });
+  await fillStream(nc, `IN_${job}`, job, payloads);
+  const jsm = await nc.jetstreamManager();
+  await jsm.streams.add({ name: `RES_${job}`, subjects: [`res.${job}`] });
+  await jsm.streams.add({ name: `LATE_${job}`, subjects: [`late.${job}`] });
+  return referenceRun(payloads, cfg(job));
+}
+
+async function checkExact(t: Test, job: string, expected: ReturnType<typeof referenceRun>): Promise<void> {
+  const results = await storedResults(nc, `RES_${job}`);
+  t.equal(new Set(results.map((r) => r.id)).size, results.length, 'no result twice in the JetStream sink');
+  t.same(sorted(results), sorted(expected.results), `results equal the reference model (${expected.results.length})`);
+  const late = await storedResults(nc, `LATE_${job}`);
+  t.same(sorted(late), sorted(expected.late), `late records equal the model (${expected.late.length})`);
+}
+
+t.test('three instances form one job; results equal the model', async (t) => {
+  const job = 'g1';
+  const expected = await setUp(job, 6000, 7);
+  const all = [instance(job, 1), instance(job, 2), instance(job, 3)];
+  const ends = await Promise.all(all.map((i) => i.done));
+  ends.forEach((r, i) => t.equal(r.code, 0, `instance ${i + 1} exits 0 (${r.code === 0 ? '' : lastLines(r.stderr)})`));
+  const logs = ends.map((r) => r.stderr).join('\n');
+  t.match(logs, /generation \d+: 3 instance\(s\)/, 'a generation spanned all three instances');
+  t.ok(ends.filter((r) => /member of job g1/.test(r.stderr)).length >= 2, 'two instances hosted window actors as members');
+  await checkExact(t, job, expected);
+});
+
+t.test('the coordinator is SIGKILLed mid-run: a member takes over from the mirror; results exact', async (t) => {
+  const job = 'g2';
+  const expected = await setUp(job, 8000, 11);
+  const all = [instance(job, 1), instance(job, 2), instance(job, 3)];
+  await Promise.race(all.map((i) => i.waitFor(/generation \d+: 3 instance\(s\)/, 60_000).catch(() => new Promise(() => undefined))));
+  const coordinator = all.find((i) => /coordinator of job g2/.test(i.stderr()))!;
+  t.ok(coordinator, 'one instance is the coordinator');
+  await coordinator.waitFor((s) => (s.match(/checkpoint complete/g) ?? []).length >= 5, 60_000);
+  coordinator.child.kill('SIGKILL');
+  const rest = all.filter((i) => i !== coordinator);
+  const ends = await Promise.all(rest.map((i) => i.done));
+  ends.forEach((r, i) => t.equal(r.code, 0, `survivor ${i + 1} exits 0 (${r.code === 0 ? '' : lastLines(r.stderr)})`));
+  const logs = ends.map((r) => r.stderr).join('\n');
+  t.match(logs, /coordinator of job g2/, 'a survivor took the coordinator role');
+  t.match(logs, /restored checkpoint \d+ from the group's mirror/, 'it restored from the mirror in NATS');
+  await checkExact(t, job, expected);
+});
+
+t.test('a member is SIGKILLed mid-run: its key groups move; results exact', async (t) => {
+  const job = 'g3';
+  const expected = await setUp(job, 8000, 13);
+  const all = [instance(job, 1), instance(job, 2), instance(job, 3)];
+  await Promise.race(all.map((i) => i.waitFor(/generation \d+: 3 instance\(s\)/, 60_000).catch(() => new Promise(() => undefined))));
+  const member = all.find((i) => /member of job g3/.test(i.stderr()) && !/coordinator of job g3/.test(i.stderr()));
+  t.ok(member, 'one instance is a member');
+  await member!.waitFor((s) => /member of job g3/.test(s), 30_000);
+  await new Promise((r) => setTimeout(r, 300));
+  member!.child.kill('SIGKILL');
+  const rest = all.filter((i) => i !== member);
+  const ends = await Promise.all(rest.map((i) => i.done));
+  ends.forEach((r, i) => t.equal(r.code, 0, `survivor ${i + 1} exits 0 (${r.code === 0 ? '' : lastLines(r.stderr)})`));
+  t.match(ends.map((r) => r.stderr).join('\n'), /gone \(lease expired or process dead\)/, 'the coordinator noticed the member gone');
+  await checkExact(t, job, expected);
+});
