@@ -6,7 +6,7 @@ import { pathToFileURL } from 'node:url';
 import type { NatsConnection, JetStreamManager } from 'nats';
 import { TidemarkError } from '../errors.js';
 import { stateFingerprint, type JobConfig } from '../runtime/job-config.js';
-import { CheckpointStore, type CheckpointMeta, type CheckpointWrite } from '../io/checkpoint-store.js';
+import { CheckpointStore, type CheckpointMeta, type CheckpointWrite, type GroupStamp } from '../io/checkpoint-store.js';
 import { ensureStream, JetStreamSource } from '../io/jetstream-source.js';
 import { createSink } from '../io/sinks.js';
 import { groupProblems, waysOut } from '../io/state-damage.js';
@@ -76,6 +76,8 @@ export interface Placement {
   remote: (windowsOf: (actor: number) => PersistedWindow[], watermark: number) => Promise<void>;
   /** Stores each complete checkpoint in NATS too (after LevelDB, before it counts as taken). */
   mirror?: (w: CheckpointWrite, meta: CheckpointMeta) => Promise<void>;
+  /** Stamped on every checkpoint of this generation. */
+  stamp?: GroupStamp;
   /** The input sequence a group's --drain ends at (fixed by its first coordinator). */
   drainSeq?: number;
 }
@@ -166,6 +168,7 @@ export class Job {
         sink.counts.dead = meta.counters.dead ?? 0;
       }
       if (placement?.mirror) sink.mirror = placement.mirror;
+      if (placement?.stamp) sink.stamp = placement.stamp;
       const parts = local.map((p) => new PartitionActor(nc, p, { job: cfg.job, window: cfg.window, lateness: cfg.lateness, mode: cfg.emit, compiled: cfg.compiled }, channel));
       // Each actor restores the key groups it owns in this run, whichever actor wrote them.
       const routing = { keyGroups: cfg.keyGroups, actors: total };

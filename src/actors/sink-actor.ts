@@ -9,7 +9,7 @@ import { checkOutMsg } from './message-checks.js';
 import { Reassembler } from '../io/framing.js';
 import { subjectsFor } from '../io/subjects.js';
 import type { Sink, SinkProgress } from '../io/sinks.js';
-import type { CheckpointStore, CheckpointMeta, CheckpointWrite } from '../io/checkpoint-store.js';
+import type { CheckpointStore, CheckpointMeta, CheckpointWrite, GroupStamp } from '../io/checkpoint-store.js';
 import type { Logger } from '../log.js';
 import type { CreditMsg, OutMsg } from './messages.js';
 import type { PersistedWindow } from '../runtime/window-operator.js';
@@ -54,6 +54,8 @@ export class SinkActor {
   onCheckpoint?: (e: CheckpointEvent) => void;
   /** A group's copy of each complete checkpoint in NATS: written after LevelDB, before the checkpoint counts as taken. */
   mirror?: (w: CheckpointWrite, meta: CheckpointMeta) => Promise<void>;
+  /** A group's generation, stamped on its checkpoints. */
+  stamp?: GroupStamp;
   onResults?: (n: number) => void;
   /** Every data message the sink writes (metrics: counts and source-to-sink latency). */
   onOut?: (m: Extract<OutMsg, { t: 'out' }>) => void;
@@ -258,6 +260,7 @@ export class SinkActor {
             counters,
             fingerprint: this.fingerprint,
             ...(src.savepoint ? { savepoint: src.savepoint } : {}),
+            ...(this.stamp ? { group: this.stamp } : {}),
           },
           upserts,
           deletes,

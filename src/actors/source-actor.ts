@@ -12,6 +12,7 @@ import type { ScoringPool } from '../io/scoring-pool.js';
 import { Ingestor, type JobSemantics } from '../runtime/ingest.js';
 import type { CreditMsg, OutMsg, PartitionMsg } from './messages.js';
 import { TidemarkError } from '../errors.js';
+import { faultDrop } from '../io/fault.js';
 import { FullCheckpointPolicy, type ChainState } from '../runtime/checkpoint-policy.js';
 
 export interface SourceOptions {
@@ -288,7 +289,10 @@ export class SourceActor {
 
   private publishPartition(p: number, msg: PartitionMsg): void {
     const subject = this.subj.partition(p);
-    this.pub.publish(subject, this.sealer.seal(subject, msg));
+    const sealed = this.sealer.seal(subject, msg);
+    // A fault point of the channel tests: the batch is sealed (numbered) but never sent.
+    if (msg.t === 'batch' && msg.ops.length > 0 && faultDrop('drop-batch')) return;
+    this.pub.publish(subject, sealed);
   }
 
   private publishOut(msg: OutMsg): void {

@@ -29,6 +29,7 @@ import { SNAPSHOT_SLICE } from '../actors/partition-actor.js';
 import type { ControlMsg } from '../actors/messages.js';
 import type { PersistedWindow } from '../runtime/window-operator.js';
 import { MemberActors } from './member.js';
+import { groupsOf } from '../runtime/key-groups.js';
 
 /** How long the coordinator waits for a member's hello and its actors' ready before doing without it. */
 const MEMBER_ANSWER_MS = 15_000;
@@ -175,6 +176,7 @@ export class GroupInstance {
             mirror: async (w, meta) => {
               pointer = await store.mirror(w, meta.hash, epoch, pointer);
             },
+            stamp: { epoch, gen: plan.gen, owners: ownersOf(plan, cfg.keyGroups) },
             ...(drainSeq !== undefined ? { drainSeq } : {}),
           };
           job = await Job.start(cfg, this.nc, gl, placement);
@@ -408,6 +410,21 @@ class ControlChannel {
   close(): void {
     this.sub.unsubscribe();
   }
+}
+
+/** Key-group ranges [member, from, to) of a plan (each actor's contiguous range, merged per member). */
+export function ownersOf(plan: GenerationPlan, keyGroups: number): Array<[string, number, number]> {
+  const out: Array<[string, number, number]> = [];
+  for (const m of plan.members) {
+    for (const a of m.actors) {
+      const { from, to } = groupsOf(a, { keyGroups, actors: plan.total });
+      if (from === to) continue;
+      const last = out[out.length - 1];
+      if (last && last[0] === m.id && last[2] === from) last[2] = to;
+      else out.push([m.id, from, to]);
+    }
+  }
+  return out;
 }
 
 /** Arrivals of named events, waited for before or after they come. */

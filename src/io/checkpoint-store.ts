@@ -35,6 +35,15 @@ export interface CheckpointMeta {
   counters: Record<string, number>;
   fingerprint: Record<string, string>;
   savepoint?: string;
+  /** A group's checkpoint: the coordinator's lease epoch, the generation and who owned which key groups [member, from, to). */
+  group?: GroupStamp;
+}
+
+/** Who took a group's checkpoint and who owned each key group in it. */
+export interface GroupStamp {
+  epoch: number;
+  gen: number;
+  owners: Array<[string, number, number]>;
 }
 
 export interface CheckpointWrite {

@@ -10,3 +10,12 @@ export function faultPoint(point: string): void {
   if (target !== point) return;
   if (--remaining <= 0) process.kill(process.pid, 'SIGKILL');
 }
+
+/**
+ * Drops a message: true the K-th time `point` is reached when TIDEMARK_FAULT names it (the channel
+ * tests: a batch lost on the way must be noticed as a gap and recovered from the checkpoint).
+ */
+export function faultDrop(point: string): boolean {
+  if (target !== point) return false;
+  return --remaining === 0;
+}

@@ -8,6 +8,8 @@ import { join } from 'node:path';
 import type { ChildProcess } from 'node:child_process';
 import type { NatsConnection } from 'nats';
 import { natsFixture, spawnCli, fillStream, type CliResult } from '../helpers/nats.js';
+import { CheckpointStore } from '../../src/io/checkpoint-store.js';
+import { checkpointDir } from '../../src/actors/job.js';
 import { genStream } from '../helpers/streams.js';
 import { referenceRun, type RefConfig } from '../helpers/reference.js';
 
@@ -35,7 +37,7 @@ interface Instance {
   stderr: () => string;
 }
 
-function instance(job: string, n: number, extra: string[] = []): Instance {
+function instance(job: string, n: number, extra: string[] = [], env: NodeJS.ProcessEnv = {}): Instance {
   const dir = join(scratch.dir, job, `i${n}`);
   const args = [
     'run', '--group', '--nats', nats.url, '--job', job, '--input-stream', `IN_${job}`, '--input-subjects', `${job}.>`,
@@ -44,7 +46,7 @@ function instance(job: string, n: number, extra: string[] = []): Instance {
     '--state-dir', dir, '--drain', '--batch-size', '20', '--checkpoint-interval', '100ms', '--lease-ttl', '3s', '--partitions', '2', '--log-level', 'debug',
     ...extra,
   ];
-  const { child, done, waitFor } = spawnCli(args);
+  const { child, done, waitFor } = spawnCli(args, { env });
   children.add(child);
   let stderr = '';
   child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
@@ -115,4 +117,77 @@ t.test('a member is SIGKILLed mid-run: its key groups move; results exact', asyn
   ends.forEach((r, i) => t.equal(r.code, 0, `survivor ${i + 1} exits 0 (${r.code === 0 ? '' : lastLines(r.stderr)})`));
   t.match(ends.map((r) => r.stderr).join('\n'), /gone \(lease expired or process dead\)/, 'the coordinator noticed the member gone');
   await checkExact(t, job, expected);
+});
+
+const threeRunning = async (all: Instance[], job: string): Promise<void> => {
+  await Promise.race(all.map((i) => i.waitFor(/generation \d+: 3 instance\(s\)/, 60_000).catch(() => new Promise(() => undefined))));
+  void job;
+};
+
+t.test('a stale coordinator (SIGSTOP past its lease, then SIGCONT) is refused; results exact', async (t) => {
+  const job = 'g4';
+  const expected = await setUp(job, 9000, 17);
+  const all = [instance(job, 1), instance(job, 2), instance(job, 3)];
+  await threeRunning(all, job);
+  const stale = all.find((i) => /coordinator of job g4/.test(i.stderr()))!;
+  await stale.waitFor((s) => (s.match(/checkpoint complete/g) ?? []).length >= 3, 60_000);
+  stale.child.kill('SIGSTOP');
+  const others = all.filter((i) => i !== stale);
+  await Promise.race(others.map((i) => i.waitFor(/coordinator of job g4/, 60_000).catch(() => new Promise(() => undefined))));
+  await new Promise((r) => setTimeout(r, 500));
+  stale.child.kill('SIGCONT');
+  const ends = await Promise.all(all.map((i) => i.done));
+  ends.forEach((r, i) => t.equal(r.code, 0, `instance ${i + 1} exits 0 (${r.code === 0 ? '' : lastLines(r.stderr)})`));
+  const staleLog = ends[all.indexOf(stale)]!.stderr;
+  t.match(staleLog, /lease coordinator \(epoch \d+\) expired and was lost|checkpoint refused: superseded|superseded: another instance coordinates/, 'the stale coordinator found itself superseded');
+  await checkExact(t, job, expected);
+});
+
+t.test('a dropped batch on an actor channel is noticed and recovered from the checkpoint; results exact', async (t) => {
+  const job = 'g5';
+  const expected = await setUp(job, 6000, 19);
+  const env = { TIDEMARK_FAULT: 'drop-batch:40' };
+  const all = [instance(job, 1, [], env), instance(job, 2, [], env), instance(job, 3, [], env)];
+  const ends = await Promise.all(all.map((i) => i.done));
+  ends.forEach((r, i) => t.equal(r.code, 0, `instance ${i + 1} exits 0 (${r.code === 0 ? '' : lastLines(r.stderr)})`));
+  const logs = ends.map((r) => r.stderr).join('\n');
+  t.match(logs, /message\(s\) lost/, 'the gap was noticed');
+  t.match(logs, /new generation from the last checkpoint|restarting the job from its last checkpoint/, 'the job went back to its checkpoint');
+  await checkExact(t, job, expected);
+});
+
+t.test('rebalancing: a fourth instance joins, one leaves with SIGTERM; one owner per key group in every checkpoint; results exact', async (t) => {
+  const job = 'g6';
+  const expected = await setUp(job, 12000, 23);
+  const all = [instance(job, 1), instance(job, 2), instance(job, 3)];
+  await threeRunning(all, job);
+  const fourth = instance(job, 4);
+  all.push(fourth);
+  await Promise.race(all.map((i) => i.waitFor(/generation \d+: 4 instance\(s\)/, 60_000).catch(() => new Promise(() => undefined))));
+  const leaver = all.find((i) => /member of job g6/.test(i.stderr()) && !/coordinator of job g6/.test(i.stderr()))!;
+  leaver.child.kill('SIGTERM');
+  const ends = await Promise.all(all.map((i) => i.done));
+  ends.forEach((r, i) => t.equal(r.code, 0, `instance ${i + 1} exits 0 (${r.code === 0 ? '' : lastLines(r.stderr)})`));
+  t.match(ends[all.indexOf(leaver)]!.stderr, /leaving the group/, 'the SIGTERMed member left');
+  await checkExact(t, job, expected);
+  // Every checkpoint any instance holds names owners that cover the key groups once each.
+  let checked = 0;
+  for (let n = 1; n <= 4; n++) {
+    const store = await CheckpointStore.open(checkpointDir(join(scratch.dir, job, `i${n}`), job)).catch(() => undefined);
+    if (!store) continue;
+    const { metas } = await store.list();
+    for (const m of metas) {
+      t.ok(m.group, `checkpoint ${m.id} of instance ${n} is stamped with its generation`);
+      const owners = [...(m.group?.owners ?? [])].sort((a, b) => a[1] - b[1]);
+      let at = 0;
+      for (const [, from, to] of owners) {
+        if (from !== at) break;
+        at = to;
+      }
+      t.equal(at, 128, `checkpoint ${m.id} (generation ${m.group?.gen}): key groups 0..127 owned once each, in ${owners.length} range(s)`);
+      checked++;
+    }
+    await store.close();
+  }
+  t.ok(checked > 0, `${checked} checkpoints checked`);
 });
