@@ -82,6 +82,13 @@ export interface Placement {
   drainSeq?: number;
 }
 
+/** A group's generation as status shows it. */
+export interface GroupView {
+  epoch: number;
+  gen: number;
+  instances: Array<{ id: string; host: string; pid: number; roles: string[]; actors: number[]; keyGroups: Array<[number, number]> }>;
+}
+
 export interface JobStatus {
   seq: number;
   watermark: number;
@@ -93,6 +100,10 @@ export class Job {
   readonly sink: SinkActor;
   readonly source: SourceActor;
   readonly restoredFrom?: CheckpointMeta;
+  /** Window actors in all (this process's and, in a group, the other instances'). */
+  actors: number;
+  /** In a group: the generation, its instances and their roles (for status). */
+  group?: GroupView;
   private runPromise?: Promise<number>;
   /** Resolves (with the reason) when the job must restart from its last checkpoint. */
   readonly faulted: Promise<string>;
@@ -112,6 +123,7 @@ export class Job {
   ) {
     this.faulted = faulted;
     this.partitions = parts;
+    this.actors = parts.length;
     this.sink = sink;
     this.source = source;
     if (restored) this.restoredFrom = restored;
@@ -229,7 +241,9 @@ export class Job {
         },
         `job ${cfg.job}: window ${formatWindowSpec(cfg.window)}, watermark = max(ts) - ${formatDuration(cfg.maxOutOfOrderness)}, allowed lateness ${formatDuration(cfg.lateness)}, emit ${cfg.emit}`,
       );
-      return new Job(cfg, nc, store, parts, sink, source, meta, endSeq, pool, channel, faulted);
+      const job = new Job(cfg, nc, store, parts, sink, source, meta, endSeq, pool, channel, faulted);
+      job.actors = total;
+      return job;
     } catch (e) {
       // A sink that refused to open must not keep the process alive with the others' connections.
       await opened?.closeSinks().catch(() => undefined);

@@ -76,7 +76,7 @@ export function checkCreditMsg(v: unknown): Check<CreditMsg> {
 export function checkQueryRequest(v: unknown): Check<QueryRequest> {
   if (!isObj(v)) return fail('not an object');
   const okKey = v.key === undefined || typeof v.key === 'string';
-  return okKey && optNum(v.from) && optNum(v.to) && (v.top === undefined || isInt(v.top)) ? { ok: true, msg: v as QueryRequest } : fail('a query with mistyped fields');
+  return okKey && optNum(v.from) && optNum(v.to) && (v.top === undefined || isInt(v.top)) && (v.counts === undefined || typeof v.counts === 'boolean') ? { ok: true, msg: v as QueryRequest } : fail('a query with mistyped fields');
 }
 
 /** A restore message (coordinator → a member's window actor). */

@@ -43,6 +43,8 @@ export interface QueryRequest {
   to?: number;
   /** Also rank this partition's busiest keys in open windows (the `keys` endpoint). */
   top?: number;
+  /** Only count the windows by state (status, for actors on other instances). */
+  counts?: boolean;
 }
 
 export interface QueryReply {
@@ -50,6 +52,7 @@ export interface QueryReply {
   watermark: number;
   windows: WindowView[];
   keys?: KeyCount[];
+  counts?: { open: number; pending: number; closedAwaitingCheckpoint: number };
   /** Set instead of windows when the answer would not fit in one NATS message. */
   error?: string;
 }

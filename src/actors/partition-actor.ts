@@ -60,8 +60,9 @@ export class PartitionActor {
         const req = receive(this.ctx, queries, msg.data, checkQueryRequest)?.msg;
         if (!req) return;
         // A ranking request answers with the short list only, never every window of the partition.
-        const reply: QueryReply =
-          req.top !== undefined
+        const reply: QueryReply = req.counts
+          ? { partition: this.partition, watermark: this.operator.watermark, windows: [], counts: { ...this.operator.countsByState(), closedAwaitingCheckpoint: this.operator.closedAwaitingCheckpoint } }
+          : req.top !== undefined
             ? { partition: this.partition, watermark: this.operator.watermark, windows: [], keys: topKeys(this.operator.query(), req.top) }
             : { partition: this.partition, watermark: this.operator.watermark, windows: this.operator.query(req.key, req.from, req.to) };
         let bytes = encode(reply);

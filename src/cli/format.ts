@@ -46,6 +46,11 @@ export function renderStatus(s: StatusAnswer): string {
     `  windows    ${s.windows.open} open, ${s.windows.pending} pending, ${s.windows.closedAwaitingCheckpoint} closed awaiting checkpoint`,
     `  checkpoint ${s.lastCheckpoint ? `#${s.lastCheckpoint.id}, ${humanDuration(s.lastCheckpoint.ageMs)} ago, took ${s.lastCheckpoint.ms} ms, ${bytes(s.lastCheckpoint.bytes)}` : 'none yet'}`,
   );
+  if (s.group) {
+    lines.push(`  group      generation ${s.group.gen}, coordinator lease epoch ${s.group.epoch}, ${s.group.instances.length} instance(s)`);
+    const ranges = (kg: Array<[number, number]>): string => kg.map(([a, b]) => (b - a === 1 ? `${a}` : `${a}-${b - 1}`)).join(',') || '-';
+    lines.push(table(['    instance', 'host', 'pid', 'roles', 'window actors', 'key groups'], s.group.instances.map((i) => [`    ${i.id}`, i.host, i.pid, i.roles.join(','), i.actors.join(',') || '-', ranges(i.keyGroups)])));
+  }
   return lines.join('\n');
 }
 

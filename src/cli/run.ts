@@ -68,12 +68,14 @@ export async function run(argv: string[]): Promise<number> {
   // Core NATS is at-most-once between actors: when the connection drops, batches in flight may be
   // lost, so the job restarts from its last checkpoint once NATS is back (Flink's failover).
   let connectionLost: () => void = () => undefined;
+  let group: GroupInstance | undefined;
   let reconnected: () => void = () => undefined;
   void (async () => {
     for await (const s of nc.status()) {
       if (s.type === 'disconnect') {
         log.warn({ server: s.data }, 'NATS connection lost; reconnecting with backoff');
         connectionLost();
+        group?.connectionLost();
       } else if (s.type === 'reconnect') {
         log.info({ server: s.data }, 'NATS connection re-established');
         reconnected();
@@ -109,7 +111,6 @@ export async function run(argv: string[]): Promise<number> {
     job?.stop().catch(() => undefined);
     group?.stop();
   };
-  let group: GroupInstance | undefined;
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
   try {

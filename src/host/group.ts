@@ -14,7 +14,7 @@ import type { NatsConnection } from 'nats';
 import { TidemarkError } from '../errors.js';
 import type { JobConfig } from '../runtime/job-config.js';
 import type { Logger } from '../log.js';
-import { Job, openJobStore, type Placement } from '../actors/job.js';
+import { Job, openJobStore, type GroupView, type Placement } from '../actors/job.js';
 import { GroupStore, SupersededError, type GenerationPlan, type MemberInfo, type MirrorPointer } from '../io/group-store.js';
 import { Lease } from '../io/lease.js';
 import { Opener, Rejections, RunKey, Sealer, SENDER, memberSender, receive } from '../io/channel.js';
@@ -73,6 +73,13 @@ export class GroupInstance {
   ) {
     this.me = { id: randomBytes(6).toString('hex'), host: hostname(), pid: process.pid, stateDir: resolve(cfg.stateDir), since: Date.now(), version, actors: cfg.partitions };
     this.stopSignal = new Promise((r) => (this.stopRequested = r));
+  }
+
+  private lostConnection: () => void = () => undefined;
+
+  /** The NATS connection dropped: messages between instances may be lost, so the generation restarts. */
+  connectionLost(): void {
+    this.lostConnection();
   }
 
   /** The coordinator's job while this process is the coordinator. */
@@ -144,7 +151,8 @@ export class GroupInstance {
       let pointer: MirrorPointer | undefined;
       if (first && cfg.resetState) await store.resetMirror(epoch);
       else pointer = await store.claimMirror(epoch);
-      await this.syncLocalState(store, pointer, first && cfg.resetState);
+      // --from-checkpoint names a checkpoint of this state directory: it is not replaced by the mirror's.
+      if (!(first && cfg.fromCheckpoint !== undefined)) await this.syncLocalState(store, pointer, first && cfg.resetState);
       cfg = { ...cfg, resetState: false };
       let current = await store.plan();
       let planRevision = current?.revision ?? 0;
@@ -180,6 +188,9 @@ export class GroupInstance {
             ...(drainSeq !== undefined ? { drainSeq } : {}),
           };
           job = await Job.start(cfg, this.nc, gl, placement);
+          job.group = groupView(plan, members, cfg.keyGroups);
+          // --from-checkpoint picks the first generation's state; later ones go on from their own checkpoints.
+          if (cfg.fromCheckpoint !== undefined) cfg = (({ fromCheckpoint: _from, ...rest }) => rest)(cfg);
           this.suspects.clear();
           this.currentJob = job;
           undo = await this.hooks.started(job);
@@ -249,6 +260,7 @@ export class GroupInstance {
         })
         .catch(() => undefined);
     }, Math.max(100, Math.floor(this.cfg.leaseTtl / 3)));
+    const disconnected = new Promise<{ restart: string; backoff: boolean }>((r) => (this.lostConnection = () => r({ restart: 'the NATS connection was lost', backoff: true })));
     const stop = this.stopSignal.then(async () => {
       await job.stop().catch(() => undefined);
       return 'stopped' as const;
@@ -262,6 +274,7 @@ export class GroupInstance {
         }),
         job.faulted.then((why) => ({ restart: why, backoff: true })),
         triggered,
+        disconnected,
         lostSignal.then(() => 'lost' as const),
         stop.then(() => finished),
       ]);
@@ -410,6 +423,20 @@ class ControlChannel {
   close(): void {
     this.sub.unsubscribe();
   }
+}
+
+/** A generation as `status` shows it: each instance's roles, window actors and key groups. */
+export function groupView(plan: GenerationPlan, members: readonly MemberInfo[], keyGroups: number): GroupView {
+  const owners = ownersOf(plan, keyGroups);
+  return {
+    epoch: plan.epoch,
+    gen: plan.gen,
+    instances: plan.members.map((m) => {
+      const info = members.find((x) => x.id === m.id);
+      const roles = [...(m.id === plan.coordinator ? ['coordinator', 'source', 'sink'] : []), ...(m.actors.length ? ['window actors'] : [])];
+      return { id: m.id, host: info?.host ?? '?', pid: info?.pid ?? 0, roles, actors: m.actors, keyGroups: owners.filter((o) => o[0] === m.id).map(([, from, to]) => [from, to] as [number, number]) };
+    }),
+  };
 }
 
 /** Key-group ranges [member, from, to) of a plan (each actor's contiguous range, merged per member). */

@@ -54,7 +54,7 @@ export function jobStatus(job: Job, now = Date.now()): Record<string, unknown> {
       idleTimeout: formatDuration(cfg.idleTimeout),
       emit: cfg.emit,
       keys: stateFingerprint(cfg).keys,
-      partitions: cfg.partitions,
+      partitions: job.actors,
       keyGroups: cfg.keyGroups,
       inputStream: cfg.inputStream,
       inputSubjects: cfg.inputSubjects,
@@ -78,13 +78,14 @@ export function jobStatus(job: Job, now = Date.now()): Record<string, unknown> {
     lastCheckpoint: src.lastCheckpoint ? { id: src.lastCheckpoint.cp, ageMs: now - src.lastCheckpoint.at, ms: Math.round(src.lastCheckpoint.ms), bytes: src.lastCheckpoint.bytes } : null,
     startedAt: new Date(src.startedAt).toISOString(),
     uptimeMs: now - src.startedAt,
+    group: job.group ?? null,
   };
 }
 
 /** Asks partition actors (over NATS) for windows or top keys; all of them unless `only` names one. */
 export async function queryPartitions(job: Job, req: QueryRequest, only?: number): Promise<QueryReply[]> {
   const subj = subjectsFor(job.cfg.job);
-  const targets = only === undefined ? job.partitions.map((p) => p.partition) : [only];
+  const targets = only === undefined ? Array.from({ length: job.actors }, (_, p) => p) : [only];
   const replies = await Promise.all(
     targets.map((p) =>
       job.nc.request(`${subj.partition(p)}.query`, new Sealer(job.channel.key, SENDER.service).seal(`${subj.partition(p)}.query`, req), { timeout: PARTITION_TIMEOUT }).catch((e: unknown) => {
@@ -188,6 +189,18 @@ function endpoints(job: Job): Record<string, EndpointDef> {
       fields: [],
       handle: () => async () => {
         const status = jobStatus(job);
+        if (job.actors > job.partitions.length) {
+          // A group: the window actors on other instances count their windows themselves.
+          const local = new Set(job.partitions.map((p) => p.partition));
+          const remote = Array.from({ length: job.actors }, (_, p) => p).filter((p) => !local.has(p));
+          const replies = await Promise.all(remote.map((p) => queryPartitions(job, { counts: true }, p).then((r) => r[0]!)));
+          const w = status.windows as ReturnType<typeof windowsByState>;
+          for (const r of replies) {
+            w.open += r.counts?.open ?? 0;
+            w.pending += r.counts?.pending ?? 0;
+            w.closedAwaitingCheckpoint += r.counts?.closedAwaitingCheckpoint ?? 0;
+          }
+        }
         let input: Record<string, unknown> = { stream: cfg.inputStream, seq: job.source.seq };
         try {
           jsm ??= await job.nc.jetstreamManager();
@@ -208,7 +221,7 @@ function endpoints(job: Job): Record<string, EndpointDef> {
         const to = timeField(req, 'query', 'to');
         if (from !== undefined && to !== undefined && from >= to) throw bad('query: "from" must be before "to"');
         return async () => {
-          const p = actorOfKey(key, { keyGroups: cfg.keyGroups, actors: cfg.partitions });
+          const p = actorOfKey(key, { keyGroups: cfg.keyGroups, actors: job.actors });
           const [reply] = await queryPartitions(job, { key, ...(from !== undefined ? { from } : {}), ...(to !== undefined ? { to } : {}) }, p);
           return { key, watermark: job.source.ingest.watermark, partitionWatermark: reply!.watermark, windows: reply!.windows.map((w) => windowJson(w, p)) };
         };
@@ -232,7 +245,7 @@ function endpoints(job: Job): Record<string, EndpointDef> {
         const key = keyField(req, 'explain');
         const at = timeField(req, 'explain', 'at');
         return async () => {
-          const p = actorOfKey(key, { keyGroups: cfg.keyGroups, actors: cfg.partitions });
+          const p = actorOfKey(key, { keyGroups: cfg.keyGroups, actors: job.actors });
           const [reply] = await queryPartitions(job, { key }, p);
           const live: LiveWindow[] = reply!.windows.map((w) => ({ window: w.window, state: w.state, count: w.records }));
           let asked: Window[] | undefined;

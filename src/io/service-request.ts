@@ -26,6 +26,8 @@ export interface StatusAnswer {
   windows: { open: number; pending: number; closedAwaitingCheckpoint: number };
   lastCheckpoint: { id: number; ageMs: number; ms: number; bytes: number } | null;
   uptimeMs: number;
+  /** a group's generation: instances, roles, window actors and key groups; null for a single instance */
+  group?: { epoch: number; gen: number; instances: Array<{ id: string; host: string; pid: number; roles: string[]; actors: number[]; keyGroups: Array<[number, number]> }> } | null;
 }
 
 export interface WindowAnswer {

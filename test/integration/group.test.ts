@@ -10,6 +10,7 @@ import type { NatsConnection } from 'nats';
 import { natsFixture, spawnCli, fillStream, type CliResult } from '../helpers/nats.js';
 import { CheckpointStore } from '../../src/io/checkpoint-store.js';
 import { checkpointDir } from '../../src/actors/job.js';
+import { callEndpoint, type StatusAnswer } from '../../src/io/service-request.js';
 import { genStream } from '../helpers/streams.js';
 import { referenceRun, type RefConfig } from '../helpers/reference.js';
 
@@ -107,9 +108,9 @@ t.test('a member is SIGKILLed mid-run: its key groups move; results exact', asyn
   const expected = await setUp(job, 8000, 13);
   const all = [instance(job, 1), instance(job, 2), instance(job, 3)];
   await Promise.race(all.map((i) => i.waitFor(/generation \d+: 3 instance\(s\)/, 60_000).catch(() => new Promise(() => undefined))));
+  await Promise.race(all.map((i) => i.waitFor((s) => /member of job g3/.test(s) && !/coordinator of job g3/.test(s), 60_000).catch(() => new Promise(() => undefined))));
   const member = all.find((i) => /member of job g3/.test(i.stderr()) && !/coordinator of job g3/.test(i.stderr()));
   t.ok(member, 'one instance is a member');
-  await member!.waitFor((s) => /member of job g3/.test(s), 30_000);
   await new Promise((r) => setTimeout(r, 300));
   member!.child.kill('SIGKILL');
   const rest = all.filter((i) => i !== member);
@@ -164,7 +165,17 @@ t.test('rebalancing: a fourth instance joins, one leaves with SIGTERM; one owner
   const fourth = instance(job, 4);
   all.push(fourth);
   await Promise.race(all.map((i) => i.waitFor(/generation \d+: 4 instance\(s\)/, 60_000).catch(() => new Promise(() => undefined))));
-  const leaver = all.find((i) => /member of job g6/.test(i.stderr()) && !/coordinator of job g6/.test(i.stderr()))!;
+  // Any client asks the job's status endpoint: the coordinator answers for the whole group.
+  // (between two generations the service is briefly away: ask again)
+  let status: StatusAnswer | undefined;
+  for (let i = 0; i < 50 && !status?.group; i++) status = (await callEndpoint(nc, job, 'status', {}).catch(() => new Promise((r) => setTimeout(() => r(undefined), 100)))) as StatusAnswer | undefined;
+  if (!status) throw new Error('no status answer');
+  const instances = status.group?.instances ?? [];
+  t.ok(instances.length >= 3, `status lists the group's instances (${instances.length}, generation ${status.group?.gen})`);
+  t.equal(instances.filter((i) => i.roles.includes('coordinator')).length, 1, 'one coordinator');
+  t.same(instances.flatMap((i) => i.keyGroups).sort((a, b) => a[0] - b[0]).reduce((at, [from, to]) => (from === at ? to : -1), 0), 128, 'their key groups cover 0..127 once');
+  t.equal(status.config.partitions, instances.reduce((n, i) => n + i.actors.length, 0), 'window actors in all');
+  const leaver = all.find((i) => /member of job g6/.test(i.stderr()) && !/coordinator of job g6/.test(i.stderr()) && !/leaving/.test(i.stderr()))!;
   leaver.child.kill('SIGTERM');
   const ends = await Promise.all(all.map((i) => i.done));
   ends.forEach((r, i) => t.equal(r.code, 0, `instance ${i + 1} exits 0 (${r.code === 0 ? '' : lastLines(r.stderr)})`));
