@@ -29,6 +29,8 @@ import { SNAPSHOT_SLICE } from '../actors/partition-actor.js';
 import type { ControlMsg } from '../actors/messages.js';
 import type { PersistedWindow } from '../runtime/window-operator.js';
 import { MemberActors } from './member.js';
+import { JobLock, alreadyRunning, DEFAULT_LOCK_TTL } from '../io/job-lock.js';
+import { holderIsDeadHere } from './instance.js';
 import { groupsOf } from '../runtime/key-groups.js';
 
 /** How long the coordinator waits for a member's hello and its actors' ready before doing without it. */
@@ -95,7 +97,16 @@ export class GroupInstance {
 
   /** Runs until the job ends (drain), or this process is stopped. Resolves with the exit code. */
   async run(): Promise<number> {
-    const store = await GroupStore.open(this.nc, this.cfg.job, this.cfg.leaseTtl);
+    // The group's buckets are replicated like the input stream (R3 on a cluster that replicates it).
+    const replicas = await this.nc
+      .jetstreamManager()
+      .then((jsm) => jsm.streams.info(this.cfg.inputStream))
+      .then((i) => i.config.num_replicas || 1)
+      .catch(() => 1);
+    // A single instance of this job (one with a jsonl: sink holds the job lock) is not joined.
+    const single = await JobLock.holderOf(this.nc, this.cfg.job);
+    if (single && !(await holderIsDeadHere(single, this.cfg))) throw alreadyRunning(this.cfg.job, single, DEFAULT_LOCK_TTL);
+    const store = await GroupStore.open(this.nc, this.cfg.job, this.cfg.leaseTtl, replicas);
     const lease = await Lease.tryAcquire(store.leases, `member.${this.me.id}`, this.me, { ttl: store.ttl, log: this.log, renewExpired: true });
     if (!lease) throw new TidemarkError('NATS_UNAVAILABLE', `could not register member ${this.me.id} of job ${this.cfg.job}`);
     const startPlan = (await store.plan())?.plan.gen ?? 0;

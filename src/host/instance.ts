@@ -11,6 +11,7 @@ import { checkpointDir, type Job } from '../actors/job.js';
 import { CheckpointStore } from '../io/checkpoint-store.js';
 import { JobLock, type LockHolder } from '../io/job-lock.js';
 import { JobMetrics, serveMetrics } from './metrics.js';
+import { subjectsFor } from '../io/subjects.js';
 
 /**
  * True when a lock holder on this host with this state directory is dead: a live one would hold the
@@ -30,6 +31,26 @@ export async function holderIsDeadHere(holder: LockHolder, cfg: JobConfig): Prom
   }
 }
 
+/** The live coordinator of job `job`'s group, if any (the lease bucket is not created). */
+async function groupCoordinator(nc: NatsConnection, job: string): Promise<{ host: string; pid: number } | undefined> {
+  try {
+    const kv = await nc.jetstream().views.kv(subjectsFor(job).leaseBucket, { bindOnly: true });
+    const e = await kv.get('coordinator');
+    if (!e || e.operation !== 'PUT' || e.value.length === 0) return undefined;
+    const v = JSON.parse(new TextDecoder().decode(e.value)) as { host: string; pid: number };
+    if (v.host === hostname()) {
+      try {
+        process.kill(v.pid, 0);
+      } catch {
+        return undefined;
+      }
+    }
+    return v;
+  } catch {
+    return undefined;
+  }
+}
+
 /** The lock and metrics of a running instance. */
 export class Instance {
   private constructor(
@@ -41,6 +62,14 @@ export class Instance {
   /** Takes the job lock (or fails with STATE_LOCKED naming the holder) and serves metrics when asked. */
   static async start(nc: NatsConnection, cfg: JobConfig, log: Logger, version: string, onLockLost: (why: string) => void, opts: { lock?: boolean } = {}): Promise<Instance> {
     const lock = opts.lock === false ? undefined : await JobLock.acquire(nc, JobLock.self(cfg.job, cfg.stateDir, version), { isHolderDead: (h) => holderIsDeadHere(h, cfg), onLost: onLockLost, log });
+    if (lock) {
+      // A group of this job (instances without a jsonl: sink) must not run beside a single instance.
+      const coordinator = await groupCoordinator(nc, cfg.job);
+      if (coordinator) {
+        await lock.release();
+        throw new TidemarkError('STATE_LOCKED', `job "${cfg.job}" is already running as a group (coordinator pid ${coordinator.pid} on host ${coordinator.host}); a job with a jsonl: sink runs alone: stop the group first or use another --job`);
+      }
+    }
     if (cfg.metricsPort === undefined) return new Instance(lock);
     const metrics = new JobMetrics(cfg.job);
     try {

@@ -52,7 +52,7 @@ export const RUN_OPTIONS: OptionDef[] = [
   { flag: '--drain', key: 'drain', kind: 'bool', help: 'process what the input holds at start, emit every window, exit 0' },
   { flag: '--partitions', key: 'partitions', kind: 'int', arg: 'N', help: 'window actors in this process, each owning a range of key groups (may change between runs)', default: '2' },
   { flag: '--key-groups', key: 'keyGroups', kind: 'int', arg: 'N', help: `the key space's division into groups that move between actors as units; fixed for the life of the state (max ${MAX_KEY_GROUPS})`, default: `${DEFAULT_KEY_GROUPS}` },
-  { flag: '--group', key: 'group', kind: 'bool', help: 'run as one instance of a group: every `tidemark run --group` of the same --job on the same NATS shares the job (leases in JetStream KV); not with jsonl: sinks' },
+  { flag: '--group', key: 'group', kind: 'bool', help: 'insist on running as one instance of a group (the default with --nats and no jsonl: sink): every `tidemark run` of the same --job on the same NATS shares the job' },
   { flag: '--lease-ttl', key: 'leaseTtl', kind: 'dur', arg: 'DUR', help: 'a group: how long a dead instance keeps its coordinator role or key groups before another takes them over', default: '5s' },
   { flag: '--batch-size', key: 'batchSize', kind: 'int', arg: 'N', help: 'posts per batch between actors', default: '1000' },
   { flag: '--scoring-threads', key: 'scoringThreads', kind: 'int', arg: 'N', help: 'worker threads that parse and score posts (0 = on the source thread)', default: `${DEFAULT_SCORING_THREADS}` },
@@ -162,11 +162,12 @@ export function resolveJobConfig(flags: RawOptions, definition?: AnyJobDefinitio
   if (routing) throw new TidemarkError('BAD_FLAG', routing);
   if (keys) cfg.keys = keys;
   if (raw.examples === true) cfg.examples = true;
-  if (raw.group === true) {
-    const local = [...cfg.sinks, cfg.lateSink, cfg.dlqSink].find((s) => s.kind === 'jsonl');
-    if (local) throw new TidemarkError('BAD_FLAG', `--group: a jsonl: sink (${local.kind === 'jsonl' ? local.path : ''}) lives on one machine's disk and cannot follow the coordinator role between machines; use jetstream:, postgres:// or nats: sinks in a group`);
-    cfg.group = true;
-  }
+  // A job on a NATS of the user's with sinks every machine reaches is a group: the same command on
+  // more processes shares it. A jsonl: file lives on one machine's disk, so such a job runs alone (lock).
+  const local = [...cfg.sinks, cfg.lateSink, cfg.dlqSink].find((s) => s.kind === 'jsonl');
+  if (raw.group === true && local) throw new TidemarkError('BAD_FLAG', `--group: a jsonl: sink (${local.kind === 'jsonl' ? local.path : ''}) lives on one machine's disk and cannot follow the coordinator role between machines; use jetstream:, postgres:// or nats: sinks in a group`);
+  if (raw.group === true && raw.nats === undefined) throw new TidemarkError('BAD_FLAG', '--group: needs --nats (the instances of a group share a NATS server or cluster; an embedded one lives and dies with its process)');
+  if (raw.nats !== undefined && !local) cfg.group = true;
   if (cfg.leaseTtl < 500 || cfg.leaseTtl > 3_600_000) throw new TidemarkError('BAD_FLAG', `--lease-ttl: ${get('leaseTtl')} is not accepted; a duration from 500ms to 1h`);
   const jobModule = get('jobModule');
   if (jobModule !== undefined) cfg.jobModule = jobModule;

@@ -94,13 +94,20 @@ export class JobLock {
           continue;
         }
       }
-      const who = holder ? describeHolder(holder) : 'an unknown holder';
-      throw new TidemarkError(
-        'STATE_LOCKED',
-        `job "${me.job}" is already running (${who}); stop it first or use another --job (a crashed instance's lock expires within ${humanDuration(ttl)})`,
-      );
+      throw alreadyRunning(me.job, holder, ttl);
     }
     throw new TidemarkError('STATE_LOCKED', `job "${me.job}": could not take its lock; another instance keeps claiming it`);
+  }
+
+  /** Who holds job `job`'s lock now, if anyone (without taking it; the bucket is not created). */
+  static async holderOf(nc: NatsConnection, job: string): Promise<LockHolder | undefined> {
+    try {
+      const kv = await nc.jetstream().views.kv(subjectsFor(job).lockBucket, { bindOnly: true });
+      const entry = await kv.get(job);
+      return entry && entry.operation === 'PUT' ? parseHolder(entry.value) : undefined;
+    } catch {
+      return undefined;
+    }
   }
 
   /** Gives the lock up (only if it is still ours). */
@@ -145,6 +152,12 @@ export class JobLock {
       this.opts.onLost?.(why);
     }
   }
+}
+
+/** The refusal of a second instance while `holder` runs the job. */
+export function alreadyRunning(job: string, holder: LockHolder | undefined, ttl: number, why = ''): TidemarkError {
+  const who = holder ? describeHolder(holder) : 'an unknown holder';
+  return new TidemarkError('STATE_LOCKED', `job "${job}" is already running (${who})${why}; stop it first or use another --job (a crashed instance's lock expires within ${humanDuration(ttl)})`);
 }
 
 function parseHolder(bytes: Uint8Array): LockHolder | undefined {

@@ -108,3 +108,63 @@ t.test('a stream look-up that fails for want of a quorum is not "missing": no st
   t.notOk(names.includes('NEVER_MADE'), 'no stream was created while the look-up failed');
   await nc.close();
 });
+
+t.test('a group of three instances on the cluster: coordinator SIGKILLed, then a NATS node killed and restarted; results exact', async (t) => {
+  const job = 'cgrp';
+  const cfg: RefConfig = { job, window: { kind: 'tumbling', size: 60_000 }, maxOutOfOrderness: 5_000, lateness: 30_000, keys: { hashtags: true, all: true, keywords: [] }, emit: 'updates' };
+  const payloads = genStream(43, { n: 12_000, unit: 60_000, step: 1_000, maxOutOfOrderness: 5_000 });
+  await cluster.waitForJetStream();
+  const nc = await cluster.connect();
+  const jsm = await nc.jetstreamManager();
+  await jsm.streams.add({ name: 'IN_CGRP', subjects: ['cgrp.>'], num_replicas: 3 });
+  await jsm.streams.add({ name: 'RES_CGRP', subjects: ['cgres.>'], num_replicas: 3 });
+  await jsm.streams.add({ name: 'LATE_CGRP', subjects: ['cglate.>'], num_replicas: 3 });
+  const js = nc.jetstream();
+  for (let i = 0; i < payloads.length; i += 500) await Promise.all(payloads.slice(i, i + 500).map((p) => js.publish('cgrp.in', enc.encode(p))));
+  const expected = referenceRun(payloads, cfg);
+  const spawnOne = (n: number): ReturnType<typeof spawnCli> & { err: () => string } => {
+    const dir = join(scratch.dir, job, `i${n}`);
+    const s = spawnCli([
+      'run', '--nats', cluster.urls, '--job', job, '--input-stream', 'IN_CGRP', '--input-subjects', 'cgrp.>',
+      '--window', 'tumbling:1m', '--max-out-of-orderness', '5s', '--allowed-lateness', '30s', '--keys', 'hashtags,all',
+      '--sink', 'jetstream:RES_CGRP:cgres.out', '--late-sink', 'jetstream:LATE_CGRP:cglate.out', '--dlq-sink', 'nats:cgdlq',
+      '--state-dir', dir, '--drain', '--batch-size', '20', '--checkpoint-interval', '100ms', '--lease-ttl', '3s', '--log-level', 'debug',
+    ]);
+    let err = '';
+    s.child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+    t.teardown(() => void s.child.kill('SIGKILL'));
+    return { ...s, err: () => err };
+  };
+  const all = [spawnOne(1), spawnOne(2), spawnOne(3)];
+  await Promise.race(all.map((i) => i.waitFor(/generation \d+: 3 instance\(s\)/, 90_000).catch(() => new Promise(() => undefined))));
+  const coordinator = all.find((i) => /coordinator of job cgrp/.test(i.err()))!;
+  await coordinator.waitFor((s) => (s.match(/checkpoint complete/g) ?? []).length >= 5, 90_000);
+  coordinator.child.kill('SIGKILL');
+  const rest = all.filter((i) => i !== coordinator);
+  await Promise.race(rest.map((i) => i.waitFor(/coordinator of job cgrp/, 90_000).catch(() => new Promise(() => undefined))));
+  const victim = cluster.nodes.find((n) => n.server)!;
+  await cluster.kill(victim);
+  await new Promise((r) => setTimeout(r, 3000));
+  await cluster.startNode(victim);
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const ends = await Promise.race([Promise.all(rest.map((i) => i.done)), new Promise<undefined>((res) => (timer = setTimeout(res, 240_000) as unknown as ReturnType<typeof setTimeout>))]);
+  clearTimeout(timer);
+  if (!ends) {
+    t.fail(`the group did not end within 240 s; last lines:\n${rest.map((i) => i.err().split('\n').filter((l) => !/"level":20/.test(l)).slice(-15).join('\n')).join('\n---\n')}`);
+    await nc.close();
+    return;
+  }
+  ends.forEach((r, i) => t.equal(r.code, 0, `survivor ${i + 1} exits 0 (${r.stderr.split('\n').filter((l) => !/"level":20/.test(l)).slice(-10).join('\n')})`));
+  await cluster.waitForJetStream();
+  const read = async (stream: string): Promise<Array<{ id: string }>> => {
+    const out: Array<{ id: string }> = [];
+    const info = await jsm.streams.info(stream);
+    for (let seq = info.state.first_seq; seq <= info.state.last_seq && info.state.messages > 0; seq++) out.push(JSON.parse(dec.decode((await jsm.streams.getMessage(stream, { seq })).data)) as { id: string });
+    return out;
+  };
+  const results = await read('RES_CGRP');
+  t.equal(new Set(results.map((r) => r.id)).size, results.length, 'JetStream results: no record twice');
+  t.same(sorted(results), sorted(expected.results), `results equal the model (${expected.results.length})`);
+  t.same(sorted(await read('LATE_CGRP')), sorted(expected.late), 'late records equal the model');
+  await nc.close();
+});
