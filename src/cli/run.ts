@@ -10,6 +10,7 @@ import { RUN_OPTIONS, resolveJobConfig, rawRunOptions } from '../host/run-option
 import type { JobConfig } from '../runtime/job-config.js';
 import { createLogger } from '../log.js';
 import { EmbeddedNats } from '../io/nats-server.js';
+import { partitionMappings } from '../io/subjects.js';
 import { Job } from '../actors/job.js';
 import { reconnectBackoff } from '../io/reconnect.js';
 import { Instance } from '../host/instance.js';
@@ -55,7 +56,8 @@ export async function run(argv: string[]): Promise<number> {
   let embedded: EmbeddedNats | undefined;
   let url = cfg.nats;
   if (!url) {
-    embedded = await EmbeddedNats.start(join(cfg.stateDir, 'nats'));
+    // A partitioned input: the embedded server maps `<base>.in.*` onto the partitions (README, Partitioned input).
+    embedded = await EmbeddedNats.start(join(cfg.stateDir, 'nats'), cfg.inputPartitions > 1 ? { mappings: partitionMappings(cfg.inputSubjects, cfg.inputPartitions) } : {});
     url = embedded.url;
     process.stdout.write(`embedded nats-server listening on ${url}\n`);
   }
