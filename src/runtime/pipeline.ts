@@ -39,7 +39,7 @@ export function runInMemory(
     idleTimeout?: number;
     /** journaled idleness decisions to replay at their positions */
     journal?: readonly IdleDecision[];
-    /** called with the watermark after each message and after each decision */
+    /** called with the watermark after each message (decisions at its position come after) */
     onWatermark?: (seq: number, wm: number) => void;
   } & InputPartitioning = {},
 ): { results: ResultRecord[]; late: LateRecord[]; dead: DeadLetterRecord[]; journal: IdleDecision[] } {
@@ -112,7 +112,6 @@ export function runInMemory(
     if (!ds.length) return;
     journal.push(...ds);
     ingest.applyJournal();
-    opts.onWatermark?.(ingest.position, ingest.watermark);
   };
   payloads.forEach((payload, i) => {
     ingest.accept(payload, opts.subjects?.[i] ?? opts.subject ?? 'posts.in', i + 1);
@@ -123,6 +122,8 @@ export function runInMemory(
     }
   });
   decide();
+  // Journaled decisions at the last position still apply before the end of input.
+  ingest.applyJournal();
   if (opts.drain ?? true) ingest.end();
   deliver();
   return { ...out, journal };
