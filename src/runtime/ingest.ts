@@ -161,7 +161,8 @@ export class Ingestor {
   }
 
   /** Each input partition: its watermark, whether it is idle, its last post's sequence and how long it has been quiet (wall clock). */
-  inputs(now: number): Array<{ partition: string; watermark: number; idle: boolean; lastSeq: number | null; quietMs: number }> {
+  inputs(now: number): Array<{ partition: string; watermark: number; idle: boolean; lastSeq?: number | null; quietMs?: number }> {
+    if (!this.multi) return this.tracker.partitions();
     return this.tracker.partitions().map((p) => ({ ...p, lastSeq: this.idleness.lastSeq.get(p.partition) ?? null, quietMs: this.idleness.quietFor(p.partition, now) }));
   }
 

@@ -129,6 +129,8 @@ t.test('one quiet partition: windows wait without --idle-timeout, fire with it; 
   t.ok((idleSt.resultsOut as number) > 0, 'while windows fire in the job with --idle-timeout');
   const text = await runCli(['status', '--nats', nats.url, '--job', 'idles']);
   t.match(text.stdout, /input partition 3: .*idle/, 'tidemark status shows the idle partition');
+  const why = JSON.parse(dec.decode((await nc.request('tidemark.waits.explain', enc.encode(JSON.stringify({ key: '*' })), { timeout: 5000 })).data)) as Answer;
+  t.equal(why.heldBackBy, '3', 'explain names the quiet partition as what holds the watermark back');
   waiting.child.kill('SIGKILL');
 
   // kill -9 in the middle, more input (then partition 3 back, one post of it late), a restart with --drain.
