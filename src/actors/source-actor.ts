@@ -12,6 +12,7 @@ import type { ScoringPool } from '../io/scoring-pool.js';
 import { Ingestor, type JobSemantics } from '../runtime/ingest.js';
 import type { CreditMsg, OutMsg, PartitionMsg } from './messages.js';
 import { TidemarkError } from '../errors.js';
+import { faultPoint } from '../io/fault.js';
 import { FullCheckpointPolicy, type ChainState } from '../runtime/checkpoint-policy.js';
 import type { IdleDecision, WatermarkState } from '../runtime/watermark.js';
 
@@ -341,6 +342,7 @@ export class SourceActor {
     if (this.aborted) return;
     const written = await this.barrier();
     if (written.error || this.aborted) return;
+    faultPoint('idle-journaled');
     for (const d of this.ingest.applyJournal()) this.onIdleDecision?.(d);
     await this.flushBatch();
   }

@@ -12,11 +12,12 @@ import { connect, type NatsConnection } from 'nats';
 import { scratchDir, spawnCli, runCli, type CliResult } from '../helpers/nats.js';
 import { EmbeddedNats } from '../../src/io/nats-server.js';
 import { partitionMappings } from '../../src/io/subjects.js';
+import { openJobStore } from '../../src/actors/job.js';
 import { referencePartitionedRun, type RefConfig, type RefIdle, type RefMessage } from '../helpers/reference.js';
 
 const P = 4;
 const scratch = scratchDir('tidemark-parts-');
-const nats = await EmbeddedNats.start(join(scratch.dir, 'nats'), { mappings: { ...partitionMappings(['posts.>'], P), ...partitionMappings(['probe.>'], P) } });
+const nats = await EmbeddedNats.start(join(scratch.dir, 'nats'), { mappings: partitionMappings(['posts.>', 'more.>', 'probe.>'], P) });
 const nc: NatsConnection = await connect({ servers: nats.url });
 const children = new Set<ReturnType<typeof spawnCli>['child']>();
 t.teardown(async () => {
@@ -168,6 +169,58 @@ t.test('one quiet partition: windows wait without --idle-timeout, fire with it; 
   t.same(norm(readJsonl(`${dir}/late.jsonl`)), norm(expected.late), 'late records likewise');
   t.ok(expected.late.length > 0, 'the quiet partition\'s post behind the watermark is late');
   t.ok(expected.results.some((r) => r.watermark !== null && r.window.end <= T0 + 20_000), 'windows fired on the watermark the idleness let through');
+});
+
+t.test('killed after a decision is journaled, before it is applied: the restore applies it at its position', async (t) => {
+  const job = 'journaled';
+  const postOn = (p: number, offsetMs: number, text = '#b'): void => {
+    n++;
+    nc.publish(`more.in.${keys[p]![n % keys[p]!.length]}`, enc.encode(JSON.stringify({ id: `q${n}`, ts: T0 + offsetMs, text })));
+  };
+  // Partition 3 posts once, then partitions 0-2 every 50 ms, from before the job starts until it dies.
+  await (await nc.jetstreamManager()).streams.add({ name: 'POSTS2', subjects: ['more.>'] });
+  postOn(3, 1000);
+  let k = 0;
+  for (; k < 3; k++) for (let p = 0; p < 3; p++) postOn(p, 2000 * k + 100 * p);
+  await nc.flush();
+  const live = spawnCli(runArgs(job, ['--idle-timeout', '1s', '--input-stream', 'POSTS2', '--input-subjects', 'more.>']), { env: { TIDEMARK_FAULT: 'idle-journaled:1' } });
+  children.add(live.child);
+  let exited = false;
+  void live.done.then(() => (exited = true));
+  for (; k < 400 && !exited; k++) {
+    for (let p = 0; p < 3; p++) postOn(p, 2000 * k + 100 * p, k % 2 ? '#b' : 'tick');
+    await sleep(50);
+  }
+  const first = await live.done;
+  t.equal(first.signal, 'SIGKILL', 'the job died right after writing the checkpoint that journals its first decision');
+  const store = await openJobStore(join(scratch.dir, job, 'state'), job);
+  const crashed = (await store.restore())!.meta;
+  await store.close();
+  const pending = crashed.watermark.journal ?? [];
+  t.equal(pending.length >= 1, true, `the newest checkpoint journals the decision, not applied yet (${JSON.stringify(pending)})`);
+  t.ok(pending.every((d) => d.seq === crashed.seq), 'at the checkpoint\'s own sequence');
+  t.notOk(crashed.watermark.idle?.length, 'and no partition is idle in its state yet');
+  for (let r = 0; r < 10; r++, k++) for (let p = 0; p < 3; p++) postOn(p, 2000 * k + 100 * p);
+  postOn(3, 2000);
+  postOn(3, 2000 * k);
+  await nc.flush();
+  const second = await runCli(runArgs(job, ['--idle-timeout', '1s', '--input-stream', 'POSTS2', '--input-subjects', 'more.>', '--drain']));
+  t.equal(second.code, 0, second.stderr.slice(-400));
+  const jsm = await nc.jetstreamManager();
+  const msgs: RefMessage[] = [];
+  const last = (await jsm.streams.info('POSTS2')).state.last_seq;
+  for (let seq = 1; seq <= last; seq++) {
+    const m = await jsm.streams.getMessage('POSTS2', { seq });
+    msgs.push({ payload: dec.decode(m.data), partition: Number(m.subject.split('.')[2]), subject: m.subject });
+  }
+  t.ok(msgs.every((m) => m.partition >= 0 && m.partition < P), 'every stored subject carries its partition');
+  const journal: RefIdle[] = [...pending.map((d) => ({ seq: d.seq, partition: Number(d.partition) })), ...decisionsIn(second.stderr)];
+  const expected = referencePartitionedRun(msgs, cfg(job), P, journal);
+  const dir = join(scratch.dir, job);
+  const norm = <T>(xs: T[]): T[] => (JSON.parse(JSON.stringify(xs)) as Array<T & { id: string }>).sort((a, b) => (a.id < b.id ? -1 : 1));
+  t.same(norm(readJsonl(`${dir}/results.jsonl`)), norm(expected.results), 'results: the model given the journal, the restored decision included');
+  t.same(norm(readJsonl(`${dir}/late.jsonl`)), norm(expected.late), 'late records likewise');
+  t.ok(expected.results.some((r) => r.watermark !== null), 'windows fired on the decision before the end of input');
 });
 
 t.test('--input-partitions: a bad value and a change against saved state are refused', async (t) => {
