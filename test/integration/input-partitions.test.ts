@@ -200,6 +200,8 @@ t.test('killed after a decision is journaled, before it is applied: the restore 
   t.equal(pending.length >= 1, true, `the newest checkpoint journals the decision, not applied yet (${JSON.stringify(pending)})`);
   t.ok(pending.every((d) => d.seq === crashed.seq), 'at the checkpoint\'s own sequence');
   t.notOk(crashed.watermark.idle?.length, 'and no partition is idle in its state yet');
+  const inspected = await runCli(['inspect', '--state-dir', join(scratch.dir, job, 'state'), '--job', job]);
+  t.match(inspected.stdout, /journaled: \d idle after \d+/, 'tidemark inspect shows the journaled decision');
   for (let r = 0; r < 10; r++, k++) for (let p = 0; p < 3; p++) postOn(p, 2000 * k + 100 * p);
   postOn(3, 2000);
   postOn(3, 2000 * k);
