@@ -57,7 +57,11 @@ export async function run(argv: string[]): Promise<number> {
   let url = cfg.nats;
   if (!url) {
     // A partitioned input: the embedded server maps `<base>.in.*` onto the partitions (README, Partitioned input).
-    embedded = await EmbeddedNats.start(join(cfg.stateDir, 'nats'), cfg.inputPartitions > 1 ? { mappings: partitionMappings(cfg.inputSubjects, cfg.inputPartitions) } : {});
+    const mappings = cfg.inputPartitions > 1 ? partitionMappings(cfg.inputSubjects, cfg.inputPartitions) : {};
+    if (cfg.inputPartitions > 1 && Object.keys(mappings).length === 0) {
+      throw new TidemarkError('BAD_FLAG', `--input-partitions: the embedded nats-server partitions <base>.in.* for input subjects <base>.>, and ${cfg.inputSubjects.join(',')} has none; give such --input-subjects or --nats a server with your own mapping`);
+    }
+    embedded = await EmbeddedNats.start(join(cfg.stateDir, 'nats'), { mappings });
     url = embedded.url;
     process.stdout.write(`embedded nats-server listening on ${url}\n`);
   }
