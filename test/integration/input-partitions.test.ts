@@ -6,7 +6,7 @@
 // for the input and that journal (a run without failure making the same decisions).
 
 import t from 'tap';
-import { readFileSync, existsSync } from 'node:fs';
+import { readFileSync, existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { connect, type NatsConnection } from 'nats';
 import { scratchDir, spawnCli, runCli, type CliResult } from '../helpers/nats.js';
@@ -223,6 +223,21 @@ t.test('killed after a decision is journaled, before it is applied: the restore 
   t.same(norm(readJsonl(`${dir}/results.jsonl`)), norm(expected.results), 'results: the model given the journal, the restored decision included');
   t.same(norm(readJsonl(`${dir}/late.jsonl`)), norm(expected.late), 'late records likewise');
   t.ok(expected.results.some((r) => r.watermark !== null), 'windows fired on the decision before the end of input');
+});
+
+t.test('tidemark produce --key-token user publishes on <subject>.<user>, which the mapping partitions', async (t) => {
+  const file = join(scratch.dir, 'posts.jsonl');
+  const lines = Array.from({ length: 40 }, (_, i) => JSON.stringify({ id: `f${i}`, ts: T0 + i, text: 'ok', user: `user ${i % 9}` }));
+  writeFileSync(file, [...lines, 'not json'].join('\n'));
+  const r = await runCli(['produce', '--nats', nats.url, '--file', file, '--input-stream', 'PROBE', '--input-subjects', 'probe.>', '--subject', 'probe.in', '--key-token', 'user']);
+  t.equal(r.code, 0, r.stderr);
+  t.match(r.stdout, /published 41 posts to probe\.in\.<user>/);
+  const jsm = await nc.jetstreamManager();
+  const subjects: string[] = [];
+  for (let seq = 1; seq <= 41; seq++) subjects.push((await jsm.streams.getMessage('PROBE', { seq })).subject);
+  t.ok(subjects.slice(0, 40).every((s) => /^probe\.in\.[0-3]\.user_\d$/.test(s)), 'the user (a space made _) is the key token, the partition before it');
+  t.match(subjects[40], /^probe\.in\.[0-3]\._$/, 'a line that is not JSON goes out with the key token _');
+  t.ok(new Set(subjects.map((s) => s.split('.')[2])).size > 1, 'spread over partitions');
 });
 
 t.test('--input-partitions: a bad value and a change against saved state are refused', async (t) => {
