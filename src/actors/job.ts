@@ -5,7 +5,7 @@ import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { NatsConnection, JetStreamManager } from 'nats';
 import { TidemarkError } from '../errors.js';
-import { stateFingerprint, type JobConfig } from '../runtime/job-config.js';
+import { FINGERPRINT_DEFAULTS, stateFingerprint, type JobConfig } from '../runtime/job-config.js';
 import { CheckpointStore, type CheckpointMeta, type CheckpointWrite, type GroupStamp } from '../io/checkpoint-store.js';
 import { ensureStream, JetStreamSource } from '../io/jetstream-source.js';
 import { createSink } from '../io/sinks.js';
@@ -29,7 +29,7 @@ export const checkpointDir = (stateDir: string, job: string): string => join(sta
 export function incompatibility(saved: Record<string, string>, now: Record<string, string>): string | undefined {
   const diffs = Object.keys({ ...saved, ...now })
     .filter((k) => saved[k] !== now[k])
-    .map((k) => `--${k} was ${saved[k] ?? '(unset)'}, now ${now[k] ?? '(unset)'}`);
+    .map((k) => `--${k} was ${saved[k] ?? FINGERPRINT_DEFAULTS[k] ?? '(unset)'}, now ${now[k] ?? FINGERPRINT_DEFAULTS[k] ?? '(unset)'}`);
   return diffs.length ? diffs.join('; ') : undefined;
 }
 
@@ -207,7 +207,7 @@ export class Job {
         new JetStreamSource(js, cfg.inputStream),
         pool,
         cfg,
-        { partitions: total, keyGroups: cfg.keyGroups, batchSize: cfg.batchSize, maxInflight: 4, checkpointInterval: cfg.checkpointInterval, idleTimeout: cfg.idleTimeout, ...(endSeq !== undefined ? { endSeq } : {}) },
+        { partitions: total, keyGroups: cfg.keyGroups, batchSize: cfg.batchSize, maxInflight: 4, checkpointInterval: cfg.checkpointInterval, idleTimeout: cfg.idleTimeout, inputPartitions: cfg.inputPartitions, ...(endSeq !== undefined ? { endSeq } : {}) },
         channel,
         // New checkpoint ids continue after the newest stored one (also when restoring an older one).
         { seq: meta?.seq ?? 0, cp: store.maxId, ...(restored ? { watermark: restored.meta.watermark, chain: restored.chain } : {}) },
@@ -217,6 +217,8 @@ export class Job {
         source.ingest.deadCount = meta.counters.dead ?? 0;
         source.ingest.futureBound = meta.counters.futureBound ?? -Infinity;
       }
+      source.onIdleDecision = (d) =>
+        log.info({ inputPartition: d.partition, seq: d.seq, watermark: d.wm }, `input partition ${d.partition} is idle after input sequence ${d.seq} (no post for ${formatDuration(cfg.idleTimeout)}): it no longer holds the watermark back`);
       // A bug in the job's merge or result stops the job; its last checkpoint stays intact.
       for (const pa of parts) pa.onFail = (e) => source.fail(e);
       source.listen();
@@ -234,6 +236,7 @@ export class Job {
           allowedLateness: formatDuration(cfg.lateness),
           emit: cfg.emit,
           idleTimeout: formatDuration(cfg.idleTimeout),
+          inputPartitions: cfg.inputPartitions,
           partitions: cfg.partitions,
           keyGroups: cfg.keyGroups,
           input: `${cfg.inputStream} (${cfg.inputSubjects.join(',')})`,

@@ -4,6 +4,7 @@
 import type { Op, PersistedWindow, WindowView } from '../runtime/window-operator.js';
 import type { DeadLetterRecord, LateRecord, ResultRecord } from '../runtime/records.js';
 import type { KeyCount } from '../runtime/top-keys.js';
+import type { WatermarkState } from '../runtime/watermark.js';
 
 /** source → partition actor */
 export type PartitionMsg =
@@ -28,7 +29,7 @@ export type OutMsg =
   | { t: 'barrier'; from: number; cp: number; upserts: PersistedWindow[]; deletes: string[]; windows: number }
   /** a slice of a large barrier's windows, sent before the barrier itself */
   | { t: 'barrier-part'; from: number; cp: number; upserts: PersistedWindow[] }
-  | { t: 'source-barrier'; from: -1; cp: number; seq: number; watermark: { wm: number; maxTs: Array<[string, number]> }; full: boolean; depth: number; savepoint?: string; counters: Record<string, number> }
+  | { t: 'source-barrier'; from: -1; cp: number; seq: number; watermark: WatermarkState; full: boolean; depth: number; savepoint?: string; counters: Record<string, number> }
   | { t: 'end'; from: number };
 
 /** sink actor → source: flow-control credit and checkpoint completion. */

@@ -5,15 +5,16 @@
 import type { NatsConnection, Subscription } from 'nats';
 import { Opener, Sealer, SENDER, receive, type ChannelContext } from '../io/channel.js';
 import { checkCreditMsg } from './message-checks.js';
-import { subjectsFor } from '../io/subjects.js';
+import { inputPartitionOf, subjectsFor } from '../io/subjects.js';
 import { ChunkingPublisher } from '../io/framing.js';
 import type { JetStreamSource } from '../io/jetstream-source.js';
 import type { ScoringPool } from '../io/scoring-pool.js';
 import { Ingestor, type JobSemantics } from '../runtime/ingest.js';
 import type { CreditMsg, OutMsg, PartitionMsg } from './messages.js';
 import { TidemarkError } from '../errors.js';
-import { faultDrop } from '../io/fault.js';
+import { faultDrop, faultPoint } from '../io/fault.js';
 import { FullCheckpointPolicy, type ChainState } from '../runtime/checkpoint-policy.js';
+import type { IdleDecision, WatermarkState } from '../runtime/watermark.js';
 
 export interface SourceOptions {
   /** window actors the batches go to */
@@ -27,6 +28,8 @@ export interface SourceOptions {
   /** Stop at this sequence (drain mode); undefined: run until stopped. */
   endSeq?: number;
   idleTimeout: number;
+  /** input partitions (`--input-partitions`, default 1) */
+  inputPartitions?: number;
 }
 
 /** Distinct savepoint names that may wait for their turn; beyond, a request is refused at once. */
@@ -74,6 +77,9 @@ export class SourceActor {
   /** Savepoints whose barrier is on its way, by name: a request of that name joins it. */
   private readonly takingSavepoints = new Map<string, SavepointWaiter[]>();
   seq: number;
+  /** Told of each idleness decision once it is durable and applied (for the log). */
+  onIdleDecision?: (d: IdleDecision) => void;
+  private idleTimer?: NodeJS.Timeout;
   lastCheckpoint?: { cp: number; at: number; ms: number; bytes: number };
   startedAt = Date.now();
 
@@ -84,16 +90,15 @@ export class SourceActor {
     private readonly sem: JobSemantics,
     private readonly opts: SourceOptions,
     private readonly ctx: ChannelContext,
-    restored: { seq: number; cp: number; chain?: ChainState; watermark?: { wm: number; maxTs: Array<[string, number]> } } = { seq: 0, cp: 0 },
+    restored: { seq: number; cp: number; chain?: ChainState; watermark?: WatermarkState } = { seq: 0, cp: 0 },
   ) {
     this.sealer = new Sealer(ctx.key, SENDER.source);
     this.subj = subjectsFor(sem.job);
     this.pub = new ChunkingPublisher(nc);
-    this.ingest = new Ingestor(sem, { keyGroups: opts.keyGroups, actors: opts.partitions }, opts.idleTimeout);
-    if (restored.watermark) {
-      this.ingest.tracker.restore(restored.watermark);
-      this.ingest.router.reset(restored.watermark.wm);
-    }
+    const inputPartitions = opts.inputPartitions ?? 1;
+    this.ingest = new Ingestor(sem, { keyGroups: opts.keyGroups, actors: opts.partitions }, opts.idleTimeout, inputPartitions > 1 ? { inputPartitions, partitionOf: inputPartitionOf } : {});
+    // Idleness decisions the checkpoint journaled at its sequence apply here (DESIGN.md §3).
+    if (restored.watermark) this.ingest.restoreWatermark(restored.watermark, restored.seq);
     this.seq = restored.seq;
     this.lastCpSeq = restored.seq;
     this.nextCp = restored.cp + 1;
@@ -140,6 +145,13 @@ export class SourceActor {
       }, this.opts.checkpointInterval);
       this.timer.unref();
     }
+    // A quiet input still lets partitions go idle: look every quarter of the idle timeout.
+    if ((this.opts.inputPartitions ?? 1) > 1 && this.opts.idleTimeout > 0) {
+      this.idleTimer = setInterval(() => {
+        if (!this.stopping && this.outstanding.length === 0 && this.ingest.idleDue(Date.now()).length) this.schedule(false);
+      }, Math.max(20, Math.min(1000, this.opts.idleTimeout / 4)));
+      this.idleTimer.unref();
+    }
   }
 
   /** Consumes the input until end of input (drain) or stop(). Returns the last sequence read. */
@@ -148,6 +160,8 @@ export class SourceActor {
       await this.finish();
       return this.seq;
     }
+    // Journaled decisions applied at restore may have moved the watermark: tell the window actors now.
+    if ((this.opts.inputPartitions ?? 1) > 1) this.schedule(false);
     const messages = await this.source.open(this.seq, Math.max(this.opts.batchSize, 256));
     for await (const m of messages) {
       if (this.stopping) break;
@@ -192,6 +206,7 @@ export class SourceActor {
     this.aborted = true;
     this.stopping = true;
     clearInterval(this.timer);
+    clearInterval(this.idleTimer);
     this.creditSub?.unsubscribe();
     for (const w of this.creditWaiters) w();
     this.creditWaiters = [];
@@ -281,6 +296,7 @@ export class SourceActor {
       }
       if (ready.length) this.seq = raw.seqs[ready.length - 1]!;
       await this.flushBatch();
+      await this.idleness();
     });
     this.flushing = done;
     this.outstanding.push(done);
@@ -314,6 +330,26 @@ export class SourceActor {
     while (!this.aborted && this.n - this.credit > this.opts.maxInflight) await new Promise<void>((r) => this.creditWaiters.push(r));
   }
 
+  /**
+   * Input partitions quiet for `--idle-timeout` stop holding the watermark back. That is a
+   * wall-clock decision, so it is journaled at the current input sequence in a checkpoint first
+   * and applied once that checkpoint is written: a restore from it, or any later one, repeats it at
+   * the same position, and nothing emitted before a crash depended on a decision a restore forgets.
+   */
+  private async idleness(): Promise<void> {
+    if (this.aborted || this.stopping) return;
+    const decided = this.ingest.decideIdle(Date.now());
+    if (!decided.length) return;
+    // At most two checkpoints in flight, as for the periodic ones.
+    while (this.cpWaiters.size >= 2 && !this.aborted) await new Promise((r) => setTimeout(r, 5));
+    if (this.aborted) return;
+    const written = await this.barrier();
+    if (written.error || this.aborted) return;
+    faultPoint('idle-journaled');
+    for (const d of this.ingest.applyJournal()) this.onIdleDecision?.(d);
+    await this.flushBatch();
+  }
+
   /** Injects barrier `cp` after everything sent so far; resolves when the checkpoint is written. */
   private barrier(): Promise<Extract<CreditMsg, { t: 'checkpointed' }>> {
     this.cpDue = false;
@@ -339,7 +375,7 @@ export class SourceActor {
       from: -1,
       cp,
       seq: this.seq,
-      watermark: this.ingest.tracker.toJSON(),
+      watermark: this.ingest.watermarkState(),
       full,
       depth: this.policy.lastDepth,
       ...(sp ? { savepoint: sp.name } : {}),
@@ -364,6 +400,7 @@ export class SourceActor {
     if (this.aborted) return;
     for (let p = 0; p < this.opts.partitions; p++) this.publishPartition(p, { t: 'end' });
     clearInterval(this.timer);
+    clearInterval(this.idleTimer);
     this.creditSub?.unsubscribe();
     if (result.error) throw new TidemarkError('STATE_WRITE_FAILED', `final checkpoint failed: ${result.error}`);
   }

@@ -40,7 +40,15 @@ export function renderStatus(s: StatusAnswer): string {
     `  input      ${input}`,
     `  watermark  ${when(s.watermark)}${lag(s.watermarkLagMs)}`,
   ];
-  if (s.inputs.length > 1) for (const i of s.inputs) lines.push(`    input partition ${i.partition}: ${when(i.watermark)}${i.idle ? ' (idle)' : ''}`);
+  if (s.inputs.length > 1) {
+    for (const i of s.inputs) {
+      const last = i.lastSeq === undefined ? '' : i.lastSeq === null ? ', no post yet' : `, last post at sequence ${i.lastSeq}`;
+      const quiet = i.quietMs === undefined ? '' : `, quiet for ${humanDuration(i.quietMs)}`;
+      lines.push(`    input partition ${i.partition}: ${when(i.watermark)}${lag(i.lagMs)}${i.idle ? ' (idle: not holding the watermark back)' : ''}${last}${quiet}`);
+    }
+    const recent = s.idleDecisions?.recent ?? [];
+    if (recent.length) lines.push(`    idleness (--idle-timeout ${c.idleTimeout}): ${recent.slice(-4).map((d) => `partition ${d.partition} ${d.idle ? 'idle after' : 'active again at'} sequence ${d.seq}`).join('; ')}`);
+  }
   lines.push(
     `  posts in ${s.postsIn}, results out ${s.resultsOut}, late ${s.late}, dead letters ${s.deadLetters}`,
     `  windows    ${s.windows.open} open, ${s.windows.pending} pending, ${s.windows.closedAwaitingCheckpoint} closed awaiting checkpoint`,

@@ -54,7 +54,8 @@ export async function inspectCommand(argv: string[]): Promise<number> {
         id,
         time: m ? new Date(m.time).toISOString() : rec ? new Date(rec.time).toISOString() : '',
         seq: m?.seq ?? rec?.seq ?? 0,
-        watermark: m ? wm(m.watermark.wm) : '',
+        // Partitioned input: the idle partitions at the checkpoint, and decisions journaled there and not applied yet.
+        watermark: m ? `${wm(m.watermark.wm)}${m.watermark.idle?.length ? ` (idle: ${m.watermark.idle.join(',')})` : ''}${m.watermark.journal?.length ? ` (journaled: ${m.watermark.journal.map((d) => `${d.partition} idle after ${d.seq}`).join(', ')})` : ''}` : '',
         windows: m?.windows ?? 0,
         bytes: m?.bytes ?? 0,
         kind: (m ?? rec) ? ((m ?? rec)!.full ? 'full' : `delta of ${(m ?? rec)!.parent}`) : '',

@@ -8,6 +8,7 @@ import { parseFlags, type OptionDef } from '../option-table.js';
 import { parseDuration } from '../runtime/duration.js';
 import { syntheticPosts } from '../runtime/synthetic.js';
 import { get, intFlag, help } from './options.js';
+import { keyedSubject } from '../io/subjects.js';
 
 const CONNECT_OPTIONS: OptionDef[] = [
   { flag: '--nats', key: 'nats', kind: 'string', arg: 'URL', help: 'NATS server(s), comma-separated', default: 'nats://127.0.0.1:4222' },
@@ -15,7 +16,29 @@ const CONNECT_OPTIONS: OptionDef[] = [
   { flag: '--input-stream', key: 'inputStream', kind: 'string', arg: 'NAME', help: 'input stream (created when missing)', default: 'POSTS' },
   { flag: '--input-subjects', key: 'inputSubjects', kind: 'string', arg: 'SUBJ', help: 'subjects of the input stream when it is created', default: 'posts.>' },
   { flag: '--subject', key: 'subject', kind: 'string', arg: 'SUBJ', help: 'subject to publish posts on', default: 'posts.in' },
+  {
+    flag: '--key-token',
+    key: 'keyToken',
+    kind: 'string',
+    arg: 'FIELD',
+    help: "append the post's FIELD (user, id …) to --subject as one more token, for a server that maps <subject>.* onto input partitions (tidemark run --input-partitions)",
+  },
 ];
+
+/** The subject of one post: `--subject`, or with `--key-token FIELD` that subject and the post's field as a last token. */
+function subjectFor(subject: string, field: string | undefined, post: unknown): string {
+  if (field === undefined) return subject;
+  const v = typeof post === 'object' && post !== null ? (post as Record<string, unknown>)[field] : undefined;
+  return keyedSubject(subject, typeof v === 'string' || typeof v === 'number' ? String(v) : '_');
+}
+
+const parsed = (line: string): unknown => {
+  try {
+    return JSON.parse(line);
+  } catch {
+    return undefined;
+  }
+};
 
 const PRODUCE_OPTIONS: OptionDef[] = [{ flag: '--file', key: 'file', kind: 'string', arg: 'PATH', help: 'JSONL file, one post per line (required)' }, ...CONNECT_OPTIONS, { flag: '--help', key: 'help', kind: 'bool', help: 'this help' }];
 
@@ -52,19 +75,20 @@ export async function produce(argv: string[]): Promise<number> {
     await ensureInput(nc, get(opts, PRODUCE_OPTIONS, 'inputStream')!, get(opts, PRODUCE_OPTIONS, 'inputSubjects')!);
     const js = nc.jetstream();
     const subject = get(opts, PRODUCE_OPTIONS, 'subject')!;
+    const keyToken = get(opts, PRODUCE_OPTIONS, 'keyToken');
     const lines = text.split('\n').filter((l) => l.trim() !== '');
     let inflight: Promise<unknown>[] = [];
     const enc = new TextEncoder();
     for (const line of lines) {
       // Lines are published as they are: a malformed one is the job's to dead-letter.
-      inflight.push(js.publish(subject, enc.encode(line)));
+      inflight.push(js.publish(subjectFor(subject, keyToken, keyToken === undefined ? undefined : parsed(line)), enc.encode(line)));
       if (inflight.length >= 1000) {
         await Promise.all(inflight);
         inflight = [];
       }
     }
     await Promise.all(inflight);
-    process.stdout.write(`published ${lines.length} posts to ${subject}\n`);
+    process.stdout.write(`published ${lines.length} posts to ${keyToken === undefined ? subject : `${subject}.<${keyToken}>`}\n`);
   } finally {
     await nc.close();
   }
@@ -92,11 +116,12 @@ export async function gen(argv: string[]): Promise<number> {
   try {
     await ensureInput(nc, get(opts, GEN_OPTIONS, 'inputStream')!, get(opts, GEN_OPTIONS, 'inputSubjects')!);
     const subject = get(opts, GEN_OPTIONS, 'subject')!;
+    const keyToken = get(opts, GEN_OPTIONS, 'keyToken');
     const enc = new TextEncoder();
     const t0 = Date.now();
     for (let i = 0; i < total; i++) {
       const p = posts.next().value!;
-      nc.publish(subject, enc.encode(JSON.stringify(p)));
+      nc.publish(subjectFor(subject, keyToken, p), enc.encode(JSON.stringify(p)));
       if (rate > 0 && i % 100 === 99) {
         const due = t0 + ((i + 1) * 1000) / rate;
         const wait = due - Date.now();
@@ -105,7 +130,7 @@ export async function gen(argv: string[]): Promise<number> {
       if (i % 10_000 === 9_999) process.stderr.write(`\rgen: ${i + 1}/${total} posts`);
     }
     await nc.flush();
-    process.stderr.write(`\rgen: published ${total} posts to ${subject}\n`);
+    process.stderr.write(`\rgen: published ${total} posts to ${keyToken === undefined ? subject : `${subject}.<${keyToken}>`}\n`);
   } finally {
     await nc.close();
   }

@@ -10,6 +10,7 @@ import { RUN_OPTIONS, resolveJobConfig, rawRunOptions } from '../host/run-option
 import type { JobConfig } from '../runtime/job-config.js';
 import { createLogger } from '../log.js';
 import { EmbeddedNats } from '../io/nats-server.js';
+import { partitionMappings } from '../io/subjects.js';
 import { Job } from '../actors/job.js';
 import { reconnectBackoff } from '../io/reconnect.js';
 import { Instance } from '../host/instance.js';
@@ -56,7 +57,12 @@ export async function run(argv: string[]): Promise<number> {
   let embedded: EmbeddedNats | undefined;
   let url = cfg.nats;
   if (!url) {
-    embedded = await EmbeddedNats.start(join(cfg.stateDir, 'nats'));
+    // A partitioned input: the embedded server maps `<base>.in.*` onto the partitions (README, Partitioned input).
+    const mappings = cfg.inputPartitions > 1 ? partitionMappings(cfg.inputSubjects, cfg.inputPartitions) : {};
+    if (cfg.inputPartitions > 1 && Object.keys(mappings).length === 0) {
+      throw new TidemarkError('BAD_FLAG', `--input-partitions: the embedded nats-server partitions <base>.in.* for input subjects <base>.>, and ${cfg.inputSubjects.join(',')} has none; give such --input-subjects or --nats a server with your own mapping`);
+    }
+    embedded = await EmbeddedNats.start(join(cfg.stateDir, 'nats'), { mappings });
     url = embedded.url;
     process.stdout.write(`embedded nats-server listening on ${url}\n`);
   }

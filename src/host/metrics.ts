@@ -95,6 +95,28 @@ export class JobMetrics {
         this.set({ state: 'closed_awaiting_checkpoint' }, c.closedAwaitingCheckpoint);
       },
     });
+    new Gauge({
+      name: 'tidemark_input_partition_watermark_ms',
+      help: 'Event-time watermark of each input partition (--input-partitions), ms since the epoch; -Inf before its first post',
+      labelNames: ['partition'],
+      registers,
+      collect() {
+        this.reset();
+        if (!self.job || self.job.cfg.inputPartitions < 2) return;
+        for (const i of self.job.source.ingest.tracker.partitions()) this.set({ partition: i.partition }, i.watermark);
+      },
+    });
+    new Gauge({
+      name: 'tidemark_input_partition_idle',
+      help: '1 while an input partition is idle (no post for --idle-timeout: it does not hold the watermark back), else 0',
+      labelNames: ['partition'],
+      registers,
+      collect() {
+        this.reset();
+        if (!self.job || self.job.cfg.inputPartitions < 2) return;
+        for (const i of self.job.source.ingest.tracker.partitions()) this.set({ partition: i.partition }, i.idle ? 1 : 0);
+      },
+    });
     this.latency = new Histogram({ name: 'tidemark_processing_latency_seconds', help: 'Time from the source sending a batch to the sink writing its output', buckets: LATENCY_BUCKETS, registers });
     this.checkpointDuration = new Histogram({ name: 'tidemark_checkpoint_duration_seconds', help: 'Time to complete a checkpoint (sink flush and LevelDB batch)', buckets: CHECKPOINT_BUCKETS, registers });
     this.checkpoints = new Counter({ name: 'tidemark_num_completed_checkpoints_total', help: 'Checkpoints completed (Flink numberOfCompletedCheckpoints)', registers });

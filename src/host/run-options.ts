@@ -35,6 +35,7 @@ export const RUN_OPTIONS: OptionDef[] = [
   { flag: '--window', key: 'window', kind: 'string', arg: 'SPEC', help: 'tumbling:SIZE | sliding:SIZE,SLIDE | session:GAP (required)' },
   { flag: '--max-out-of-orderness', key: 'maxOutOfOrderness', kind: 'dur', arg: 'DUR', help: 'watermark = max event time seen minus this bound', default: '5s' },
   { flag: '--allowed-lateness', key: 'lateness', kind: 'dur', arg: 'DUR', help: 'how long after firing a window still accepts late posts', default: '0s' },
+  { flag: '--input-partitions', key: 'inputPartitions', kind: 'int', arg: 'N', help: 'input partitions: the token before the last of a post\'s subject (set by the server mapping {{partition(N,1)}}); the watermark is the minimum over partitions that are not idle; fixed for the life of the state', default: '1' },
   { flag: '--idle-timeout', key: 'idleTimeout', kind: 'dur', arg: 'DUR', help: 'an input partition with no post for this long stops holding the watermark back (0 = never)', default: '0s' },
   { flag: '--job-module', key: 'jobModule', kind: 'string', arg: 'FILE', help: 'run your own job: an ES module whose default export is a job definition (defineJob)' },
   { flag: '--keys', key: 'keys', kind: 'string', arg: 'LIST', help: 'sentiment job: comma-separated: hashtags, all, keyword:WORD', default: 'hashtags' },
@@ -61,6 +62,9 @@ export const RUN_OPTIONS: OptionDef[] = [
   { flag: '--dashboard', key: 'dashboardPort', kind: 'int', arg: 'PORT', help: 'serve the live dashboard on this port of 127.0.0.1 (0 = a free one)' },
   { flag: '--config', key: 'config', kind: 'string', arg: 'FILE', help: 'JSON file with the same options (keys as flag names without --); flags win' },
 ];
+
+/** Input partitions a job may have (the mapping's partition tokens are 0 … N-1). */
+export const MAX_INPUT_PARTITIONS = 1024;
 
 const asString = (v: unknown): string => (Array.isArray(v) ? v.map(String).join(',') : String(v));
 
@@ -142,6 +146,7 @@ export function resolveJobConfig(flags: RawOptions, definition?: AnyJobDefinitio
     inputStream,
     inputSubjects,
     idleTimeout: parseDuration(get('idleTimeout')!, '--idle-timeout'),
+    inputPartitions: int(get('inputPartitions')!, '--input-partitions', 1, MAX_INPUT_PARTITIONS),
     sinks: sinksRaw.map((s) => parseSinkSpec(s, '--sink')),
     lateSink: parseSinkSpec(raw.lateSink === undefined ? `nats:tidemark.${job}.late` : get('lateSink')!, '--late-sink'),
     dlqSink: parseSinkSpec(raw.dlqSink === undefined ? `nats:tidemark.${job}.dlq` : get('dlqSink')!, '--dlq-sink'),

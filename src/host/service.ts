@@ -52,6 +52,7 @@ export function jobStatus(job: Job, now = Date.now()): Record<string, unknown> {
       maxOutOfOrderness: formatDuration(cfg.maxOutOfOrderness),
       allowedLateness: formatDuration(cfg.lateness),
       idleTimeout: formatDuration(cfg.idleTimeout),
+      inputPartitions: cfg.inputPartitions,
       emit: cfg.emit,
       keys: stateFingerprint(cfg).keys,
       partitions: job.actors,
@@ -66,7 +67,9 @@ export function jobStatus(job: Job, now = Date.now()): Record<string, unknown> {
     },
     watermark: wm,
     watermarkLagMs: Number.isFinite(wm) ? now - wm : null,
-    inputs: src.ingest.tracker.partitions(now).map((p) => ({ ...p, lagMs: Number.isFinite(p.watermark) ? now - p.watermark : null })),
+    inputs: src.ingest.inputs(now).map((p) => ({ ...p, lagMs: Number.isFinite(p.watermark) ? now - p.watermark : null })),
+    /** Idleness decisions (--input-partitions > 1): the latest applied, and those journaled but not applied yet. */
+    idleDecisions: { recent: src.ingest.idleness.recent.slice(-8), ahead: src.ingest.idleness.ahead.slice(0, 8) },
     inputSeq: src.seq,
     postsIn: src.counters.postsIn,
     resultsOut: job.sink.counts.results,
@@ -255,7 +258,7 @@ function endpoints(job: Job): Record<string, EndpointDef> {
             else asked = fixedWindows(cfg.window, at);
           }
           const src = job.source.ingest;
-          const explanation = explainKey(key, src.watermark, src.tracker.partitions(Date.now()), live, { maxOutOfOrderness: cfg.maxOutOfOrderness, lateness: cfg.lateness, idleTimeout: cfg.idleTimeout }, asked);
+          const explanation = explainKey(key, src.watermark, src.tracker.partitions(), live, { maxOutOfOrderness: cfg.maxOutOfOrderness, lateness: cfg.lateness, idleTimeout: cfg.idleTimeout }, asked);
           return { ...explanation, windowSpec: formatWindowSpec(cfg.window), maxOutOfOrderness: cfg.maxOutOfOrderness, allowedLateness: cfg.lateness, partitionWatermark: reply!.watermark };
         };
       },

@@ -42,6 +42,10 @@ export interface StartOptions {
   inputSubjects?: string[];
   checkpointInterval?: string;
   maxFuture?: string;
+  /** input partitions: the token before the last of a subject (default 1); changing it later makes the state incompatible */
+  inputPartitions?: number;
+  /** a quiet input partition stops holding the watermark back after this long (default 0s: never) */
+  idleTimeout?: string;
   /** window actors of this process */
   partitions?: number;
   /** the key space's fixed division (default 128); changing it later makes the state incompatible */
@@ -106,7 +110,7 @@ class RecordQueue<T> implements AsyncIterable<T> {
 }
 
 /** Options that are a flag's value as they are (the flag table's key is the same, but for lateness). */
-const SAME_AS_FLAG = ['job', 'window', 'maxOutOfOrderness', 'emit', 'sinks', 'lateSink', 'dlqSink', 'inputStream', 'checkpointInterval', 'maxFuture', 'partitions', 'keyGroups', 'batchSize', 'stateDir', 'fromCheckpoint', 'logLevel'] as const;
+const SAME_AS_FLAG = ['job', 'window', 'maxOutOfOrderness', 'emit', 'sinks', 'lateSink', 'dlqSink', 'inputStream', 'checkpointInterval', 'maxFuture', 'inputPartitions', 'idleTimeout', 'partitions', 'keyGroups', 'batchSize', 'stateDir', 'fromCheckpoint', 'logLevel'] as const;
 
 function rawOptions(o: StartOptions): RawOptions {
   const raw: RawOptions = {};

@@ -12,6 +12,7 @@ import { TidemarkError } from '../errors.js';
 import { windowId, type PersistedWindow } from '../runtime/window-operator.js';
 import { WindowCodec } from './window-codec.js';
 import type { ChainState } from '../runtime/checkpoint-policy.js';
+import type { WatermarkState } from '../runtime/watermark.js';
 import type { SinkProgress } from './sinks.js';
 import { damagedTables } from './leveldb-tables.js';
 import { CheckpointManifest, type ManifestEntry } from './checkpoint-manifest.js';
@@ -22,7 +23,8 @@ export interface CheckpointMeta {
   time: number;
   /** Input stream sequence reflected by this checkpoint. */
   seq: number;
-  watermark: { wm: number; maxTs: Array<[string, number]> };
+  /** the watermark(s); with several input partitions also the idle ones and the journal of idleness decisions */
+  watermark: WatermarkState;
   sinks: Record<string, SinkProgress>;
   parent: number;
   full: boolean;

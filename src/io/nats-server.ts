@@ -3,9 +3,11 @@
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { connect } from 'nats';
 import { TidemarkError } from '../errors.js';
+import { mappingsConfig } from './subjects.js';
 
 /** A free TCP port on 127.0.0.1. */
 export function freePort(): Promise<number> {
@@ -30,11 +32,20 @@ export class EmbeddedNats {
     readonly storeDir: string,
   ) {}
 
-  /** Starts nats-server with JetStream; resolves once it accepts connections. */
-  static async start(storeDir: string, opts: { port?: number; binary?: string; config?: string } = {}): Promise<EmbeddedNats> {
+  /**
+   * Starts nats-server with JetStream; resolves once it accepts connections. `mappings` (subject
+   * mappings of the default account, e.g. partitioning the input) go into a config file written
+   * beside the store, which includes `config` when both are given.
+   */
+  static async start(storeDir: string, opts: { port?: number; binary?: string; config?: string; mappings?: Record<string, string> } = {}): Promise<EmbeddedNats> {
     const port = opts.port ?? (await freePort());
     const binary = opts.binary ?? process.env.TIDEMARK_NATS_SERVER ?? 'nats-server';
     mkdirSync(storeDir, { recursive: true });
+    if (opts.mappings && Object.keys(opts.mappings).length) {
+      const file = join(storeDir, 'tidemark-mappings.conf');
+      writeFileSync(file, `${opts.config ? `include ${JSON.stringify(opts.config)}\n` : ''}${mappingsConfig(opts.mappings)}`);
+      opts = { ...opts, config: file };
+    }
     // A config file (authorization, cluster routes, TLS) comes first; the flags after it win.
     const args = [...(opts.config ? ['-c', opts.config] : []), '-a', '127.0.0.1', '-p', String(port), '-js', '-sd', storeDir];
     const child = spawn(binary, args, { stdio: ['ignore', 'ignore', 'pipe'] });

@@ -10,14 +10,23 @@ const REQUEST_TIMEOUT = 10_000;
 /** A watermark or time as the service sends it: ms, null (−∞, none yet) or "+inf" (end of input). */
 export type WireTime = number | null | '+inf';
 
+/** An idleness decision as the service sends it. */
+export interface IdleDecisionWire {
+  seq: number;
+  partition: string;
+  idle: boolean;
+  wm: WireTime;
+}
+
 export interface StatusAnswer {
   job: string;
   host: string;
   pid: number;
-  config: { window: string; maxOutOfOrderness: string; allowedLateness: string; idleTimeout: string; emit: string; keys: string; partitions: number; keyGroups: number; inputStream: string; inputSubjects: string[]; sinks: string[]; stateDir: string };
+  config: { window: string; maxOutOfOrderness: string; allowedLateness: string; idleTimeout: string; inputPartitions?: number; emit: string; keys: string; partitions: number; keyGroups: number; inputStream: string; inputSubjects: string[]; sinks: string[]; stateDir: string };
   watermark: WireTime;
   watermarkLagMs: number | null;
-  inputs: Array<{ partition: string; watermark: WireTime; idle: boolean; lagMs: number | null }>;
+  inputs: Array<{ partition: string; watermark: WireTime; idle: boolean; lagMs: number | null; lastSeq?: number | null; quietMs?: number }>;
+  idleDecisions?: { recent: IdleDecisionWire[]; ahead: IdleDecisionWire[] };
   input: { stream: string; seq: number; lastSeq?: number; pending?: number; error?: string };
   postsIn: number;
   resultsOut: number;

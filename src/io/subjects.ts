@@ -49,3 +49,43 @@ export function subjectMatches(pattern: string, subject: string): boolean {
   }
   return p.length === s.length;
 }
+
+// Partitioned input (`--input-partitions P`). Producers publish a post on `<base>.in.<key>` (any
+// one token as the key: a user, an id); the server's account mapping
+// `<base>.in.*` → `<base>.in.{{partition(P,1)}}.{{wildcard(1)}}` (nats-server ≥ 2.8; streams of
+// 2.9 have no subject transforms, so the mapping lives in the server's config) stores it as
+// `<base>.in.<p>.<key>`. The input partition is the token before the last.
+
+/** The input partition a stored message's subject names (the token before the last, `0`…), or undefined. */
+export function inputPartitionOf(subject: string): number | undefined {
+  const end = subject.lastIndexOf('.');
+  if (end <= 0) return undefined;
+  const token = subject.slice(subject.lastIndexOf('.', end - 1) + 1, end);
+  return /^(0|[1-9]\d{0,5})$/.test(token) ? Number(token) : undefined;
+}
+
+/**
+ * The server mappings that partition a job's input: for each input subject `<base>.>`,
+ * `<base>.in.*` → `<base>.in.{{partition(P,1)}}.{{wildcard(1)}}`.
+ */
+export function partitionMappings(inputSubjects: readonly string[], partitions: number): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const s of inputSubjects) {
+    if (!s.endsWith('.>')) continue;
+    const base = s.slice(0, -2);
+    out[`${base}.in.*`] = `${base}.in.{{partition(${partitions},1)}}.{{wildcard(1)}}`;
+  }
+  return out;
+}
+
+/** A nats-server config fragment holding `mappings` (what the README shows and the embedded server loads). */
+export function mappingsConfig(mappings: Record<string, string>): string {
+  const lines = Object.entries(mappings).map(([from, to]) => `  ${JSON.stringify(from)}: ${JSON.stringify(to)}`);
+  return `mappings = {\n${lines.join('\n')}\n}\n`;
+}
+
+/** The subject a producer publishes a post on for a partitioned input: `<subject>.<key token>`. */
+export function keyedSubject(subject: string, key: string): string {
+  const token = key.replace(/[\s.*>]/g, '_').slice(0, 128) || '_';
+  return `${subject}.${token}`;
+}

@@ -20,6 +20,8 @@ export interface JobConfig extends JobSemantics {
   inputStream: string;
   inputSubjects: string[];
   idleTimeout: number;
+  /** `--input-partitions`: the input's partitions (the token before the last of a subject); 1 = the stream is one partition */
+  inputPartitions: number;
   sinks: SinkSpec[];
   lateSink: SinkSpec;
   dlqSink: SinkSpec;
@@ -45,6 +47,9 @@ export interface JobConfig extends JobSemantics {
   dashboardPort?: number;
 }
 
+/** What a setting absent from a fingerprint stands for (state written before it existed). */
+export const FINGERPRINT_DEFAULTS: Readonly<Record<string, string>> = { 'input-partitions': '1' };
+
 /** The settings that make saved state incompatible when they change. */
 export function stateFingerprint(cfg: JobConfig): Record<string, string> {
   return {
@@ -57,5 +62,7 @@ export function stateFingerprint(cfg: JobConfig): Record<string, string> {
     emit: cfg.emit,
     'key-groups': String(cfg.keyGroups),
     'input-stream': cfg.inputStream,
+    // One partition is how state was always written: absent, so that state stays compatible.
+    ...(cfg.inputPartitions > 1 ? { 'input-partitions': String(cfg.inputPartitions) } : {}),
   };
 }

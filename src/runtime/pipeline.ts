@@ -1,7 +1,8 @@
 // The whole job in one process with no NATS: the same ingest, routing and window operators
 // the actors run. Used by tests (against the reference model) and by the benchmark baseline.
 
-import { Ingestor, type JobSemantics } from './ingest.js';
+import { Ingestor, type InputPartitioning, type JobSemantics } from './ingest.js';
+import type { IdleDecision } from './watermark.js';
 import { WindowOperator, windowId, type PersistedWindow } from './window-operator.js';
 import type { DeadLetterRecord, LateRecord, ResultRecord } from './records.js';
 import { DEFAULT_KEY_GROUPS, actorOfGroup, keyGroupOf, keyOfWindowId, type Routing } from './key-groups.js';
@@ -30,16 +31,32 @@ export function runInMemory(
     slice?: number;
     /** false: one delta per record and window instead of one per (key, window) and batch */
     preaggregate?: boolean;
-    /** wall clock for `--max-future` (default: Date.now) */
+    /** wall clock for `--max-future` and idleness (default: Date.now); called once per batch */
     now?: () => number;
-  } = {},
-): { results: ResultRecord[]; late: LateRecord[]; dead: DeadLetterRecord[] } {
+    /** subject of each message (default: `subject` for all) */
+    subjects?: readonly string[];
+    /** `--idle-timeout`: with several input partitions, decisions are made from `now` at batch boundaries once `journal` is used up */
+    idleTimeout?: number;
+    /** journaled idleness decisions to replay at their positions */
+    journal?: readonly IdleDecision[];
+    /** called with the watermark after each message (decisions at its position come after) */
+    onWatermark?: (seq: number, wm: number) => void;
+  } & InputPartitioning = {},
+): { results: ResultRecord[]; late: LateRecord[]; dead: DeadLetterRecord[]; journal: IdleDecision[] } {
   const batchSize = opts.batchSize ?? 1000;
   const keyGroups = opts.keyGroups ?? DEFAULT_KEY_GROUPS;
   let routing: Routing = { keyGroups, actors: opts.partitions ?? 1 };
-  const ingest = new Ingestor(sem, routing, 0, { preaggregate: opts.preaggregate ?? true });
   const now = opts.now ?? Date.now;
-  ingest.tick(now());
+  const ingestOpts = {
+    preaggregate: opts.preaggregate ?? true,
+    now: now(),
+    ...(opts.inputPartitions !== undefined ? { inputPartitions: opts.inputPartitions } : {}),
+    ...(opts.partitionOf ? { partitionOf: opts.partitionOf } : {}),
+  };
+  let ingest = new Ingestor(sem, routing, opts.idleTimeout ?? 0, ingestOpts);
+  const journal: IdleDecision[] = [...(opts.journal ?? [])];
+  if (opts.journal) ingest.idleness.replay(opts.journal);
+  ingest.tick(ingestOpts.now);
   const make = (): WindowOperator => new WindowOperator({ job: sem.job, window: sem.window, lateness: sem.lateness, mode: sem.emit, compiled: sem.compiled });
   let ops = Array.from({ length: routing.actors }, make);
   // The stored state, as a checkpoint store holds it after applying each delta: by key group.
@@ -59,7 +76,12 @@ export function runInMemory(
     const actors = opts.rescale?.length ? opts.rescale[restarts % opts.rescale.length]! : routing.actors;
     restarts++;
     routing = { keyGroups, actors };
-    ingest.router.rescale(routing, watermark);
+    // A new source restored from the checkpoint's watermark state (journal included), as a restart does.
+    const state = structuredClone(ingest.watermarkState());
+    const { position, futureBound } = ingest;
+    ingest = new Ingestor(sem, routing, opts.idleTimeout ?? 0, { ...ingestOpts, now: now() });
+    ingest.futureBound = futureBound;
+    ingest.restoreWatermark(state, position);
     ops = Array.from({ length: actors }, make);
     // Each actor restores the key groups it owns now.
     const mine: PersistedWindow[][] = Array.from({ length: actors }, () => []);
@@ -84,11 +106,25 @@ export function runInMemory(
     delivered++;
     if (opts.restartEvery && delivered % opts.restartEvery === 0) restart();
   };
+  /** Between batches: live idleness decisions (journaled, then applied at once: memory is durable enough here). */
+  const decide = (): void => {
+    const ds = ingest.decideIdle(now());
+    if (!ds.length) return;
+    journal.push(...ds);
+    ingest.applyJournal();
+  };
   payloads.forEach((payload, i) => {
-    ingest.accept(payload, opts.subject ?? 'posts.in', i + 1);
-    if ((i + 1) % batchSize === 0) deliver();
+    ingest.accept(payload, opts.subjects?.[i] ?? opts.subject ?? 'posts.in', i + 1);
+    opts.onWatermark?.(i + 1, ingest.watermark);
+    if ((i + 1) % batchSize === 0) {
+      decide();
+      deliver();
+    }
   });
+  decide();
+  // Journaled decisions at the last position still apply before the end of input.
+  ingest.applyJournal();
   if (opts.drain ?? true) ingest.end();
   deliver();
-  return out;
+  return { ...out, journal };
 }

@@ -269,9 +269,99 @@ export function referenceRecords(posts: readonly Rec[], cfg: RefConfig, drain = 
     before.push(maxTs - M);
   }
   // The watermark values the job goes through after each post (and +∞ at the end of a drain).
-  const after = (i: number): number => before[i + 1]!;
-  const endValues = drain ? [Infinity] : [];
+  return simulate(posts, cfg, before, (i) => [before[i + 1]!], drain ? [Infinity] : []);
+}
 
+// ---------------------------------------------------------------------------------------------
+// Partitioned input with idleness (DESIGN.md §3: W is the minimum over input partitions that are
+// not idle; idleness decisions come from a journal, each applying after input message `seq`).
+
+/** A journaled decision as the model reads it: after input message `seq`, `partition` is idle. */
+export interface RefIdle { seq: number; partition: number }
+
+/** One input message of a partitioned input (`partition` −1: its subject names none). */
+export interface RefMessage { payload: string; partition: number; subject: string }
+
+/**
+ * The watermark of a partitioned input, message by message: `before[k]` is the watermark in force
+ * before message k (0-based; message k has sequence k + 1), `after[k]` the values it takes after
+ * message k (after the post, then after each decision at sequence k + 1), `start` the values
+ * decisions at sequence 0 give it. Partition p's watermark is its largest ts − bound; a post makes
+ * its partition active; with every partition idle the watermark holds; it never decreases.
+ */
+export function partitionedWatermarks(
+  msgs: ReadonlyArray<{ partition: number; ts?: number }>, partitions: number, idle: readonly RefIdle[], bound: number,
+): { before: number[]; after: number[][]; start: number[] } {
+  const maxTs: number[] = new Array(partitions).fill(-Infinity);
+  const isIdle: boolean[] = new Array(partitions).fill(false);
+  let W = -Infinity;
+  const settle = (): number => {
+    const active = maxTs.filter((_, p) => !isIdle[p]);
+    if (active.length > 0) W = Math.max(W, Math.min(...active) - bound);
+    return W;
+  };
+  const decisionsAt = (seq: number): number[] => {
+    const out: number[] = [];
+    for (const d of idle) {
+      if (d.seq !== seq) continue;
+      isIdle[d.partition] = true;
+      out.push(settle());
+    }
+    return out;
+  };
+  const start = decisionsAt(0);
+  const before: number[] = [];
+  const after: number[][] = [];
+  msgs.forEach((m, k) => {
+    before.push(W);
+    const steps: number[] = [];
+    if (m.ts !== undefined) {
+      isIdle[m.partition] = false;
+      maxTs[m.partition] = Math.max(maxTs[m.partition]!, m.ts);
+      steps.push(settle());
+    }
+    steps.push(...decisionsAt(k + 1));
+    after.push(steps);
+  });
+  return { before, after, start };
+}
+
+/** The reference output of a partitioned input given its journal of idleness decisions. */
+export function referencePartitionedRun(
+  msgs: readonly RefMessage[], cfg: RefConfig, partitions: number, idle: readonly RefIdle[], drain = true,
+): { results: Result[]; late: Late[]; dead: Dead[] } {
+  const dead: Dead[] = [];
+  const valid: Array<{ post: Post; k: number } | undefined> = msgs.map((m, k) => {
+    // A subject without an input partition (no server mapping applied) is a dead letter, after the payload's own checks.
+    const checked = validate(m.payload, k + 1);
+    const v = typeof checked !== 'string' && !(m.partition >= 0 && m.partition < partitions) ? 'no_input_partition' : checked;
+    if (typeof v === 'string') {
+      dead.push({ id: `${cfg.job}/dlq/${k + 1}`, reason: v, subject: m.subject, seq: k + 1, payload: m.payload });
+      return undefined;
+    }
+    return { post: { id: v.id, ts: v.ts, keys: keysOf(v.text, cfg.keys), rec: { score: score(v.text, v.lang) } }, k };
+  });
+  const wm = partitionedWatermarks(msgs.map((m, k) => ({ partition: m.partition, ...(valid[k] ? { ts: valid[k]!.post.ts } : {}) })), partitions, idle, cfg.maxOutOfOrderness);
+  const posts: Post[] = [];
+  const before: number[] = [];
+  const after: number[][] = [];
+  // Steps after a dead letter (its decisions) belong to the post before it; before the first post they change no window.
+  msgs.forEach((_, k) => {
+    const v = valid[k];
+    if (v) {
+      posts.push(v.post);
+      before.push(wm.before[k]!);
+      after.push([...wm.after[k]!]);
+    } else if (after.length) after[after.length - 1]!.push(...wm.after[k]!);
+  });
+  return { ...simulate(posts, cfg, before, (i) => after[i]!, drain ? [Infinity] : []), dead };
+}
+
+/**
+ * Every window of every key over the whole input, given the watermark in force before each post
+ * (`before`), the watermark values the job goes through after each post (`after`) and at the end.
+ */
+function simulate(posts: readonly Post[], cfg: RefConfig, before: number[], after: (i: number) => number[], endValues: number[]): Out {
   const out = { results: [] as Result[], late: [] as Late[] };
   const allKeys = [...new Set(posts.flatMap((p) => p.keys))];
   if (cfg.window.kind === 'session') {
@@ -299,7 +389,7 @@ const rule = (name: string): void => {
 
 /** One window of one key, run over the whole input. */
 function simulateFixedWindow(
-  cfg: RefConfig, key: string, win: Span, posts: readonly Post[], before: number[], after: (i: number) => number,
+  cfg: RefConfig, key: string, win: Span, posts: readonly Post[], before: number[], after: (i: number) => number[],
   endValues: number[], out: Out,
 ): void {
   const L = cfg.lateness;
@@ -348,7 +438,7 @@ function simulateFixedWindow(
         }
       }
     }
-    onWatermark(after(i));
+    for (const W of after(i)) onWatermark(W);
   });
   for (const W of endValues) onWatermark(W);
 }
@@ -357,7 +447,7 @@ interface Session { start: number; end: number; agg: Agg; status: 'open' | 'pend
 
 /** All sessions of one key, run over the whole input. */
 function simulateSessions(
-  cfg: RefConfig, key: string, posts: readonly Post[], before: number[], after: (i: number) => number,
+  cfg: RefConfig, key: string, posts: readonly Post[], before: number[], after: (i: number) => number[],
   endValues: number[], out: Out,
 ): void {
   if (cfg.window.kind !== 'session') throw new Error('not a session window');
@@ -441,7 +531,7 @@ function simulateSessions(
         pendingAtOnce(merged, W);
       }
     }
-    onWatermark(after(i));
+    for (const W of after(i)) onWatermark(W);
   });
   for (const W of endValues) onWatermark(W);
 }
