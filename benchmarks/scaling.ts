@@ -73,7 +73,7 @@ async function once(o: { url: string; serverPid: number; payloads: Uint8Array[];
     for (let i = 0; i < n; i++) {
       procs.push(new JobProcess(args(i)));
       // The first becomes the coordinator; the others join it as members.
-      if (i === 0) await procs[0]!.waitFor((l) => /coordinator of job/.test(String(l.json.msg ?? '')), 60_000, 'the coordinator');
+      if (i === 0) await waitUntil(async () => (await status(nc, job)) !== undefined, 60_000, 'the coordinator', 100);
     }
     await waitUntil(async () => ((await status(nc, job))?.group?.instances.length ?? 0) === n, 60_000, `a generation of ${n} instance(s)`, 100);
     const pids = procs.map((p) => p.child.pid!);

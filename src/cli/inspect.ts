@@ -60,6 +60,8 @@ export async function inspectCommand(argv: string[]): Promise<number> {
         bytes: m?.bytes ?? 0,
         kind: (m ?? rec) ? ((m ?? rec)!.full ? 'full' : `delta of ${(m ?? rec)!.parent}`) : '',
         savepoint: m?.savepoint ?? rec?.savepoint ?? '',
+        // A group's checkpoint: the coordinator's lease epoch, the generation and the key-group owners.
+        group: m?.group ? `epoch ${m.group.epoch} gen ${m.group.gen}: ${m.group.owners.map(([id, a, b]) => `${id.slice(0, 6)} ${a}-${b - 1}`).join(', ')}` : '',
         problem: problem ?? '',
       });
     }
@@ -76,8 +78,9 @@ export async function inspectCommand(argv: string[]): Promise<number> {
       process.stdout.write(JSON.stringify(rows) + '\n');
       return 0;
     }
-    const head = ['id', 'time', 'input seq', 'watermark', 'windows', 'bytes', 'kind', 'savepoint', 'problem'];
-    const table = [head, ...rows.map((r) => [r.id, r.time, r.seq, r.watermark, r.windows, r.bytes, r.kind, r.savepoint, r.problem].map(String))];
+    const grouped = rows.some((r) => r.group !== '');
+    const head = ['id', 'time', 'input seq', 'watermark', 'windows', 'bytes', 'kind', 'savepoint', ...(grouped ? ['group (owners of key groups)'] : []), 'problem'];
+    const table = [head, ...rows.map((r) => [r.id, r.time, r.seq, r.watermark, r.windows, r.bytes, r.kind, r.savepoint, ...(grouped ? [r.group] : []), r.problem].map(String))];
     const widths = head.map((_, i) => Math.max(...table.map((r) => String(r[i]).length)));
     for (const r of table) process.stdout.write(r.map((c, i) => String(c).padEnd(widths[i]!)).join('  ').trimEnd() + '\n');
     return 0;

@@ -156,7 +156,8 @@ export class GroupInstance {
     const epoch = lease.epoch;
     const lostSignal = lease.whenLost.then(() => undefined);
     const log = this.log.child({ epoch });
-    log.info({ member: this.me.id }, `coordinator of job ${this.cfg.job} (epoch ${epoch})`);
+    // (debug: a refusal at start — a sink that cannot open — stays the one line a user sees)
+    log.debug({ member: this.me.id }, `coordinator of job ${this.cfg.job} (epoch ${epoch})`);
     let cfg = this.cfg;
     try {
       let pointer: MirrorPointer | undefined;
@@ -186,7 +187,6 @@ export class GroupInstance {
         let job: Job | undefined;
         try {
           planRevision = await store.putPlan(plan, planRevision);
-          gl.info({ members: assigned.map((m) => `${m.id}:${m.actors.join('+')}`) }, `generation ${plan.gen}: ${members.length} instance(s), ${plan.total} window actors`);
           const placement: Placement = {
             total: plan.total,
             local: assigned[0]!.actors,
@@ -199,6 +199,7 @@ export class GroupInstance {
             ...(drainSeq !== undefined ? { drainSeq } : {}),
           };
           job = await Job.start(cfg, this.nc, gl, placement);
+          gl.info({ member: this.me.id, members: assigned.map((m) => `${m.id}:${m.actors.join('+')}`) }, `generation ${plan.gen}: ${members.length} instance(s), ${plan.total} window actors; coordinator ${this.me.id} (epoch ${epoch})`);
           job.group = groupView(plan, members, cfg.keyGroups);
           // --from-checkpoint picks the first generation's state; later ones go on from their own checkpoints.
           if (cfg.fromCheckpoint !== undefined) cfg = (({ fromCheckpoint: _from, ...rest }) => rest)(cfg);
@@ -209,11 +210,13 @@ export class GroupInstance {
           if (outcome === 'done') {
             gl.info({ seq: job.source.seq, results: job.sink.counts.results, late: job.sink.counts.late, dead: job.sink.counts.dead }, 'job finished');
             current = { plan: { ...plan, done: true }, revision: await store.putPlan({ ...plan, done: true }, planRevision) };
+            await job.close();
             await lease.release();
             return 'exit';
           }
           if (outcome === 'stopped') {
             gl.info('stopped after a final checkpoint; the coordinator role is handed over');
+            await job.close();
             await lease.release();
             return 'exit';
           }
