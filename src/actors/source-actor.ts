@@ -28,6 +28,8 @@ export interface SourceOptions {
   /** Stop at this sequence (drain mode); undefined: run until stopped. */
   endSeq?: number;
   idleTimeout: number;
+  /** A checkpoint not complete this long after its barrier (ms) restarts the job from the last one; 0 = never. */
+  checkpointTimeout?: number;
   /** input partitions (`--input-partitions`, default 1) */
   inputPartitions?: number;
 }
@@ -303,11 +305,12 @@ export class SourceActor {
     void done.finally(() => this.outstanding.splice(this.outstanding.indexOf(done), 1)).catch(() => undefined);
   }
 
-  private publishPartition(p: number, msg: PartitionMsg): void {
+  private publishPartition(p: number, msg: PartitionMsg, final = false): void {
     const subject = this.subj.partition(p);
     const sealed = this.sealer.seal(subject, msg);
-    // A fault point of the channel tests: the batch is sealed (numbered) but never sent.
+    // Fault points of the channel tests: the message is sealed (numbered) but never sent.
     if (msg.t === 'batch' && msg.ops.length > 0 && faultDrop('drop-batch')) return;
+    if (msg.t === 'barrier' && final && p === 0 && faultDrop('drop-final-barrier')) return;
     this.pub.publish(subject, sealed);
   }
 
@@ -358,6 +361,16 @@ export class SourceActor {
     const next = this.queuedSavepoints.entries().next();
     const sp = next.done ? undefined : { name: next.value[0], waiters: next.value[1] };
     const done = new Promise<Extract<CreditMsg, { t: 'checkpointed' }>>((r) => this.cpWaiters.set(cp, r));
+    // A barrier lost on the way with nothing after it on its channel shows no gap: a checkpoint that
+    // does not complete in time restarts the job from its last one instead of stalling it.
+    if (this.opts.checkpointTimeout) {
+      const limit = this.opts.checkpointTimeout;
+      const timer = setTimeout(() => {
+        if (!this.aborted) this.ctx.fault(`checkpoint ${cp} did not complete within ${limit} ms (a barrier or its acknowledgement was lost)`);
+      }, limit);
+      timer.unref();
+      void done.finally(() => clearTimeout(timer));
+    }
     if (sp) {
       this.queuedSavepoints.delete(sp.name);
       this.takingSavepoints.set(sp.name, sp.waiters);
@@ -369,7 +382,7 @@ export class SourceActor {
         }
       });
     }
-    for (let p = 0; p < this.opts.partitions; p++) this.publishPartition(p, { t: 'barrier', cp, full });
+    for (let p = 0; p < this.opts.partitions; p++) this.publishPartition(p, { t: 'barrier', cp, full }, this.finishing);
     this.publishOut({
       t: 'source-barrier',
       from: -1,
@@ -386,12 +399,17 @@ export class SourceActor {
     return done;
   }
 
+  /** True while the final checkpoint's barrier is being sent (a fault point drops it). */
+  private finishing = false;
+
   private async finish(): Promise<void> {
     if (this.opts.endSeq !== undefined && !this.stopping) this.ingest.end();
     let last: Promise<unknown> = Promise.resolve();
     this.flushing = this.flushing.then(async () => {
       await this.flushBatch();
+      this.finishing = true;
       last = this.barrier();
+      this.finishing = false;
       // End of input: the final checkpoint carried the first savepoint waiting, if any; no more come.
       this.refuseQueued('the job reached the end of its input');
     });

@@ -251,6 +251,13 @@ export class GroupInstance {
     let trigger: (o: { restart: string; backoff?: boolean }) => void = () => undefined;
     const triggered = new Promise<{ restart: string; backoff?: boolean }>((r) => (trigger = r));
     let rebalance: string | undefined;
+    let rebalanceTimer: NodeJS.Timeout | undefined;
+    // Taken in or out at the next checkpoint; an idle job takes none, so at the latest after two intervals.
+    const rebalanceSoon = (why: string): void => {
+      if (rebalance) return;
+      rebalance = why;
+      rebalanceTimer = setTimeout(() => trigger({ restart: `${why} (rebalanced from the last checkpoint)` }), Math.max(2000, 2 * this.cfg.checkpointInterval));
+    };
     const prevCheckpoint = job.sink.onCheckpoint;
     job.sink.onCheckpoint = (e) => {
       prevCheckpoint?.(e);
@@ -260,7 +267,7 @@ export class GroupInstance {
       if (m.t === 'fault') {
         if (m.fatal) job.source.fail(new TidemarkError('USER_CODE', m.why));
         else trigger({ restart: `a member reported: ${m.why}`, backoff: true });
-      } else if (m.t === 'leave') rebalance ??= `member ${m.member} leaves`;
+      } else if (m.t === 'leave') rebalanceSoon(`member ${m.member} leaves`);
     };
     const planned = new Set(plan.members.map((m) => m.id));
     const poll = setInterval(() => {
@@ -270,7 +277,7 @@ export class GroupInstance {
           const gone = [...planned].filter((id) => !ids.has(id));
           if (gone.length) trigger({ restart: `member(s) ${gone.join(', ')} gone (lease expired or process dead)` });
           const joined = live.filter((m) => !planned.has(m.id)).map((m) => m.id);
-          if (joined.length) rebalance ??= `member(s) ${joined.join(', ')} joined`;
+          if (joined.length) rebalanceSoon(`member(s) ${joined.join(', ')} joined`);
         })
         .catch(() => undefined);
     }, Math.max(100, Math.floor(this.cfg.leaseTtl / 3)));
@@ -294,6 +301,7 @@ export class GroupInstance {
       ]);
     } finally {
       clearInterval(poll);
+      clearTimeout(rebalanceTimer);
     }
   }
 

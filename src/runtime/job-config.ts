@@ -27,6 +27,8 @@ export interface JobConfig extends JobSemantics {
   dlqSink: SinkSpec;
   stateDir: string;
   checkpointInterval: number;
+  /** a checkpoint not complete this long after its barrier restarts the job from the last one (ms; 0 = never) */
+  checkpointTimeout: number;
   drain: boolean;
   /** window actors of this process (each owns a contiguous range of key groups) */
   partitions: number;

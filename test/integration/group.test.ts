@@ -202,3 +202,14 @@ t.test('rebalancing: a fourth instance joins, one leaves with SIGTERM; one owner
   }
   t.ok(checked > 0, `${checked} checkpoints checked`);
 });
+
+t.test('a barrier lost with nothing after it on its channel: the checkpoint times out and the job restarts from the last one; results exact', async (t) => {
+  const job = 'g7';
+  const expected = await setUp(job, 3000, 29);
+  const env = { TIDEMARK_FAULT: 'drop-final-barrier:1' };
+  const all = [instance(job, 1, ['--checkpoint-timeout', '2s'], env), instance(job, 2, ['--checkpoint-timeout', '2s'], env)];
+  const ends = await Promise.all(all.map((i) => i.done));
+  ends.forEach((r, i) => t.equal(r.code, 0, `instance ${i + 1} exits 0 (${r.code === 0 ? '' : lastLines(r.stderr)})`));
+  t.match(ends.map((r) => r.stderr).join('\n'), /did not complete within 2000 ms/, 'the checkpoint timed out');
+  await checkExact(t, job, expected);
+});
