@@ -203,7 +203,7 @@ export function formatTable(r: BenchResult): string {
 
 /** Checkpoint and restore against state size: one row per size. */
 export function formatStateTable(rows: readonly StateRow[]): string {
-  const head = ['live windows', 'full ckpt ms', 'full MB', '1% delta ms', 'delta KB', 'restore ms', 'first 500 ms', 'all fired ms', 'worst loop delay ms'];
+  const head = ['live windows', 'full ckpt ms', 'full MB', '1% delta ms', 'delta KB', 'restore ms', 'first results ms', 'all fired ms', 'worst loop delay ms', 'worst by phase (ckpt/store/operator/fire)'];
   const body = rows.map((r) => [
     num(r.windows),
     num(r.fullCheckpointMs),
@@ -214,6 +214,7 @@ export function formatStateTable(rows: readonly StateRow[]): string {
     num(r.firstResultsMs),
     num(r.allResultsMs),
     num(r.maxEventLoopDelayMs, 1),
+    [r.delayByPhaseMs.checkpoint, r.delayByPhaseMs.storeRestore, r.delayByPhaseMs.operatorRestore, r.delayByPhaseMs.firing].map((d) => num(d, 0)).join('/'),
   ]);
   const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i]!.length)));
   const line = (cells: string[]): string => cells.map((c, i) => c.padStart(widths[i]!)).join('  ');

@@ -16,7 +16,7 @@ import { formatWindowSpec } from '../runtime/windows.js';
 import { formatDuration } from '../runtime/duration.js';
 import type { Logger } from '../log.js';
 import { groupsOf } from '../runtime/key-groups.js';
-import type { PersistedWindow } from '../runtime/window-operator.js';
+import { yieldToLoop } from './slices.js';
 import { PartitionActor } from './partition-actor.js';
 import { SinkActor, type SinkSet } from './sink-actor.js';
 import { SourceActor, type SavepointTaken } from './source-actor.js';
@@ -111,7 +111,7 @@ export class Job {
       if (cfg.resetState) log.warn({ stateDir: cfg.stateDir }, 'state reset: starting from the beginning of the input');
       for (const note of store.notes) log.warn({ stateDir: cfg.stateDir }, note);
       const fingerprint = stateFingerprint(cfg);
-      const restored = await store.restore(await resolveCheckpointId(store, cfg.fromCheckpoint));
+      const restored = await store.restore(await resolveCheckpointId(store, cfg.fromCheckpoint), yieldToLoop);
       if (store.levelDamage !== undefined) {
         // LevelDB failed reading its own files: a compaction would hit the damage again and stop every
         // later checkpoint, so the state is repaired first rather than run on.
@@ -150,12 +150,7 @@ export class Job {
       if (restored) {
         // Each actor restores the key groups it owns in this run, whichever actor wrote them.
         const routing = { keyGroups: cfg.keyGroups, actors: cfg.partitions };
-        for (const pa of parts) {
-          const { from, to } = groupsOf(pa.partition, routing);
-          const mine: PersistedWindow[] = [];
-          for (let kg = from; kg < to; kg++) for (const w of restored.windows.get(kg) ?? []) mine.push(w);
-          await pa.restore(mine, restored.meta.watermark.wm);
-        }
+        for (const pa of parts) await pa.restore(restored.windows, groupsOf(pa.partition, routing), restored.meta.watermark.wm);
       }
       for (const pa of parts) pa.start(cfg.job);
       sink.start();
