@@ -25,6 +25,7 @@ import { checkOutMsg, checkPartitionMsg } from '../src/actors/message-checks.js'
 import type { OutMsg } from '../src/actors/messages.js';
 import { Opener, Rejections, RunKey, Sealer, SENDER, receive, type ChannelContext } from '../src/io/channel.js';
 import { subjectsFor } from '../src/io/subjects.js';
+import { watchStalls } from './stalls.js';
 export interface StateRow {
   windows: number;
   fullCheckpointMs: number;
@@ -53,6 +54,12 @@ export interface StateRow {
   maxEventLoopDelayMs: number;
   /** the same, per phase: full checkpoint, store restore, operator restore, firing every window */
   delayByPhaseMs: { checkpoint: number; storeRestore: number; operatorRestore: number; firing: number };
+  /**
+   * The most CPU time the process itself spent within one stall (see stalls.ts): on a shared
+   * machine a stall can be other processes holding the cores; this is the part the process accounts for.
+   */
+  worstStallOnCpuMs: number;
+  stallOnCpuByPhaseMs: { checkpoint: number; storeRestore: number; operatorRestore: number; firing: number };
   /** posts (deltas) that flowed into another operator through the channel meanwhile */
   flowingPosts: number;
 }
@@ -179,15 +186,19 @@ export async function measureState(windows: number, dir: string): Promise<StateR
     const delay = monitorEventLoopDelay({ resolution: 5 });
     delay.enable();
     const phases = { checkpoint: 0, storeRestore: 0, operatorRestore: 0, firing: 0 };
+    const cpu = { checkpoint: 0, storeRestore: 0, operatorRestore: 0, firing: 0 };
     let phase = monitorEventLoopDelay({ resolution: 5 });
     phase.enable();
+    let stalls = watchStalls();
     // The monitor records a stall when its next timer runs late: let it run before reading it.
     const endPhase = async (name: keyof typeof phases): Promise<void> => {
       await new Promise((r) => setTimeout(r, 10));
       phase.disable();
       phases[name] = Math.round((phase.max / 1e6) * 10) / 10;
+      cpu[name] = stalls.stop().worstOnCpuMs;
       phase = monitorEventLoopDelay({ resolution: 5 });
       phase.enable();
+      stalls = watchStalls();
     };
     const flow = startFlow(ch);
     let t = now();
@@ -237,6 +248,7 @@ export async function measureState(windows: number, dir: string): Promise<StateR
     if (results !== windows) throw new Error(`fired ${results} results of ${windows} windows`);
     await endPhase('firing');
     const flowingPosts = flow.stop();
+    stalls.stop();
     phase.disable();
     delay.disable();
     return {
@@ -255,6 +267,8 @@ export async function measureState(windows: number, dir: string): Promise<StateR
       results,
       maxEventLoopDelayMs: delay.max / 1e6,
       delayByPhaseMs: phases,
+      worstStallOnCpuMs: Math.max(...Object.values(cpu)),
+      stallOnCpuByPhaseMs: cpu,
       flowingPosts,
     };
   } finally {
