@@ -17,7 +17,7 @@ import { forEachSlice, yieldToLoop } from './slices.js';
 /** Windows per message of a checkpoint barrier (and per restore step): each is encoded on its own, with a yield between. */
 export const SNAPSHOT_SLICE = 10_000;
 
-/** Results per message while a watermark step fires many windows. */
+/** Windows stepped (fired or closed) per slice while a watermark step takes many timers. */
 const OUTPUT_SLICE = 500;
 const FIRST_SLICE = 25;
 

@@ -132,6 +132,8 @@ export class WindowOperator {
   private removed: string[] = [];
   private liveCount = 0;
   private pendingCount = 0;
+  /** Windows the watermark has fired or closed so far (the budget of `applySome` counts them). */
+  private stepped = 0;
   private readonly stepper: WindowStepper;
   private readonly job: CompiledJob;
   private readonly windowSize: number;
@@ -160,12 +162,14 @@ export class WindowOperator {
   }
 
   /**
-   * Applies `ops` from index `from`, stopping inside a watermark step once it has produced
-   * `budget` results. Returns where to resume (`ops.length` when all is applied), so that a step
-   * that fires 100k windows can hand its results on in slices rather than all at the end.
+   * Applies `ops` from index `from`, stopping inside a watermark step once it has taken `budget`
+   * timers (windows fired or closed, at most two results each). Returns where to resume
+   * (`ops.length` when all is applied), so that a step that fires or closes 100k windows works in
+   * slices and hands its results on as it goes, also when the windows emit nothing (final mode,
+   * a closing step without results).
    */
   applySome(ops: readonly Op[], from: number, budget = Infinity): number {
-    const limit = this.results.length + Math.max(1, budget);
+    const limit = this.stepped + Math.max(1, budget);
     for (let i = from; i < ops.length; i++) {
       const op = ops[i]!;
       if (typeof op === 'number') {
@@ -361,7 +365,7 @@ export class WindowOperator {
 
   /**
    * Watermark reaches `w`: fire and close every window whose time has come. Returns false when
-   * it stopped early because `results` reached `limit` (timers due remain).
+   * it stopped early because the windows stepped reached `limit` (timers due remain).
    */
   private advance(w: number, limit: number): boolean {
     if (w > this.wm) this.wm = w;
@@ -371,7 +375,7 @@ export class WindowOperator {
       if (entry.state === 'open') this.fire(entry, w);
       else if (entry.state === 'pending') this.close(entry, w);
       // absorbed or closed: nothing left to do
-      if (this.results.length >= limit) return false;
+      if (++this.stepped >= limit && this.timers.peekTime() <= w) return false;
     }
     return true;
   }
