@@ -25,7 +25,7 @@ import { checkOutMsg, checkPartitionMsg } from '../src/actors/message-checks.js'
 import type { OutMsg } from '../src/actors/messages.js';
 import { Opener, Rejections, RunKey, Sealer, SENDER, receive, type ChannelContext } from '../src/io/channel.js';
 import { subjectsFor } from '../src/io/subjects.js';
-import { watchStalls } from './stalls.js';
+import { watchStalls, type StallFigures } from './stalls.js';
 export interface StateRow {
   windows: number;
   fullCheckpointMs: number;
@@ -55,11 +55,13 @@ export interface StateRow {
   /** the same, per phase: full checkpoint, store restore, operator restore, firing every window */
   delayByPhaseMs: { checkpoint: number; storeRestore: number; operatorRestore: number; firing: number };
   /**
-   * The most CPU time the process itself spent within one stall (see stalls.ts): on a shared
-   * machine a stall can be other processes holding the cores; this is the part the process accounts for.
+   * The longest the main thread itself ran within one stall (see stalls.ts): on a shared machine a
+   * stall can be other processes holding the cores; this is the part the process accounts for.
    */
   worstStallOnCpuMs: number;
   stallOnCpuByPhaseMs: { checkpoint: number; storeRestore: number; operatorRestore: number; firing: number };
+  /** per phase: the worst stall and how its time split (main thread on a core, waiting for one) */
+  stallsByPhase: Record<'checkpoint' | 'storeRestore' | 'operatorRestore' | 'firing', StallFigures>;
   /** posts (deltas) that flowed into another operator through the channel meanwhile */
   flowingPosts: number;
 }
@@ -187,6 +189,7 @@ export async function measureState(windows: number, dir: string): Promise<StateR
     delay.enable();
     const phases = { checkpoint: 0, storeRestore: 0, operatorRestore: 0, firing: 0 };
     const cpu = { checkpoint: 0, storeRestore: 0, operatorRestore: 0, firing: 0 };
+    const worst = { checkpoint: {} as StallFigures, storeRestore: {} as StallFigures, operatorRestore: {} as StallFigures, firing: {} as StallFigures };
     let phase = monitorEventLoopDelay({ resolution: 5 });
     phase.enable();
     let stalls = watchStalls();
@@ -195,7 +198,8 @@ export async function measureState(windows: number, dir: string): Promise<StateR
       await new Promise((r) => setTimeout(r, 10));
       phase.disable();
       phases[name] = Math.round((phase.max / 1e6) * 10) / 10;
-      cpu[name] = stalls.stop().worstOnCpuMs;
+      worst[name] = stalls.stop();
+      cpu[name] = worst[name].worstOnCpuMs;
       phase = monitorEventLoopDelay({ resolution: 5 });
       phase.enable();
       stalls = watchStalls();
@@ -269,6 +273,7 @@ export async function measureState(windows: number, dir: string): Promise<StateR
       delayByPhaseMs: phases,
       worstStallOnCpuMs: Math.max(...Object.values(cpu)),
       stallOnCpuByPhaseMs: cpu,
+      stallsByPhase: worst,
       flowingPosts,
     };
   } finally {

@@ -15,7 +15,7 @@ import { TidemarkError } from '../errors.js';
 import { forEachSlice, yieldToLoop } from './slices.js';
 
 /** Windows per message of a checkpoint barrier (and per restore step): each is encoded on its own, with a yield between. */
-export const SNAPSHOT_SLICE = 10_000;
+export const SNAPSHOT_SLICE = 2_000;
 
 /** Windows stepped (fired or closed) per slice while a watermark step takes many timers. */
 const OUTPUT_SLICE = 500;

@@ -61,7 +61,7 @@ const deltaPrefix = (id: number): string => `d!${pad(id)}!`;
 const deltaKey = (id: number, p: number, windowId: string): string => `${deltaPrefix(id)}${String(p).padStart(4, '0')}!${windowId}`;
 const EMPTY = new Uint8Array(0);
 /** Entries written between two yields of a large checkpoint. */
-const WRITE_SLICE = 5_000;
+const WRITE_SLICE = 2_000;
 /** The partition and window id of an entry key under `deltaPrefix(id)` (the prefix is `prefixLength` long). */
 const entryOf = (key: string, prefixLength: number): { p: number; wid: string } => ({
   p: Number(key.slice(prefixLength, prefixLength + 4)),
@@ -76,9 +76,45 @@ function fnv(h: number, bytes: Uint8Array): number {
   }
   return h >>> 0;
 }
-const keyBytes = (k: string): Uint8Array => Buffer.from(k, 'utf8');
+/**
+ * FNV-1a over the UTF-8 bytes of `s` (as `Buffer.from(s, 'utf8')` spells them, a lone surrogate
+ * as U+FFFD), folded into a running hash, without building the bytes: a checkpoint hashes a key
+ * per window.
+ */
+export function fnvUtf8(h: number, s: string): number {
+  const P = 0x01000193;
+  for (let i = 0; i < s.length; i++) {
+    let c = s.charCodeAt(i);
+    if (c < 0x80) {
+      h = Math.imul(h ^ c, P);
+      continue;
+    }
+    if (c < 0x800) {
+      h = Math.imul(h ^ (0xc0 | (c >> 6)), P);
+      h = Math.imul(h ^ (0x80 | (c & 0x3f)), P);
+      continue;
+    }
+    if (c >= 0xd800 && c <= 0xdfff) {
+      const d = i + 1 < s.length ? s.charCodeAt(i + 1) : 0;
+      if (c <= 0xdbff && d >= 0xdc00 && d <= 0xdfff) {
+        const cp = 0x10000 + ((c - 0xd800) << 10) + (d - 0xdc00);
+        i++;
+        h = Math.imul(h ^ (0xf0 | (cp >> 18)), P);
+        h = Math.imul(h ^ (0x80 | ((cp >> 12) & 0x3f)), P);
+        h = Math.imul(h ^ (0x80 | ((cp >> 6) & 0x3f)), P);
+        h = Math.imul(h ^ (0x80 | (cp & 0x3f)), P);
+        continue;
+      }
+      c = 0xfffd;
+    }
+    h = Math.imul(h ^ (0xe0 | (c >> 12)), P);
+    h = Math.imul(h ^ (0x80 | ((c >> 6) & 0x3f)), P);
+    h = Math.imul(h ^ (0x80 | (c & 0x3f)), P);
+  }
+  return h >>> 0;
+}
 /** One entry's FNV-1a hash (key bytes, then value bytes). */
-const entryHash = (key: string, value: Uint8Array): number => fnv(fnv(0x811c9dc5, keyBytes(key)), value);
+const entryHash = (key: string, value: Uint8Array): number => fnv(fnvUtf8(0x811c9dc5, key), value);
 
 /** One checkpoint that cannot be used, and why. */
 export interface Unusable {
@@ -140,7 +176,7 @@ interface Verdict {
 }
 
 /** Windows merged between two pauses of a chain merge. */
-const MERGE_SLICE = 10_000;
+const MERGE_SLICE = 5_000;
 
 /**
  * The windows of a chain (its full checkpoint first, then each delta): the full checkpoint's

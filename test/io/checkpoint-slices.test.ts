@@ -8,7 +8,8 @@ import t from 'tap';
 import fc from 'fast-check';
 import { join } from 'node:path';
 import { scratchDir } from '../helpers/nats.js';
-import { CheckpointStore } from '../../src/io/checkpoint-store.js';
+import { CheckpointStore, fnvUtf8 } from '../../src/io/checkpoint-store.js';
+import { WindowCodec } from '../../src/io/window-codec.js';
 import { WindowOperator, windowId, type DeltaItem, type PersistedWindow } from '../../src/runtime/window-operator.js';
 import { compileJob } from '../../src/runtime/compiled-job.js';
 import { sentimentJob } from '../../src/runtime/sentiment-job.js';
@@ -35,6 +36,38 @@ const idOf = (w: PersistedWindow): string => windowId(w.key, w.start, w.end);
 const arbWindow = fc.record({ k: fc.integer({ min: 0, max: 40 }), m: fc.integer({ min: 0, max: 3 }), count: fc.integer({ min: 1, max: 9 }), pending: fc.boolean() }).map((w) => win(w.k, w.m, w.count, w.pending));
 /** One checkpoint's content: windows written and (ids of) windows removed, never both for one id. */
 const arbCheckpoint = fc.record({ upserts: fc.uniqueArray(arbWindow, { selector: idOf, maxLength: 60 }), deletes: fc.uniqueArray(arbWindow.map(idOf), { maxLength: 30 }) }).map((c) => ({ upserts: c.upserts, deletes: c.deletes.filter((d) => !c.upserts.some((w) => idOf(w) === d)) }));
+
+/** FNV-1a over bytes, as the store hashed keys before it hashed their UTF-8 without building it. */
+const fnvBytes = (h: number, bytes: Uint8Array): number => {
+  for (const b of bytes) h = Math.imul(h ^ b, 0x01000193);
+  return h >>> 0;
+};
+
+t.test('a key hashes as its UTF-8 bytes did (any string, lone surrogates too), so stored checkpoints still verify', async (t) => {
+  const anyUnits = fc.array(fc.oneof(fc.integer({ min: 0, max: 0x7f }), fc.integer({ min: 0x80, max: 0x7ff }), fc.integer({ min: 0x800, max: 0xffff }), fc.integer({ min: 0xd800, max: 0xdfff })), { maxLength: 40 }).map((u) => String.fromCharCode(...u));
+  fc.assert(
+    fc.property(fc.oneof(fc.string({ unit: 'grapheme' }), fc.string({ unit: 'binary' }), anyUnits), fc.integer({ min: 0, max: 0xffffffff }), (s, seed) => fnvUtf8(seed, s) === fnvBytes(seed, Buffer.from(s, 'utf8'))),
+    { numRuns: 2000 },
+  );
+  t.pass('fnvUtf8 = FNV-1a of Buffer.from(s, "utf8")');
+});
+
+t.test('a window entry encodes to the same bytes whichever shapes came before it', async (t) => {
+  fc.assert(
+    fc.property(fc.array(fc.oneof(arbWindow, arbWindow.map((w) => ({ ...w, acc: { b: w.n, a: 'x' } })), arbWindow.map((w) => ({ ...w, acc: [w.n] }))), { minLength: 1, maxLength: 20 }), (ws) => {
+      const warm = new WindowCodec();
+      for (const w of ws) warm.encode(w);
+      const last = ws[ws.length - 1]!;
+      const fresh = new WindowCodec();
+      fresh.load(warm.shapeEntries());
+      const a = warm.encode(last);
+      const b = fresh.encode(last);
+      return Buffer.from(a).equals(Buffer.from(b)) && JSON.stringify(fresh.decode(idOf(last), a)) === JSON.stringify({ ...last, id: idOf(last) });
+    }),
+    { numRuns: 300 },
+  );
+  t.pass('encode is independent of the codec\'s history and decodes back');
+});
 
 t.test('a chain written through the sink grouping and restored with pauses holds exactly the windows of its checkpoints applied in order', async (t) => {
   await fc.assert(
