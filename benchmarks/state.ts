@@ -14,7 +14,7 @@ import { mkdirSync, rmSync } from 'node:fs';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { join } from 'node:path';
 import { CheckpointStore, type CheckpointMeta } from '../src/io/checkpoint-store.js';
-import { WindowOperator, type DeltaItem, type Op, type PersistedWindow } from '../src/runtime/window-operator.js';
+import { WindowOperator, type DeltaItem, type Op } from '../src/runtime/window-operator.js';
 import { compileJob } from '../src/runtime/compiled-job.js';
 import { sentimentJob } from '../src/runtime/sentiment-job.js';
 import { DEFAULT_KEY_GROUPS } from '../src/runtime/key-groups.js';
