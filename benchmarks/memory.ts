@@ -1,7 +1,8 @@
 // Heap cost of a live window: the job's own WindowOperator filled with N open windows in this
-// process, heap measured after forced garbage collections. An open window holds its aggregate
-// and no actor (its xstate actor starts when it fires); a fired window waiting out the allowed
-// lateness runs its actor, so it is measured too (`bytesPerPendingWindow`).
+// process, heap measured after forced garbage collections. A window is one entry holding its
+// machine state (state value, aggregate, revision, records), its key and bounds, in a map of its
+// key's shard, with one event-time timer; a fired window waiting out the allowed lateness is
+// measured too (`bytesPerPendingWindow`).
 
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
@@ -13,7 +14,7 @@ export interface MemoryOutcome {
   bytesPerOpenWindow: number;
   windows: number;
   heapGrowthBytes: number;
-  /** the same windows after the watermark passed their end, within the allowed lateness (a running xstate actor each) */
+  /** the same windows after the watermark passed their end, within the allowed lateness (pending) */
   bytesPerPendingWindow: number;
 }
 

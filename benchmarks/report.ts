@@ -172,9 +172,10 @@ export function formatTable(r: BenchResult): string {
     ['checkpoint overhead (on / off)', num(r.checkpoint.overheadRatio, 3), ...target('checkpoint.overheadRatio')],
     [`recovery (ms, restart→first result, ${num(r.recovery.windows)} windows)`, num(r.recovery.msFor100kWindows), ...target('recovery.msFor100kWindows')],
     [`worst event-loop delay (ms, ${num(r.state.windowsAtMaxDelay)} windows: checkpoint, restore, firing)`, num(r.state.maxEventLoopDelayMs, 1), ...target('state.maxEventLoopDelayMs')],
+    ['  of it the main thread ran, at most, in one stall (ms)', num(r.state.rows[r.state.rows.length - 1]?.worstStallOnCpuMs ?? NaN, 1), '', ''],
     ['  restart→recovered log line (ms)', num(r.recovery.msToRecoveredLog), '', ''],
     ['memory per open window (bytes of heap)', num(r.memory.bytesPerOpenWindow), '', ''],
-    ['  per fired window in its lateness (running actor)', num(r.memory.bytesPerPendingWindow), '', ''],
+    ['  per fired window in its lateness (pending)', num(r.memory.bytesPerPendingWindow), '', ''],
     [`PostgreSQL sink (result rows/s, exactly once, ${num(r.postgres.rows)} windows)`, num(r.postgres.sinkRowsPerSec), '', ''],
     ['  JSONL sink, same records (rows/s)', num(r.postgres.jsonlRowsPerSec), '', ''],
     ['  bare COPY, same rows, same client, no keys (rows/s)', num(r.postgres.bareCopyRowsPerSec), '', ''],
@@ -203,7 +204,7 @@ export function formatTable(r: BenchResult): string {
 
 /** Checkpoint and restore against state size: one row per size. */
 export function formatStateTable(rows: readonly StateRow[]): string {
-  const head = ['live windows', 'full ckpt ms', 'full MB', '1% delta ms', 'delta KB', 'restore ms', 'first 500 ms', 'all fired ms', 'worst loop delay ms'];
+  const head = ['live windows', 'full ckpt ms', 'full MB', '1% delta ms', 'delta KB', 'restore ms', 'first results ms', 'all fired ms', 'worst loop delay ms', 'by phase (ckpt/store/operator/fire)', 'main thread ran in a stall ms'];
   const body = rows.map((r) => [
     num(r.windows),
     num(r.fullCheckpointMs),
@@ -214,6 +215,8 @@ export function formatStateTable(rows: readonly StateRow[]): string {
     num(r.firstResultsMs),
     num(r.allResultsMs),
     num(r.maxEventLoopDelayMs, 1),
+    [r.delayByPhaseMs.checkpoint, r.delayByPhaseMs.storeRestore, r.delayByPhaseMs.operatorRestore, r.delayByPhaseMs.firing].map((d) => num(d, 0)).join('/'),
+    num(r.worstStallOnCpuMs, 1),
   ]);
   const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i]!.length)));
   const line = (cells: string[]): string => cells.map((c, i) => c.padStart(widths[i]!)).join('  ');

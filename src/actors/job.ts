@@ -17,6 +17,8 @@ import { formatDuration } from '../runtime/duration.js';
 import type { Logger } from '../log.js';
 import { groupsOf } from '../runtime/key-groups.js';
 import type { PersistedWindow } from '../runtime/window-operator.js';
+import { yieldToLoop } from './slices.js';
+import { tuneHeapForWindows } from './heap.js';
 import { PartitionActor } from './partition-actor.js';
 import { SinkActor, type SinkSet } from './sink-actor.js';
 import { SourceActor, type SavepointTaken } from './source-actor.js';
@@ -140,6 +142,7 @@ export class Job {
   /** Restores state and starts every actor; the source begins reading. */
   static async start(cfg: JobConfig, nc: NatsConnection, log: Logger, placement?: Placement): Promise<Job> {
     const t0 = performance.now();
+    tuneHeapForWindows();
     const store = await openJobStore(cfg.stateDir, cfg.job, cfg.resetState);
     let opened: SinkActor | undefined;
     let fault: (why: string) => void = () => undefined;
@@ -150,7 +153,7 @@ export class Job {
       if (cfg.resetState) log.warn({ stateDir: cfg.stateDir }, 'state reset: starting from the beginning of the input');
       for (const note of store.notes) log.warn({ stateDir: cfg.stateDir }, note);
       const fingerprint = stateFingerprint(cfg);
-      const restored = await store.restore(await resolveCheckpointId(store, cfg.fromCheckpoint));
+      const restored = await store.restore(await resolveCheckpointId(store, cfg.fromCheckpoint), yieldToLoop);
       if (store.levelDamage !== undefined) {
         // LevelDB failed reading its own files: a compaction would hit the damage again and stop every
         // later checkpoint, so the state is repaired first rather than run on.
@@ -192,13 +195,14 @@ export class Job {
       const parts = local.map((p) => new PartitionActor(nc, p, { job: cfg.job, window: cfg.window, lateness: cfg.lateness, mode: cfg.emit, compiled: cfg.compiled }, channel));
       // Each actor restores the key groups it owns in this run, whichever actor wrote them.
       const routing = { keyGroups: cfg.keyGroups, actors: total };
+      if (restored) for (const pa of parts) await pa.restore(restored.windows, groupsOf(pa.partition, routing), restored.meta.watermark.wm);
+      // Actors on other instances get theirs over NATS (host/group.ts).
       const windowsOf = (actor: number): PersistedWindow[] => {
         const { from, to } = groupsOf(actor, routing);
         const mine: PersistedWindow[] = [];
         for (let kg = from; kg < to; kg++) for (const w of restored?.windows.get(kg) ?? []) mine.push(w);
         return mine;
       };
-      if (restored) for (const pa of parts) await pa.restore(windowsOf(pa.partition), restored.meta.watermark.wm);
       for (const pa of parts) pa.start(cfg.job);
       sink.start();
       if (placement) await placement.remote(windowsOf, restored?.meta.watermark.wm ?? -Infinity);

@@ -52,7 +52,7 @@ export function checkOutMsg(v: unknown, from: number): Check<OutMsg> {
     case 'barrier':
       return from >= 0 && isInt(v.cp) && arrays(v, 'upserts', 'deletes') && isInt(v.windows) ? ok : fail('a partition barrier without cp, upserts, deletes or windows');
     case 'barrier-part':
-      return from >= 0 && isInt(v.cp) && arrays(v, 'upserts') ? ok : fail('a barrier slice without cp or upserts');
+      return from >= 0 && isInt(v.cp) && arrays(v, 'upserts', 'deletes') ? ok : fail('a barrier slice without cp, upserts or deletes');
     case 'source-barrier':
       return from === -1 && isInt(v.cp) && isInt(v.seq) && isObj(v.watermark) && typeof v.full === 'boolean' && isInt(v.depth) && isObj(v.counters) ? ok : fail('a source barrier with missing fields');
     case 'end':

@@ -27,8 +27,8 @@ export type OutMsg =
       partial?: true;
     }
   | { t: 'barrier'; from: number; cp: number; upserts: PersistedWindow[]; deletes: string[]; windows: number }
-  /** a slice of a large barrier's windows, sent before the barrier itself */
-  | { t: 'barrier-part'; from: number; cp: number; upserts: PersistedWindow[] }
+  /** a slice of a large barrier's windows and removed ids, sent before the barrier itself */
+  | { t: 'barrier-part'; from: number; cp: number; upserts: PersistedWindow[]; deletes: string[] }
   | { t: 'source-barrier'; from: -1; cp: number; seq: number; watermark: WatermarkState; full: boolean; depth: number; savepoint?: string; counters: Record<string, number> }
   | { t: 'end'; from: number };
 

@@ -15,11 +15,63 @@ import { TidemarkError } from '../errors.js';
 import { forEachSlice, yieldToLoop } from './slices.js';
 
 /** Windows per message of a checkpoint barrier (and per restore step): each is encoded on its own, with a yield between. */
-export const SNAPSHOT_SLICE = 10_000;
+export const SNAPSHOT_SLICE = 2_000;
 
-/** Results per message while a watermark step fires many windows. */
+/** Windows stepped (fired or closed) per slice while a watermark step takes many timers. */
 const OUTPUT_SLICE = 500;
 const FIRST_SLICE = 25;
+
+/**
+ * Applies one batch. A watermark step that fires many windows hands its results on in slices,
+ * yielding between them so they reach the sink while the rest are fired. Slices start small (the
+ * first results leave at once) and grow to OUTPUT_SLICE.
+ */
+export async function applyBatch(operator: WindowOperator, from: number, msg: Extract<PartitionMsg, { t: 'batch' }>, out: (m: OutMsg) => void): Promise<void> {
+  let slice = FIRST_SLICE;
+  for (let i = 0; (i = operator.applySome(msg.ops, i, slice)) < msg.ops.length; slice = Math.min(OUTPUT_SLICE, 2 * slice)) {
+    const o = operator.drainOutput();
+    out({ t: 'out', from, n: msg.n, results: o.results, late: o.late, dead: [], partial: true });
+    await yieldToLoop();
+  }
+  const { results, late } = operator.drainOutput();
+  out({ t: 'out', from, n: msg.n, results, late, dead: [], ...(msg.at !== undefined ? { at: msg.at } : {}) });
+}
+
+/**
+ * Answers a checkpoint barrier: the windows (every live one, or those changed since the last
+ * checkpoint) and the removed ids leave in slices of SNAPSHOT_SLICE, each its own message encoded
+ * on its own, with a yield in between, so the event loop never stops for the whole state; nothing
+ * is applied until the last slice (the `barrier` message itself) is out.
+ */
+export async function sendSnapshot(operator: WindowOperator, from: number, msg: Extract<PartitionMsg, { t: 'barrier' }>, out: (m: OutMsg) => void): Promise<void> {
+  const snap = operator.snapshot(msg.full);
+  let upserts: PersistedWindow[] = [];
+  let deletes: string[] = [];
+  const part = async (): Promise<void> => {
+    if (upserts.length + deletes.length < SNAPSHOT_SLICE) return;
+    out({ t: 'barrier-part', from, cp: msg.cp, upserts, deletes });
+    upserts = [];
+    deletes = [];
+    await yieldToLoop();
+  };
+  for (const w of snap.upserts) {
+    upserts.push(w);
+    await part();
+  }
+  for (const id of snap.deletes) {
+    deletes.push(id);
+    await part();
+  }
+  out({ t: 'barrier', from, cp: msg.cp, upserts, deletes, windows: operator.size });
+}
+
+/** Rebuilds an operator's windows of key groups [from, to) from a restored checkpoint, in slices with a yield between them. */
+export async function restoreGroups(operator: WindowOperator, windows: ReadonlyMap<number, readonly PersistedWindow[]>, groups: { from: number; to: number }, watermark: number): Promise<void> {
+  const mine = function* (): Generator<PersistedWindow> {
+    for (let kg = groups.from; kg < groups.to; kg++) yield* windows.get(kg) ?? [];
+  };
+  await forEachSlice(mine(), SNAPSHOT_SLICE, (slice) => operator.restore(slice, watermark));
+}
 
 export class PartitionActor {
   readonly operator: WindowOperator;
@@ -39,9 +91,9 @@ export class PartitionActor {
     this.operator = new WindowOperator(cfg);
   }
 
-  /** Rebuilds windows from a checkpoint before start, in slices with a yield between them. */
-  async restore(windows: readonly PersistedWindow[], watermark: number): Promise<void> {
-    await forEachSlice(windows, SNAPSHOT_SLICE, (slice) => this.operator.restore(slice, watermark));
+  /** Rebuilds the windows of key groups [from, to) from a checkpoint before start (see restoreGroups). */
+  async restore(windows: ReadonlyMap<number, readonly PersistedWindow[]>, groups: { from: number; to: number }, watermark: number): Promise<void> {
+    await restoreGroups(this.operator, windows, groups, watermark);
   }
 
   /** Subscribes and processes messages in order until `end`. */
@@ -94,25 +146,10 @@ export class PartitionActor {
         const msg = receive(this.ctx, inbox, data, checkPartitionMsg)?.msg;
         if (!msg) continue;
         if (msg.t === 'batch') {
-          // A watermark step that fires many windows hands its results on in slices, yielding
-          // between them so they reach the sink while the rest are fired.
-          // Slices start small (the first results leave at once) and grow to OUTPUT_SLICE.
-          let slice = FIRST_SLICE;
-          for (let i = 0; (i = this.operator.applySome(msg.ops, i, slice)) < msg.ops.length; slice = Math.min(OUTPUT_SLICE, 2 * slice)) {
-            const o = this.operator.drainOutput();
-            out({ t: 'out', from: this.partition, n: msg.n, results: o.results, late: o.late, dead: [], partial: true });
-            await yieldToLoop();
-          }
+          await applyBatch(this.operator, this.partition, msg, out);
           this.batches++;
-          const { results, late } = this.operator.drainOutput();
-          out({ t: 'out', from: this.partition, n: msg.n, results, late, dead: [], ...(msg.at !== undefined ? { at: msg.at } : {}) });
         } else if (msg.t === 'barrier') {
-          // A large snapshot leaves in slices, each encoded on its own with a yield in between, so the
-          // event loop never stops for the whole state; nothing is applied until the last slice is out.
-          const snap = this.operator.snapshot(msg.full);
-          await forEachSlice(snap.upserts, SNAPSHOT_SLICE, (upserts, last) =>
-            out(last ? { t: 'barrier', from: this.partition, cp: msg.cp, upserts, deletes: snap.deletes, windows: this.operator.size } : { t: 'barrier-part', from: this.partition, cp: msg.cp, upserts }),
-          );
+          await sendSnapshot(this.operator, this.partition, msg, out);
         } else {
           out({ t: 'end', from: this.partition });
           break;

@@ -24,9 +24,43 @@ export interface SinkSet {
   dead: Sink;
 }
 
+type Barrier = Extract<OutMsg, { t: 'barrier' | 'barrier-part' }>;
+
 interface Alignment {
   cp: number;
   arrived: Map<number, Extract<OutMsg, { t: 'barrier' | 'source-barrier' }>>;
+  /** every partition's slices of this barrier (its parts, then the barrier itself) */
+  slices: Barrier[];
+}
+
+/**
+ * A checkpoint's window entries from the partitions' barrier slices, by key group (entries are
+ * stored by key group, so that a key group's slice moves as a unit whichever actor owns it in the
+ * next run). Lazy: a window's key is hashed when the store takes it, so the store's write, which
+ * pauses every few thousand entries, never hashes the whole state in one go.
+ */
+export function checkpointEntries(slices: readonly Barrier[], keyGroups: number): Pick<CheckpointWrite, 'upserts' | 'deletes'> {
+  return {
+    upserts: {
+      *[Symbol.iterator]() {
+        for (const m of slices) {
+          const byGroup = new Map<number, PersistedWindow[]>();
+          for (const w of m.upserts) {
+            const kg = keyGroupOf(w.key, keyGroups);
+            let list = byGroup.get(kg);
+            if (!list) byGroup.set(kg, (list = []));
+            list.push(w);
+          }
+          yield* byGroup;
+        }
+      },
+    },
+    deletes: {
+      *[Symbol.iterator]() {
+        for (const m of slices) for (const d of m.deletes) yield [keyGroupOf(keyOfWindowId(d), keyGroups), d] as const;
+      },
+    },
+  };
 }
 
 
@@ -42,8 +76,8 @@ export class SinkActor {
   private credit = 0;
   private aligning?: Alignment;
   private held: OutMsg[] = [];
-  /** Slices of each partition's next barrier, received before the barrier itself. */
-  private parts = new Map<number, PersistedWindow[][]>();
+  /** Slices of the partitions' next barriers, received before the barriers themselves. */
+  private parts: Barrier[] = [];
   private ended = new Set<number>();
   private lastCheckpoint: number;
   private aborted = false;
@@ -152,19 +186,16 @@ export class SinkActor {
     if (msg.t === 'out') {
       await this.write(msg);
     } else if (msg.t === 'barrier-part') {
-      let list = this.parts.get(msg.from);
-      if (!list) this.parts.set(msg.from, (list = []));
-      list.push(msg.upserts);
+      this.parts.push(msg);
     } else if (msg.t === 'barrier' || msg.t === 'source-barrier') {
+      this.aligning ??= { cp: msg.cp, arrived: new Map(), slices: [] };
       if (msg.t === 'barrier') {
-        const before = this.parts.get(msg.from);
-        if (before) {
-          before.push(msg.upserts);
-          msg.upserts = before.flat();
-          this.parts.delete(msg.from);
-        }
+        // This partition's parts came before its barrier (one channel, in order); other partitions'
+        // parts may already be here too, and stay for their own barriers.
+        const mine = this.parts.filter((p) => p.from === msg.from);
+        if (mine.length) this.parts = this.parts.filter((p) => p.from !== msg.from);
+        this.aligning.slices.push(...mine, msg);
       }
-      this.aligning ??= { cp: msg.cp, arrived: new Map() };
       this.aligning.arrived.set(msg.from, msg);
       if (this.aligning.arrived.size === this.partitions + 1) {
         const a = this.aligning;
@@ -220,23 +251,9 @@ export class SinkActor {
       p.catch(() => undefined);
       return [key, p] as const;
     });
-    // Entries are stored by key group, so that a key group's slice moves as a unit whichever actor
-    // owns it in the next run.
-    const byGroup = new Map<number, PersistedWindow[]>();
-    const deletes: Array<[number, string]> = [];
     let windows = 0;
-    for (const [, m] of a.arrived) {
-      if (m.t !== 'barrier') continue;
-      for (const w of m.upserts) {
-        const kg = keyGroupOf(w.key, this.keyGroups);
-        let list = byGroup.get(kg);
-        if (!list) byGroup.set(kg, (list = []));
-        list.push(w);
-      }
-      for (const d of m.deletes) deletes.push([keyGroupOf(keyOfWindowId(d), this.keyGroups), d]);
-      windows += m.windows;
-    }
-    const upserts: Array<[number, readonly PersistedWindow[]]> = [...byGroup];
+    for (const [, m] of a.arrived) if (m.t === 'barrier') windows += m.windows;
+    const { upserts, deletes } = checkpointEntries(a.slices, this.keyGroups);
     const counters = { ...src.counters, results: this.counts.results, late: this.counts.late, dead: this.counts.dead };
     const parent = src.full ? 0 : this.lastCheckpoint;
     this.lastCheckpoint = a.cp;
@@ -262,8 +279,9 @@ export class SinkActor {
             ...(src.savepoint ? { savepoint: src.savepoint } : {}),
             ...(this.stamp ? { group: this.stamp } : {}),
           },
-          upserts,
-          deletes,
+          // The entries are read once as the batch is built; a group's mirror needs them again.
+          upserts: this.mirror ? [...upserts] : upserts,
+          deletes: this.mirror ? [...deletes] : deletes,
         };
         const meta = await this.store.write(write, yieldToLoop);
         faultPoint('checkpoint-after-write');

@@ -10,6 +10,7 @@ import type { GenerationPlan } from '../io/group-store.js';
 import type { JobConfig } from '../runtime/job-config.js';
 import type { Logger } from '../log.js';
 import { PartitionActor } from '../actors/partition-actor.js';
+import { tuneHeapForWindows } from '../actors/heap.js';
 import { checkRestoreMsg } from '../actors/message-checks.js';
 import type { ControlMsg } from '../actors/messages.js';
 
@@ -38,6 +39,7 @@ export class MemberActors {
   static async start(nc: NatsConnection, cfg: JobConfig, plan: GenerationPlan, me: string, log: Logger): Promise<MemberActors | undefined> {
     const index = plan.members.findIndex((m) => m.id === me);
     if (index < 0) return undefined;
+    tuneHeapForWindows();
     const m = new MemberActors(nc, cfg.job, plan, index, log);
     for (const p of plan.members[index]!.actors) {
       const actor = new PartitionActor(nc, p, { job: cfg.job, window: cfg.window, lateness: cfg.lateness, mode: cfg.emit, compiled: cfg.compiled }, m.ctx);
@@ -59,7 +61,8 @@ export class MemberActors {
           if (!data) continue;
           const msg = receive(m.ctx, inbox, data, checkRestoreMsg)?.msg;
           if (!msg || msg.gen !== plan.gen || msg.actor !== p) continue;
-          await actor.restore(msg.windows, msg.watermark);
+          // The windows of the actor's key groups, as one run (restoreGroups slices them).
+          await actor.restore(new Map([[0, msg.windows]]), { from: 0, to: 1 }, msg.watermark);
           if (!msg.last) continue;
           if (m.stopped) break;
           actor.start(cfg.job);

@@ -50,9 +50,10 @@ export interface GroupStamp {
 
 export interface CheckpointWrite {
   meta: Omit<CheckpointMeta, 'entries' | 'hash' | 'bytes'>;
-  /** partition → its changed (or, full, all) windows */
-  upserts: Array<[number, readonly PersistedWindow[]]>;
-  deletes: Array<[number, string]>;
+  /** key group → its changed (or, full, all) windows; read once, as the batch is built */
+  upserts: Iterable<readonly [number, readonly PersistedWindow[]]>;
+  /** key group and id of each removed window; read once */
+  deletes: Iterable<readonly [number, string]>;
 }
 
 export interface Restored {
@@ -71,7 +72,7 @@ const deltaPrefix = (id: number): string => `d!${pad(id)}!`;
 const deltaKey = (id: number, p: number, windowId: string): string => `${deltaPrefix(id)}${String(p).padStart(4, '0')}!${windowId}`;
 const EMPTY = new Uint8Array(0);
 /** Entries written between two yields of a large checkpoint. */
-const WRITE_SLICE = 5_000;
+const WRITE_SLICE = 2_000;
 /** The partition and window id of an entry key under `deltaPrefix(id)` (the prefix is `prefixLength` long). */
 const entryOf = (key: string, prefixLength: number): { p: number; wid: string } => ({
   p: Number(key.slice(prefixLength, prefixLength + 4)),
@@ -86,9 +87,45 @@ function fnv(h: number, bytes: Uint8Array): number {
   }
   return h >>> 0;
 }
-const keyBytes = (k: string): Uint8Array => Buffer.from(k, 'utf8');
+/**
+ * FNV-1a over the UTF-8 bytes of `s` (as `Buffer.from(s, 'utf8')` spells them, a lone surrogate
+ * as U+FFFD), folded into a running hash, without building the bytes: a checkpoint hashes a key
+ * per window.
+ */
+export function fnvUtf8(h: number, s: string): number {
+  const P = 0x01000193;
+  for (let i = 0; i < s.length; i++) {
+    let c = s.charCodeAt(i);
+    if (c < 0x80) {
+      h = Math.imul(h ^ c, P);
+      continue;
+    }
+    if (c < 0x800) {
+      h = Math.imul(h ^ (0xc0 | (c >> 6)), P);
+      h = Math.imul(h ^ (0x80 | (c & 0x3f)), P);
+      continue;
+    }
+    if (c >= 0xd800 && c <= 0xdfff) {
+      const d = i + 1 < s.length ? s.charCodeAt(i + 1) : 0;
+      if (c <= 0xdbff && d >= 0xdc00 && d <= 0xdfff) {
+        const cp = 0x10000 + ((c - 0xd800) << 10) + (d - 0xdc00);
+        i++;
+        h = Math.imul(h ^ (0xf0 | (cp >> 18)), P);
+        h = Math.imul(h ^ (0x80 | ((cp >> 12) & 0x3f)), P);
+        h = Math.imul(h ^ (0x80 | ((cp >> 6) & 0x3f)), P);
+        h = Math.imul(h ^ (0x80 | (cp & 0x3f)), P);
+        continue;
+      }
+      c = 0xfffd;
+    }
+    h = Math.imul(h ^ (0xe0 | (c >> 12)), P);
+    h = Math.imul(h ^ (0x80 | ((c >> 6) & 0x3f)), P);
+    h = Math.imul(h ^ (0x80 | (c & 0x3f)), P);
+  }
+  return h >>> 0;
+}
 /** One entry's FNV-1a hash (key bytes, then value bytes). */
-const entryHash = (key: string, value: Uint8Array): number => fnv(fnv(0x811c9dc5, keyBytes(key)), value);
+const entryHash = (key: string, value: Uint8Array): number => fnv(fnvUtf8(0x811c9dc5, key), value);
 
 /** One checkpoint that cannot be used, and why. */
 export interface Unusable {
@@ -140,6 +177,66 @@ const manifestEntry = (m: CheckpointMeta, metaBytes: Uint8Array): ManifestEntry 
   time: m.time,
   ...(m.savepoint ? { savepoint: m.savepoint } : {}),
 });
+
+/** One checkpoint's own entries, read and verified: its windows and deletions by key group, or its problem. */
+interface Verdict {
+  problem?: string;
+  level?: boolean;
+  windows: Map<number, PersistedWindow[]>;
+  deletes: Array<[number, string]>;
+}
+
+/** Windows merged between two pauses of a chain merge. */
+const MERGE_SLICE = 5_000;
+
+/**
+ * The windows of a chain (its full checkpoint first, then each delta): the full checkpoint's
+ * windows that no delta touched, in their order, then each window a delta wrote last (unless a
+ * later delta deleted it), in the order of its last write. Only the deltas' windows are indexed,
+ * never the whole state, and `pause()` is awaited every MERGE_SLICE windows.
+ */
+export async function mergeChain(chain: readonly Pick<Verdict, 'windows' | 'deletes'>[], pause?: () => Promise<void>): Promise<Map<number, PersistedWindow[]>> {
+  let done = 0;
+  const step = async (): Promise<void> => {
+    if (++done % MERGE_SLICE === 0 && pause) await pause();
+  };
+  // window id → what the newest delta that names it says (null: deleted), with its key group
+  const touched = new Map<string, { p: number; w: PersistedWindow | null }>();
+  for (const delta of chain.slice(1)) {
+    for (const [p, ws] of delta.windows) {
+      for (const w of ws) {
+        const id = w.id ?? windowId(w.key, w.start, w.end);
+        // Deleted first so that the map's order is the order of last writes.
+        touched.delete(id);
+        touched.set(id, { p, w });
+        await step();
+      }
+    }
+    for (const [p, id] of delta.deletes) {
+      touched.delete(id);
+      touched.set(id, { p, w: null });
+      await step();
+    }
+  }
+  const out = new Map<number, PersistedWindow[]>();
+  const listOf = (p: number): PersistedWindow[] => {
+    let list = out.get(p);
+    if (!list) out.set(p, (list = []));
+    return list;
+  };
+  for (const [p, ws] of chain[0]!.windows) {
+    const list = listOf(p);
+    for (const w of ws) {
+      if (!touched.has(w.id ?? windowId(w.key, w.start, w.end))) list.push(w);
+      await step();
+    }
+  }
+  for (const { p, w } of touched.values()) {
+    if (w) listOf(p).push(w);
+    await step();
+  }
+  return out;
+}
 
 /** The checkpoints of one job, in LevelDB under the state directory, with a manifest beside it. */
 export class CheckpointStore {
@@ -420,31 +517,56 @@ export class CheckpointStore {
     }
   }
 
-  /** Reads one checkpoint's own entries and verifies them against its meta, in one pass. */
-  private async read(meta: CheckpointMeta): Promise<{ problem?: string; level?: boolean; entries: Array<Array<[string, Uint8Array]>> }> {
+  /**
+   * Reads one checkpoint's own entries and verifies them against its meta, in one pass; with
+   * `decode`, the windows are decoded as they are read (LevelDB hands them over a few thousand per
+   * step, each step a turn of the event loop), so no step decodes the whole state at once.
+   */
+  private async read(meta: CheckpointMeta, decode = true): Promise<Verdict> {
     let n = 0;
     let hash = 0;
-    const all: Array<Array<[string, Uint8Array]>> = [];
+    const windows = new Map<number, PersistedWindow[]>();
+    const deletes: Array<[number, string]> = [];
+    let unreadable: unknown;
+    const at = deltaPrefix(meta.id).length;
     try {
       for await (const entries of this.scan(deltaPrefix(meta.id))) {
-        all.push(entries);
         for (const [key, value] of entries) {
           n++;
           hash = (hash + entryHash(key, value)) >>> 0;
+          if (!decode || unreadable !== undefined) continue;
+          const { p, wid } = entryOf(key, at);
+          if (value.length === 0) {
+            deletes.push([p, wid]);
+            continue;
+          }
+          let part = windows.get(p);
+          if (!part) windows.set(p, (part = []));
+          try {
+            part.push(this.codec.decode(wid, value));
+          } catch (e) {
+            // Judged once the entries are verified: a damaged entry fails the hash first.
+            unreadable = e;
+          }
         }
       }
     } catch (e) {
       if (!isLevelDamage(e)) throw e;
       this.levelDamage ??= levelText(e);
-      return { problem: `unreadable: LevelDB cannot read its entries (LevelDB: ${levelText(e)})`, level: true, entries: [] };
+      return { problem: `unreadable: LevelDB cannot read its entries (LevelDB: ${levelText(e)})`, level: true, windows: new Map(), deletes: [] };
     }
-    if (n !== meta.entries) return { problem: `truncated: ${n} of ${meta.entries} entries present`, entries: [] };
-    if (hash !== meta.hash) return { problem: `corrupted: content hash ${hash.toString(16)} does not match ${meta.hash.toString(16)}`, entries: [] };
-    return { entries: all };
+    if (n !== meta.entries) return { problem: `truncated: ${n} of ${meta.entries} entries present`, windows: new Map(), deletes: [] };
+    if (hash !== meta.hash) return { problem: `corrupted: content hash ${hash.toString(16)} does not match ${meta.hash.toString(16)}`, windows: new Map(), deletes: [] };
+    if (unreadable !== undefined) throw unreadable;
+    return { windows, deletes };
   }
 
-  /** Loads the newest usable checkpoint (or `id`), falling back past damaged ones. */
-  async restore(id?: number): Promise<Restored | undefined> {
+  /**
+   * Loads the newest usable checkpoint (or `id`), falling back past damaged ones. Merging a chain
+   * of deltas onto its full checkpoint awaits `pause()` every few thousand windows (a yield to the
+   * event loop for a large state).
+   */
+  async restore(id?: number, pause?: () => Promise<void>): Promise<Restored | undefined> {
     const { metas, bad } = await this.list();
     const skipped: Unusable[] = [];
     const byId = new Map(metas.map((m) => [m.id, m]));
@@ -488,34 +610,11 @@ export class CheckpointStore {
         skipped.push(problem);
         continue;
       }
-      const out = new Map<number, PersistedWindow[]>();
       if (chain.length === 1) {
         // A full checkpoint alone: its entries are the windows, no merging needed.
-        const at = deltaPrefix(head.id).length;
-        for (const entries of verdict.get(head.id)!.entries) {
-          for (const [key, value] of entries) {
-            const { p, wid } = entryOf(key, at);
-            let part = out.get(p);
-            if (!part) out.set(p, (part = []));
-            if (value.length > 0) part.push(this.codec.decode(wid, value));
-          }
-        }
-        return { meta: head, windows: out, chain: { fullBytes: head.bytes, deltaBytes: 0, depth: 1 }, skipped };
+        return { meta: head, windows: verdict.get(head.id)!.windows, chain: { fullBytes: head.bytes, deltaBytes: 0, depth: 1 }, skipped };
       }
-      const windows = new Map<number, Map<string, PersistedWindow>>();
-      for (const m of chain.reverse()) {
-        const at = deltaPrefix(m.id).length;
-        for (const entries of verdict.get(m.id)!.entries) {
-          for (const [key, value] of entries) {
-            const { p, wid } = entryOf(key, at);
-            let part = windows.get(p);
-            if (!part) windows.set(p, (part = new Map()));
-            if (value.length === 0) part.delete(wid);
-            else part.set(wid, this.codec.decode(wid, value));
-          }
-        }
-      }
-      for (const [p, m] of windows) out.set(p, [...m.values()]);
+      const out = await mergeChain(chain.reverse().map((m) => verdict.get(m.id)!), pause);
       // chain was reversed above: the full checkpoint comes first.
       const chainState: ChainState = { fullBytes: chain[0]!.bytes, deltaBytes: chain.slice(1).reduce((a, m) => a + m.bytes, 0), depth: chain.length };
       return { meta: head, windows: out, chain: chainState, skipped };
@@ -533,7 +632,7 @@ export class CheckpointStore {
     const { metas, bad } = await this.list();
     const byId = new Map(metas.map((m) => [m.id, m]));
     const problems = new Map<number, string | undefined>(bad.map((b) => [b.id, b.problem]));
-    const own = async (m: CheckpointMeta): Promise<string | undefined> => (await this.read(m)).problem;
+    const own = async (m: CheckpointMeta): Promise<string | undefined> => (await this.read(m, false)).problem;
     const rows: Array<{ id: number; meta?: CheckpointMeta; problem?: string }> = [];
     // Oldest first, so a delta's parent is judged before it.
     for (const m of [...metas].reverse()) {

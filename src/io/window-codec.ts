@@ -24,6 +24,8 @@ const isFlat = (v: unknown): v is Record<string, unknown> => {
 export class WindowCodec {
   private readonly shapes: string[][] = [];
   private readonly byKeys = new Map<string, number>();
+  /** The shape the last accumulator had (most windows of a job share one). */
+  private last?: { keys: string[]; id: number };
 
   /** Loads the shapes a store holds (`s!<id>` entries). */
   load(entries: Iterable<[string, Uint8Array]>): void {
@@ -48,14 +50,22 @@ export class WindowCodec {
     const acc = w.acc;
     if (!isFlat(acc)) return plain.pack([...head, acc]);
     const keys = Object.keys(acc);
-    const sig = keys.join('\u0000');
-    let id = this.byKeys.get(sig);
-    if (id === undefined) {
-      id = this.shapes.length;
-      this.shapes.push(keys);
-      this.byKeys.set(sig, id);
+    const last = this.last;
+    let id: number | undefined;
+    if (last && last.keys.length === keys.length && keys.every((k, i) => k === last.keys[i])) id = last.id;
+    else {
+      const sig = keys.join('\u0000');
+      id = this.byKeys.get(sig);
+      if (id === undefined) {
+        id = this.shapes.length;
+        this.shapes.push(keys);
+        this.byKeys.set(sig, id);
+      }
+      this.last = { keys, id };
     }
-    return plain.pack([...head, BY_SHAPE, id, ...Object.values(acc)]);
+    const out: unknown[] = [head[0], head[1], head[2], BY_SHAPE, id];
+    for (const k of keys) out.push(acc[k]);
+    return plain.pack(out);
   }
 
   decode(wid: string, value: Uint8Array): PersistedWindow {

@@ -80,8 +80,11 @@ export interface WindowView {
   extra?: Record<string, unknown>;
 }
 
+/**
+ * A live window: the one representation of its state (its machine's state value and context
+ * fields), one object per window. Its id (`windowId`) is built only when a checkpoint needs it.
+ */
 interface Entry {
-  id: string;
   key: string;
   start: number;
   end: number;
@@ -90,27 +93,47 @@ interface Entry {
   acc: unknown;
   revision: number;
   n: number;
-}
-
-interface Timer {
-  entry: Entry;
-  kind: 'fire' | 'close';
+  /** changed since the last checkpoint (listed in `dirty`) */
+  dirty: boolean;
 }
 
 /** Storage id of a window: key, start, end. */
 export const windowId = (key: string, start: number, end: number): string => `${key}\u0000${start}\u0000${end}`;
+
+/**
+ * Windows are kept in SHARDS maps by a hash of their key, so that no map holds more than a small
+ * part of a large state: growing one never rehashes a million entries in one step.
+ */
+const SHARDS = 256;
+const shardOf = (key: string): number => {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < key.length; i++) h = Math.imul(h ^ key.charCodeAt(i), 0x01000193);
+  return (h >>> 0) & (SHARDS - 1);
+};
+
+/** A key's fixed windows: the only one directly (the common case), or by start. */
+type KeyWindows = Entry | Map<number, Entry>;
 
 const isDelta = (op: PostItem | DeltaItem): op is DeltaItem => (op as DeltaItem).c !== undefined;
 
 /** Per-partition keyed window state and the rules of DESIGN.md §3 applied to it. */
 export class WindowOperator {
   private wm = -Infinity;
-  private readonly fixed = new Map<string, Map<number, Entry>>();
-  private readonly sessions = new Map<string, Entry[]>();
-  private readonly timers = new TimerHeap<Timer>();
-  private dirty = new Set<Entry>();
-  private removed = new Set<string>();
+  private readonly fixed = Array.from({ length: SHARDS }, () => new Map<string, KeyWindows>());
+  private readonly sessions = Array.from({ length: SHARDS }, () => new Map<string, Entry[]>());
+  /**
+   * One event-time timer per live window: its end while open (it fires), its end + lateness while
+   * pending (it closes); the window's state says which.
+   */
+  private readonly timers = new TimerHeap<Entry>();
+  /** Windows changed since the last checkpoint (those whose `dirty` flag is still set). */
+  private dirty: Entry[] = [];
+  /** Ids of the windows closed or absorbed since the last checkpoint. */
+  private removed: string[] = [];
   private liveCount = 0;
+  private pendingCount = 0;
+  /** Windows the watermark has fired or closed so far (the budget of `applySome` counts them). */
+  private stepped = 0;
   private readonly stepper: WindowStepper;
   private readonly job: CompiledJob;
   private readonly windowSize: number;
@@ -139,12 +162,14 @@ export class WindowOperator {
   }
 
   /**
-   * Applies `ops` from index `from`, stopping inside a watermark step once it has produced
-   * `budget` results. Returns where to resume (`ops.length` when all is applied), so that a step
-   * that fires 100k windows can hand its results on in slices rather than all at the end.
+   * Applies `ops` from index `from`, stopping inside a watermark step once it has taken `budget`
+   * timers (windows fired or closed, at most two results each). Returns where to resume
+   * (`ops.length` when all is applied), so that a step that fires or closes 100k windows works in
+   * slices and hands its results on as it goes, also when the windows emit nothing (final mode,
+   * a closing step without results).
    */
   applySome(ops: readonly Op[], from: number, budget = Infinity): number {
-    const limit = this.results.length + Math.max(1, budget);
+    const limit = this.stepped + Math.max(1, budget);
     for (let i = from; i < ops.length; i++) {
       const op = ops[i]!;
       if (typeof op === 'number') {
@@ -172,9 +197,10 @@ export class WindowOperator {
    */
   snapshot(full: boolean): { upserts: Iterable<PersistedWindow>; deletes: string[] } {
     const dirty = this.dirty;
-    const deletes = full ? [] : [...this.removed];
-    this.dirty = new Set();
-    this.removed = new Set();
+    const deletes = full ? [] : this.removed;
+    this.dirty = [];
+    this.removed = [];
+    for (const e of dirty) e.dirty = false;
     const persist = (e: Entry): PersistedWindow => this.persist(e);
     const live = (e: Entry): boolean => e.state === 'open' || e.state === 'pending';
     const source = full ? () => this.entries() : () => dirty.values();
@@ -192,11 +218,13 @@ export class WindowOperator {
   restore(windows: readonly PersistedWindow[], watermark: number): void {
     this.wm = watermark;
     for (const w of windows) {
-      const entry = this.spawn(w.key, w.start, w.end, w.acc, w.n, false, w.id);
-      entry.state = w.state;
+      const entry = this.spawn(w.key, w.start, w.end, w.acc, w.n, false);
       entry.revision = w.revision;
-      if (entry.state === 'open') this.timers.push(entry.end, { entry, kind: 'fire' });
-      else this.timers.push(entry.end + this.cfg.lateness, { entry, kind: 'close' });
+      if (w.state === 'open') this.timers.push(entry.end, entry);
+      else {
+        this.setState(entry, w.state);
+        this.timers.push(entry.end + this.cfg.lateness, entry);
+      }
     }
   }
 
@@ -224,25 +252,49 @@ export class WindowOperator {
 
   /** Live windows by lifecycle state. */
   countsByState(): { open: number; pending: number } {
-    let open = 0;
-    let pending = 0;
-    for (const e of this.entries()) {
-      if (e.state === 'open') open++;
-      else pending++;
-    }
-    return { open, pending };
+    return { open: this.liveCount - this.pendingCount, pending: this.pendingCount };
   }
 
   /** Closed windows whose removal the next checkpoint will record. */
   get closedAwaitingCheckpoint(): number {
-    return this.removed.size;
+    return this.removed.length;
   }
 
   private *entries(key?: string): Generator<Entry> {
-    const fixed = key === undefined ? this.fixed.values() : [this.fixed.get(key) ?? new Map<number, Entry>()];
-    for (const m of fixed) yield* m.values();
-    const sess = key === undefined ? this.sessions.values() : [this.sessions.get(key) ?? []];
-    for (const list of sess) yield* list;
+    if (key !== undefined) {
+      const kw = this.fixed[shardOf(key)]!.get(key);
+      if (kw instanceof Map) yield* kw.values();
+      else if (kw) yield kw;
+      yield* this.sessions[shardOf(key)]!.get(key) ?? [];
+      return;
+    }
+    for (const shard of this.fixed) {
+      for (const kw of shard.values()) {
+        if (kw instanceof Map) yield* kw.values();
+        else yield kw;
+      }
+    }
+    for (const shard of this.sessions) for (const list of shard.values()) yield* list;
+  }
+
+  /** The live fixed window of `key` that starts at `start`, if any. */
+  private fixedEntry(key: string, start: number): Entry | undefined {
+    const kw = this.fixed[shardOf(key)]!.get(key);
+    if (kw instanceof Map) return kw.get(start);
+    return kw?.start === start ? kw : undefined;
+  }
+
+  /** Enters a new machine state, keeping the count of pending windows. */
+  private setState(e: Entry, state: Entry['state']): void {
+    if (e.state === 'pending') this.pendingCount--;
+    if (state === 'pending') this.pendingCount++;
+    e.state = state;
+  }
+
+  private markDirty(e: Entry): void {
+    if (e.dirty) return;
+    e.dirty = true;
+    this.dirty.push(e);
   }
 
   private persist(e: Entry): PersistedWindow {
@@ -258,56 +310,72 @@ export class WindowOperator {
       },
       event,
     );
-    e.state = next.value;
+    this.setState(e, next.value);
     e.acc = next.context.acc;
     e.revision = next.context.revision;
   }
 
-  private spawn(key: string, start: number, end: number, acc: unknown, n: number, dirty = true, id?: string): Entry {
-    const entry: Entry = { id: id ?? windowId(key, start, end), key, start, end, state: 'open', acc, revision: 0, n };
+  private spawn(key: string, start: number, end: number, acc: unknown, n: number, dirty = true): Entry {
+    const entry: Entry = { key, start, end, state: 'open', acc, revision: 0, n, dirty: false };
     this.liveCount++;
-    if (dirty) this.dirty.add(entry);
+    if (dirty) this.markDirty(entry);
     if (this.cfg.window.kind === 'session') {
-      let list = this.sessions.get(key);
-      if (!list) this.sessions.set(key, (list = []));
+      const shard = this.sessions[shardOf(key)]!;
+      let list = shard.get(key);
+      if (!list) shard.set(key, (list = []));
       list.push(entry);
     } else {
-      let m = this.fixed.get(key);
-      if (!m) this.fixed.set(key, (m = new Map()));
-      m.set(start, entry);
+      const shard = this.fixed[shardOf(key)]!;
+      const kw = shard.get(key);
+      if (kw === undefined) shard.set(key, entry);
+      else if (kw instanceof Map) kw.set(start, entry);
+      else
+        shard.set(
+          key,
+          new Map([
+            [kw.start, kw],
+            [start, entry],
+          ]),
+        );
     }
     return entry;
   }
 
   private drop(e: Entry, state: 'closed' | 'absorbed'): void {
-    e.state = state;
+    this.setState(e, state);
     this.liveCount--;
-    this.dirty.delete(e);
-    this.removed.add(e.id);
+    e.dirty = false;
+    this.removed.push(windowId(e.key, e.start, e.end));
     if (this.cfg.window.kind === 'session') {
-      const list = this.sessions.get(e.key)!;
+      const shard = this.sessions[shardOf(e.key)]!;
+      const list = shard.get(e.key)!;
       list.splice(list.indexOf(e), 1);
-      if (list.length === 0) this.sessions.delete(e.key);
+      if (list.length === 0) shard.delete(e.key);
     } else {
-      const m = this.fixed.get(e.key)!;
-      m.delete(e.start);
-      if (m.size === 0) this.fixed.delete(e.key);
+      const shard = this.fixed[shardOf(e.key)]!;
+      const kw = shard.get(e.key)!;
+      if (!(kw instanceof Map)) shard.delete(e.key);
+      else {
+        kw.delete(e.start);
+        // Back to the compact form when one window is left.
+        if (kw.size === 1) shard.set(e.key, kw.values().next().value!);
+      }
     }
   }
 
   /**
    * Watermark reaches `w`: fire and close every window whose time has come. Returns false when
-   * it stopped early because `results` reached `limit` (timers due remain).
+   * it stopped early because the windows stepped reached `limit` (timers due remain).
    */
   private advance(w: number, limit: number): boolean {
     if (w > this.wm) this.wm = w;
     w = this.wm;
     while (this.timers.size > 0 && this.timers.peekTime() <= w) {
-      const { entry, kind } = this.timers.pop()!;
-      if (entry.state === 'absorbed' || entry.state === 'closed') continue;
-      if (kind === 'fire') this.fire(entry, w);
-      else this.close(entry, w);
-      if (this.results.length >= limit) return false;
+      const entry = this.timers.pop()!;
+      if (entry.state === 'open') this.fire(entry, w);
+      else if (entry.state === 'pending') this.close(entry, w);
+      // absorbed or closed: nothing left to do
+      if (++this.stepped >= limit && this.timers.peekTime() <= w) return false;
     }
     return true;
   }
@@ -319,8 +387,8 @@ export class WindowOperator {
       this.drop(e, 'closed');
       return;
     }
-    this.dirty.add(e);
-    this.timers.push(e.end + this.cfg.lateness, { entry: e, kind: 'close' });
+    this.markDirty(e);
+    this.timers.push(e.end + this.cfg.lateness, e);
   }
 
   private close(e: Entry, w: number): void {
@@ -332,7 +400,7 @@ export class WindowOperator {
   private open(key: string, win: Window, acc: unknown, n: number): Entry {
     const e = this.spawn(key, win.start, win.end, acc, n);
     if (win.end <= this.wm) this.fire(e, this.wm);
-    else this.timers.push(win.end, { entry: e, kind: 'fire' });
+    else this.timers.push(win.end, e);
     return e;
   }
 
@@ -340,7 +408,7 @@ export class WindowOperator {
   private addOpen(e: Entry, delta: unknown, n: number): void {
     e.acc = this.job.merge(e.acc, delta, e);
     e.n += n;
-    this.dirty.add(e);
+    this.markDirty(e);
   }
 
   /** One record for a live window: accumulated while open, a revision when pending. */
@@ -349,12 +417,12 @@ export class WindowOperator {
     else {
       e.n += 1;
       this.step(e, { type: 'LATE', delta: p.a, watermark: this.wm, recordId: p.id });
-      this.dirty.add(e);
+      this.markDirty(e);
     }
   }
 
   private delta(d: DeltaItem): void {
-    const e = this.fixed.get(d.k)?.get(d.s);
+    const e = this.fixedEntry(d.k, d.s);
     if (e) {
       // The source sends deltas only for windows open under the watermark in force: anything else
       // means the channel delivered ops out of order, and a result would be wrong.
@@ -372,7 +440,7 @@ export class WindowOperator {
         this.late.push(lateRecord(this.cfg.job, this.job.lateIdField, p.id, p.k, win, p.ts, this.wm));
         continue;
       }
-      const e = this.fixed.get(p.k)?.get(win.start);
+      const e = this.fixedEntry(p.k, win.start);
       if (e) this.accept(e, p);
       else this.open(p.k, win, p.a, 1);
     }
@@ -380,7 +448,7 @@ export class WindowOperator {
 
   private sessionPost(p: PostItem, gap: number): void {
     const proto: Window = { start: p.ts, end: p.ts + gap };
-    const live = this.sessions.get(p.k) ?? [];
+    const live = this.sessions[shardOf(p.k)]!.get(p.k) ?? [];
     const touching = live.filter((s) => s.start <= proto.end && proto.start <= s.end);
     if (touching.length === 0) {
       if (proto.end + this.cfg.lateness <= this.wm) this.late.push(lateRecord(this.cfg.job, this.job.lateIdField, p.id, p.k, proto, p.ts, this.wm));

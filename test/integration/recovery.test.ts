@@ -61,19 +61,22 @@ async function damageNewest(stateDir: string, job: string, how: 'corrupt' | 'tru
   const store = await CheckpointStore.open(checkpointDir(stateDir, job));
   try {
     const { metas } = await store.list();
-    const victim = metas.find((m) => m.entries > 1)!;
-    const prefix = deltaPrefix(victim.id);
-    for await (const [key, value] of store.level.iterator({ gte: prefix, lt: prefix + '\uffff' })) {
-      if (how === 'truncate') await store.level.del(key);
-      else {
-        if (value.length === 0) continue; // a deletion marker: nothing to flip
-        const bad = Uint8Array.from(value);
-        bad[bad.length - 1] ^= 0xff;
-        await store.level.put(key, bad);
+    // The newest checkpoint with an entry to damage: any entry to truncate, a window (not a deletion
+    // marker, which has no byte to flip) to corrupt. A checkpoint of deletions only is passed over.
+    for (const victim of metas.filter((m) => m.entries > 1)) {
+      const prefix = deltaPrefix(victim.id);
+      for await (const [key, value] of store.level.iterator({ gte: prefix, lt: prefix + '\uffff' })) {
+        if (how === 'truncate') await store.level.del(key);
+        else {
+          if (value.length === 0) continue;
+          const bad = Uint8Array.from(value);
+          bad[bad.length - 1] ^= 0xff;
+          await store.level.put(key, bad);
+        }
+        return victim.id;
       }
-      break;
     }
-    return victim.id;
+    throw new Error('no checkpoint holds an entry to damage');
   } finally {
     await store.close();
   }

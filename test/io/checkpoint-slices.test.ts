@@ -1,0 +1,175 @@
+// Large state in slices, checked for exactness: a barrier's windows and removed ids leave the
+// partition in bounded slices (sendSnapshot) and reach LevelDB by key group through the sink's
+// lazy grouping (checkpointEntries); a chain restored with pauses (mergeChain) holds exactly the
+// windows of its full checkpoint and deltas applied in order; a watermark step that emits nothing
+// (final mode) still stops after its budget of windows.
+
+import t from 'tap';
+import fc from 'fast-check';
+import { join } from 'node:path';
+import { scratchDir } from '../helpers/nats.js';
+import { CheckpointStore, fnvUtf8 } from '../../src/io/checkpoint-store.js';
+import { WindowCodec } from '../../src/io/window-codec.js';
+import { WindowOperator, windowId, type DeltaItem, type PersistedWindow } from '../../src/runtime/window-operator.js';
+import { compileJob } from '../../src/runtime/compiled-job.js';
+import { sentimentJob } from '../../src/runtime/sentiment-job.js';
+import { keyGroupOf } from '../../src/runtime/key-groups.js';
+import { SNAPSHOT_SLICE, sendSnapshot } from '../../src/actors/partition-actor.js';
+import { checkpointEntries } from '../../src/actors/sink-actor.js';
+import { yieldToLoop } from '../../src/actors/slices.js';
+import type { OutMsg } from '../../src/actors/messages.js';
+
+const scratch = scratchDir('tidemark-slices-');
+t.teardown(() => scratch.remove());
+let dirs = 0;
+
+const KEY_GROUPS = 16;
+const MIN = 60_000;
+const COMPILED = compileJob(sentimentJob({ keys: { hashtags: true, all: false, keywords: [] } }), { stream: 'POSTS', lateIdField: 'postId' });
+const acc = (count: number) => ({ count, positive: count, negative: 0, neutral: 0, scoreSum: count });
+type Barrier = Extract<OutMsg, { t: 'barrier' | 'barrier-part' }>;
+const meta = (id: number, parent: number, depth: number) => ({ id, time: 0, seq: id, watermark: { wm: 0, maxTs: [] }, sinks: {}, parent, full: parent === 0, depth, windows: 0, counters: {}, fingerprint: {} });
+
+/** A window of the pool: key k, minute m. */
+const win = (k: number, m: number, count: number, pending: boolean): PersistedWindow => ({ key: `#k${k}`, start: m * MIN, end: (m + 1) * MIN, state: pending ? 'pending' : 'open', acc: acc(count), revision: pending ? 1 : 0, n: count });
+const idOf = (w: PersistedWindow): string => windowId(w.key, w.start, w.end);
+const arbWindow = fc.record({ k: fc.integer({ min: 0, max: 40 }), m: fc.integer({ min: 0, max: 3 }), count: fc.integer({ min: 1, max: 9 }), pending: fc.boolean() }).map((w) => win(w.k, w.m, w.count, w.pending));
+/** One checkpoint's content: windows written and (ids of) windows removed, never both for one id. */
+const arbCheckpoint = fc.record({ upserts: fc.uniqueArray(arbWindow, { selector: idOf, maxLength: 60 }), deletes: fc.uniqueArray(arbWindow.map(idOf), { maxLength: 30 }) }).map((c) => ({ upserts: c.upserts, deletes: c.deletes.filter((d) => !c.upserts.some((w) => idOf(w) === d)) }));
+
+/** FNV-1a over bytes, as the store hashed keys before it hashed their UTF-8 without building it. */
+const fnvBytes = (h: number, bytes: Uint8Array): number => {
+  for (const b of bytes) h = Math.imul(h ^ b, 0x01000193);
+  return h >>> 0;
+};
+
+t.test('a key hashes as its UTF-8 bytes did (any string, lone surrogates too), so stored checkpoints still verify', async (t) => {
+  const anyUnits = fc.array(fc.oneof(fc.integer({ min: 0, max: 0x7f }), fc.integer({ min: 0x80, max: 0x7ff }), fc.integer({ min: 0x800, max: 0xffff }), fc.integer({ min: 0xd800, max: 0xdfff })), { maxLength: 40 }).map((u) => String.fromCharCode(...u));
+  fc.assert(
+    fc.property(fc.oneof(fc.string({ unit: 'grapheme' }), fc.string({ unit: 'binary' }), anyUnits), fc.integer({ min: 0, max: 0xffffffff }), (s, seed) => fnvUtf8(seed, s) === fnvBytes(seed, Buffer.from(s, 'utf8'))),
+    { numRuns: 2000 },
+  );
+  t.pass('fnvUtf8 = FNV-1a of Buffer.from(s, "utf8")');
+});
+
+t.test('a window entry encodes to the same bytes whichever shapes came before it', async (t) => {
+  fc.assert(
+    fc.property(fc.array(fc.oneof(arbWindow, arbWindow.map((w) => ({ ...w, acc: { b: w.n, a: 'x' } })), arbWindow.map((w) => ({ ...w, acc: [w.n] }))), { minLength: 1, maxLength: 20 }), (ws) => {
+      const warm = new WindowCodec();
+      for (const w of ws) warm.encode(w);
+      const last = ws[ws.length - 1]!;
+      const fresh = new WindowCodec();
+      fresh.load(warm.shapeEntries());
+      const a = warm.encode(last);
+      const b = fresh.encode(last);
+      return Buffer.from(a).equals(Buffer.from(b)) && JSON.stringify(fresh.decode(idOf(last), a)) === JSON.stringify({ ...last, id: idOf(last) });
+    }),
+    { numRuns: 300 },
+  );
+  t.pass('encode is independent of the codec\'s history and decodes back');
+});
+
+t.test('a chain written through the sink grouping and restored with pauses holds exactly the windows of its checkpoints applied in order', async (t) => {
+  await fc.assert(
+    fc.asyncProperty(arbCheckpoint, fc.array(arbCheckpoint, { maxLength: 4 }), async (full, deltas) => {
+      const store = await CheckpointStore.open(join(scratch.dir, `c${++dirs}`));
+      try {
+        const model = new Map<string, PersistedWindow>();
+        const chain = [{ upserts: full.upserts, deletes: [] as string[] }, ...deltas];
+        for (const [i, c] of chain.entries()) {
+          if (i === 0) model.clear();
+          for (const w of c.upserts) model.set(idOf(w), w);
+          for (const d of c.deletes) model.delete(d);
+          // As the sink receives them: some parts, then the barrier.
+          const half = Math.floor(c.upserts.length / 2);
+          const slices: Barrier[] = [
+            { t: 'barrier-part', from: 0, cp: i + 1, upserts: c.upserts.slice(0, half), deletes: c.deletes.slice(0, 3) },
+            { t: 'barrier', from: 0, cp: i + 1, upserts: c.upserts.slice(half), deletes: c.deletes.slice(3), windows: model.size },
+          ];
+          await store.write({ meta: meta(i + 1, i, i + 1), ...checkpointEntries(slices, KEY_GROUPS) }, yieldToLoop);
+        }
+        const r = await store.restore(undefined, yieldToLoop);
+        if (!r) throw new Error('nothing restored');
+        const got = new Map<string, PersistedWindow>();
+        for (const [kg, ws] of r.windows) {
+          for (const w of ws) {
+            if (keyGroupOf(w.key, KEY_GROUPS) !== kg) throw new Error(`${w.key} restored under key group ${kg}`);
+            if (got.has(idOf(w))) throw new Error(`${idOf(w)} restored twice`);
+            const { id: _id, ...plain } = w;
+            got.set(idOf(w), plain);
+          }
+        }
+        t.same([...got].sort(), [...model].sort(), `full + ${deltas.length} deltas`);
+      } finally {
+        await store.close();
+      }
+    }),
+    { numRuns: 25 },
+  );
+});
+
+t.test('a barrier leaves in slices of at most SNAPSHOT_SLICE windows and ids, and they add up to the snapshot', async (t) => {
+  const n = 2 * SNAPSHOT_SLICE + 345;
+  const op = new WindowOperator({ job: 'j', window: { kind: 'tumbling', size: MIN }, lateness: 0, mode: 'updates', compiled: COMPILED });
+  const ops: DeltaItem[] = [];
+  for (let i = 0; i < n; i++) ops.push({ k: `#w${i}`, s: (i % 2) * MIN, a: acc(1), c: 1 });
+  op.apply(ops);
+  const collect = async (full: boolean, cp: number): Promise<Barrier[]> => {
+    const msgs: Barrier[] = [];
+    await sendSnapshot(op, 0, { t: 'barrier', cp, full }, (m) => void msgs.push(m as Barrier));
+    return msgs;
+  };
+  const check = (msgs: Barrier[], label: string): void => {
+    t.ok(
+      msgs.every((m) => m.upserts.length + m.deletes.length <= SNAPSHOT_SLICE),
+      `${label}: no slice holds more than ${SNAPSHOT_SLICE}`,
+    );
+    t.same(
+      msgs.map((m) => m.t),
+      [...msgs.slice(1).map(() => 'barrier-part'), 'barrier'],
+      `${label}: parts, then the barrier`,
+    );
+    const last = msgs[msgs.length - 1]!;
+    t.equal(last.t === 'barrier' ? last.windows : -1, op.size, `${label}: the barrier counts the live windows`);
+  };
+  const full = await collect(true, 1);
+  check(full, 'full');
+  t.equal(full.reduce((a, m) => a + m.upserts.length, 0), n, 'every window once');
+  t.equal(new Set(full.flatMap((m) => m.upserts.map(idOf))).size, n, 'no window twice');
+  let grouped = 0;
+  for (const [kg, ws] of checkpointEntries(full, KEY_GROUPS).upserts) for (const w of ws) grouped += keyGroupOf(w.key, KEY_GROUPS) === kg ? 1 : 0;
+  t.equal(grouped, n, 'the sink puts every window under its key group');
+
+  // The watermark passes the first minute: its windows close (lateness 0) and the delta removes them.
+  op.apply([MIN]);
+  op.drainOutput();
+  const delta = await collect(false, 2);
+  check(delta, 'delta');
+  const removed = delta.flatMap((m) => m.deletes);
+  t.equal(removed.length, Math.ceil(n / 2), 'every closed window removed once');
+  t.same([...checkpointEntries(delta, KEY_GROUPS).deletes].map(([kg, id]) => kg === keyGroupOf(id.slice(0, id.indexOf('\u0000')), KEY_GROUPS)).filter((x) => !x), [], 'each removal under its key group');
+  t.equal(delta.reduce((a, m) => a + m.upserts.length, 0), 0, 'and nothing else changed');
+});
+
+t.test('a watermark step that emits nothing still works in slices of its budget, with the same outcome', async (t) => {
+  const make = () => new WindowOperator({ job: 'j', window: { kind: 'tumbling', size: MIN }, lateness: MIN, mode: 'final', compiled: COMPILED });
+  const ops: DeltaItem[] = Array.from({ length: 1000 }, (_, i) => ({ k: `#f${i}`, s: 0, a: acc(1), c: 1 }));
+  const sliced = make();
+  const whole = make();
+  sliced.apply(ops);
+  whole.apply(ops);
+  // Fires every window: in final mode firing emits nothing.
+  const step = [MIN];
+  let steps = 0;
+  for (let i = 0; (i = sliced.applySome(step, i, 100)) < step.length; ) steps++;
+  whole.apply(step);
+  t.equal(steps, 9, 'ten slices of 100 windows');
+  t.same(sliced.countsByState(), { open: 0, pending: 1000 }, 'every window fired');
+  t.same(sliced.drainOutput(), whole.drainOutput(), 'nothing emitted either way');
+  const close = [2 * MIN];
+  for (let i = 0; (i = sliced.applySome(close, i, 100)) < close.length; );
+  whole.apply(close);
+  const a = sliced.drainOutput();
+  t.equal(a.results.length, 1000, 'closing emits one final record per window');
+  t.same(a, whole.drainOutput(), 'the same records as one step');
+});
