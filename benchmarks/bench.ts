@@ -17,6 +17,7 @@ import { runRecovery } from './recovery.js';
 import { measureWindowMemory } from './memory.js';
 import { measureStateScaling } from './state.js';
 import { runPostgres } from './postgres.js';
+import { measureScaling, type ScalingOutcome } from './scaling.js';
 import { runOrders } from './orders.js';
 import { Progress, type PhaseSpec } from './progress.js';
 import { evaluateTargets, type BenchResult, type Mode } from './report.js';
@@ -38,12 +39,14 @@ export interface Scale {
   stateSizes: number[];
   /** window results written into PostgreSQL (and the JSONL sink, and a bare COPY) */
   postgresRows: number;
+  /** posts per run of the group scaling phase (0: skipped) */
+  scalingPosts: number;
 }
 
 export const SCALES: Record<Mode, Scale> = {
-  full: { posts: 200_000, reps: 3, baselineReps: 3, transportMessages: 500_000, latencySeconds: 30, latencyWarmupSeconds: 3, recoveryWindows: 100_000, recoveryTagsPerPost: 1000, memoryWindows: 100_000, stateSizes: [10_000, 100_000, 1_000_000], postgresRows: 100_000 },
-  quick: { posts: 30_000, reps: 1, baselineReps: 2, transportMessages: 100_000, latencySeconds: 7, latencyWarmupSeconds: 2, recoveryWindows: 100_000, recoveryTagsPerPost: 1000, memoryWindows: 100_000, stateSizes: [10_000, 100_000], postgresRows: 100_000 },
-  tiny: { posts: 3_000, reps: 1, baselineReps: 1, transportMessages: 10_000, latencySeconds: 3, latencyWarmupSeconds: 1, recoveryWindows: 2_000, recoveryTagsPerPost: 500, memoryWindows: 5_000, stateSizes: [1_000, 5_000], postgresRows: 5_000 },
+  full: { posts: 200_000, reps: 3, baselineReps: 3, transportMessages: 500_000, latencySeconds: 30, latencyWarmupSeconds: 3, recoveryWindows: 100_000, recoveryTagsPerPost: 1000, memoryWindows: 100_000, stateSizes: [10_000, 100_000, 1_000_000], postgresRows: 100_000, scalingPosts: 100_000 },
+  quick: { posts: 30_000, reps: 1, baselineReps: 2, transportMessages: 100_000, latencySeconds: 7, latencyWarmupSeconds: 2, recoveryWindows: 100_000, recoveryTagsPerPost: 1000, memoryWindows: 100_000, stateSizes: [10_000, 100_000], postgresRows: 100_000, scalingPosts: 30_000 },
+  tiny: { posts: 3_000, reps: 1, baselineReps: 1, transportMessages: 10_000, latencySeconds: 3, latencyWarmupSeconds: 1, recoveryWindows: 2_000, recoveryTagsPerPost: 500, memoryWindows: 5_000, stateSizes: [1_000, 5_000], postgresRows: 5_000, scalingPosts: 0 },
 };
 
 export interface BenchOptions {
@@ -73,6 +76,7 @@ const PHASES = (s: Scale): PhaseSpec[] => [
   { name: 'memory', weight: 0.5 + s.memoryWindows / 50_000 },
   { name: 'state size', weight: s.stateSizes.reduce((a, b) => a + b, 0) / 25_000 },
   { name: 'postgres', weight: 2 + s.postgresRows / 8_000 },
+  { name: 'scaling', weight: s.scalingPosts ? 3 * (8 + s.scalingPosts / 20_000) : 0.01 },
 ];
 
 const natsJsVersion = (): string => {
@@ -168,6 +172,9 @@ export async function runBenchmarks(o: BenchOptions): Promise<BenchResult> {
 
     progress.phase('postgres');
     const postgres = await runPostgres({ rows: s.postgresRows, workDir: o.workDir, onProgress: (f, label) => progress.update(f, label) });
+    progress.phase('scaling');
+    let scaling: ScalingOutcome | undefined;
+    if (s.scalingPosts > 0) scaling = await measureScaling({ url: server.url, serverPid: server.pid ?? 0, posts: s.scalingPosts, reps: 1, workDir: join(o.workDir, 'scaling'), onProgress: (f, label) => progress.update(f, label) });
     progress.done();
 
     env.loadAvg1mAfter = loadavg()[0] ?? 0;
@@ -261,6 +268,7 @@ export async function runBenchmarks(o: BenchOptions): Promise<BenchResult> {
         ...(rec.error ? { error: rec.error } : {}),
       },
       postgres,
+      ...(scaling ? { scaling } : {}),
       orders: { ...orders, ordersPerSec: round(orders.ordersPerSec), wallMs: orders.wallMs.map((x) => round(x)), toSentimentThroughput: round(round(orders.ordersPerSec) / round(thr.onPostsPerSec), 3) },
       memory: { ...memory, bytesPerOpenWindow: round(memory.bytesPerOpenWindow), bytesPerPendingWindow: round(memory.bytesPerPendingWindow) },
       state: {

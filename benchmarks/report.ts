@@ -7,6 +7,7 @@ import type { BenchEnv } from './env.js';
 import type { GeneratorOutcome, LatencyOutcome } from './latency.js';
 import type { MemoryOutcome } from './memory.js';
 import type { PostgresOutcome } from './postgres.js';
+import type { ScalingOutcome } from './scaling.js';
 
 export type Mode = 'full' | 'quick' | 'tiny';
 
@@ -94,6 +95,8 @@ export interface BenchResult {
   postgres: PostgresOutcome;
   /** checkpoint and restore cost against state size (issue 3) */
   state: { method: string; rows: StateRow[]; /** the largest row's worst event-loop delay */ maxEventLoopDelayMs: number; windowsAtMaxDelay: number };
+  /** one job on 1, 2 and 3 processes of a group, with CPU shares (issue 11); absent at the tiny scale */
+  scaling?: ScalingOutcome;
   /** the orders example (a user job) beside the sentiment job's throughput */
   orders: OrdersOutcome & { toSentimentThroughput: number };
   targets: TargetRow[];
@@ -116,6 +119,7 @@ export const TARGETS: ReadonlyArray<{ metric: string; op: '>=' | '<='; target: n
   { metric: 'recovery.msFor100kWindows', op: '<=', target: 2000 },
   { metric: 'state.maxEventLoopDelayMs', op: '<=', target: 50 },
   { metric: 'postgres.ratioToBareCopyKeyed', op: '>=', target: 0.5 },
+  { metric: 'scaling.twoToOne', op: '>=', target: 1.4 },
 ];
 
 /** Reads a dotted path of a result. */
@@ -135,6 +139,7 @@ export function evaluateTargets(r: Omit<BenchResult, 'targets'> & { targets?: Ta
     if (t.metric === 'latency.p99Ms' && !r.generator.keptUp) row.note = 'generator fell behind its schedule';
     if (t.metric === 'latency.p99Ms' && r.latency.missingSamples > 0) row.note = `${r.latency.missingSamples} results never arrived`;
     if (t.metric === 'state.maxEventLoopDelayMs' && r.state.windowsAtMaxDelay !== 1_000_000) row.note = `measured at ${r.state.windowsAtMaxDelay} windows`;
+    if (t.metric === 'scaling.twoToOne' && !r.scaling) row.note = 'not measured at this scale';
     if (t.metric === 'recovery.msFor100kWindows') {
       if (value === null) row.note = 'no result, see recovery.error';
       else if (r.recovery.windows !== 100_000) row.note = `measured at ${r.recovery.windows} windows`;
@@ -183,6 +188,17 @@ export function formatTable(r: BenchResult): string {
     ['  replay of the same records (rows/s, nothing changed)', num(r.postgres.replayRowsPerSec), '', ''],
     ["ratio PostgreSQL sink / bare COPY of the same rows into the sink's tables", num(r.postgres.ratioToBareCopyKeyed, 3), ...target('postgres.ratioToBareCopyKeyed')],
     ['  ratio PostgreSQL sink / bare COPY into one table without keys', num(r.postgres.ratioToBareCopy, 3), '', ''],
+    ...(r.scaling
+      ? [
+          ...r.scaling.rows.map((row): [string, string, string, string] => [
+            `group of ${row.instances} process(es) (posts/s; CPU in cores: ${row.cpu.instances.map((c) => c.cores.toFixed(2)).join(' + ')} instances, ${row.cpu.natsServer.toFixed(2)} nats-server)`,
+            num(row.postsPerSec),
+            '',
+            '',
+          ]),
+          ['ratio 2 processes / 1 process, same run', num(r.scaling.twoToOne, 3), ...target('scaling.twoToOne')] as [string, string, string, string],
+        ]
+      : []),
   ];
   const head = ['metric', 'value', 'target', 'status'];
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i]!.length)));

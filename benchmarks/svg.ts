@@ -54,7 +54,8 @@ function logBars(x: number, y: number, w: number, labelW: number, title: string,
 /** Renders the chart. */
 export function renderSvg(r: BenchResult): string {
   const W = 1000;
-  const H = 340;
+  // Tall enough for every target's bar (54 px each below the title).
+  const H = Math.max(340, 90 + r.targets.length * 54 + 10);
   const blue = '#3b6ea5';
   const grey = '#8a8f98';
   const green = '#2e8b57';
@@ -84,6 +85,9 @@ export function renderSvg(r: BenchResult): string {
     'latency.p99Ms': 'p99 latency',
     'checkpoint.overheadRatio': 'ckpt on / off',
     'recovery.msFor100kWindows': 'recovery',
+    'state.maxEventLoopDelayMs': 'loop stall 1M',
+    'postgres.ratioToBareCopyKeyed': 'pg / COPY',
+    'scaling.twoToOne': '2 procs / 1',
   };
   const tx = 700;
   const tw = 285;

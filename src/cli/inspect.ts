@@ -6,6 +6,8 @@ import { parseFlags, type OptionDef } from '../option-table.js';
 import { CheckpointStore } from '../io/checkpoint-store.js';
 import { checkpointDir, openJobStore, resolveCheckpointId } from '../actors/job.js';
 import { waysOut } from '../io/state-damage.js';
+import { NATS_AUTH_OPTIONS } from '../io/connect.js';
+import { inspectMirror } from './inspect-mirror.js';
 
 export const INSPECT_OPTIONS: OptionDef[] = [
   { flag: '--state-dir', key: 'stateDir', kind: 'string', arg: 'DIR', help: 'state directory of the job', default: '.tidemark' },
@@ -14,6 +16,8 @@ export const INSPECT_OPTIONS: OptionDef[] = [
   { flag: '--key', key: 'key', kind: 'string', arg: 'KEY', help: "dump this key's windows" },
   { flag: '--json', key: 'json', kind: 'bool', help: 'print JSON' },
   { flag: '--repair', key: 'repair', kind: 'bool', help: "repair damaged LevelDB files with LevelDB's own repair (a copy is kept), then list" },
+  { flag: '--nats', key: 'nats', kind: 'string', arg: 'URL', help: "read a group's checkpoint mirror in NATS instead of a state directory" },
+  ...NATS_AUTH_OPTIONS,
   { flag: '--help', key: 'help', kind: 'bool', help: 'this help' },
 ];
 
@@ -24,6 +28,7 @@ export async function inspectCommand(argv: string[]): Promise<number> {
   const { opts } = parseFlags(argv, INSPECT_OPTIONS);
   const stateDir = String(opts.stateDir ?? '.tidemark');
   const job = String(opts.job ?? 'sentiment');
+  if (typeof opts.nats === 'string') return inspectMirror(opts, job);
   const dir = checkpointDir(stateDir, job);
   if (!existsSync(dir)) throw new TidemarkError('BAD_FLAG', `--state-dir: no state for job "${job}" in ${stateDir}`);
   if (opts.repair) {

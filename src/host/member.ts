@@ -1,12 +1,15 @@
-// The window actors a member instance hosts for one generation of a group: each waits for its key
-// groups' windows from the coordinator (restore messages), then listens for its batches like any
-// partition actor; faults go back to the coordinator, which restarts the generation from its last checkpoint.
+// The member role of a group (host/group.ts decides who has it): follow the coordinator's plans and host
+// the window actors each generation gives this process. Each actor waits for its key groups' windows
+// from the coordinator (restore messages), then listens for its batches like any partition actor;
+// faults go back to the coordinator, which restarts the generation from its last checkpoint.
 
 import type { NatsConnection, Subscription } from 'nats';
 import { Opener, Rejections, RunKey, Sealer, SENDER, memberSender, receive, type ChannelContext } from '../io/channel.js';
 import { Reassembler } from '../io/framing.js';
 import { subjectsFor } from '../io/subjects.js';
-import type { GenerationPlan } from '../io/group-store.js';
+import type { GenerationPlan, GroupStore } from '../io/group-store.js';
+import { Lease } from '../io/lease.js';
+import { deadHere, type RoleContext } from './roles.js';
 import type { JobConfig } from '../runtime/job-config.js';
 import type { Logger } from '../log.js';
 import { PartitionActor } from '../actors/partition-actor.js';
@@ -96,5 +99,58 @@ export class MemberActors {
   private send(msg: ControlMsg): void {
     if (this.stopped && msg.t !== 'leave') return;
     this.nc.publish(this.subj.control, this.sealer.seal(this.subj.control, msg));
+  }
+}
+
+/** The member role: host the actors each plan gives this process, until the job ends or the coordinator's lease is free. */
+export async function followPlans(g: RoleContext, store: GroupStore, lease: Lease, startGen: number): Promise<'exit' | 'vacant'> {
+  let current: MemberActors | undefined;
+  let gen = 0;
+  let resolveEnd: (e: 'exit' | 'vacant') => void = () => undefined;
+  const ended = new Promise<'exit' | 'vacant'>((r) => (resolveEnd = r));
+  let chain = Promise.resolve();
+  const stopWatch = await store.watchPlan((plan) => {
+    chain = chain.then(async () => {
+      if (plan.gen <= gen) return;
+      gen = plan.gen;
+      current?.stop();
+      current = undefined;
+      if (plan.done) {
+        if (plan.gen > startGen) resolveEnd('exit');
+        return;
+      }
+      if (g.stopping && !plan.members.some((m) => m.id === g.me.id)) {
+        resolveEnd('exit');
+        return;
+      }
+      current = await MemberActors.start(g.nc, g.cfg, plan, g.me.id, g.log.child({ gen: plan.gen }));
+      if (current) g.log.info({ gen: plan.gen, actors: plan.members.find((m) => m.id === g.me.id)?.actors }, `member of job ${g.cfg.job}, generation ${plan.gen}`);
+    }).catch((e: unknown) => g.log.error({ err: (e as Error).message }, 'could not join the generation'));
+  });
+  const vacancy = setInterval(() => {
+    void Lease.holder<{ id: string; host: string; pid: number }>(store.leases, 'coordinator')
+      .then(async (h) => {
+        if (h && !deadHere(h.value)) return;
+        // A coordinator that ended the job (drain) released its lease after writing so.
+        const p = await store.plan();
+        resolveEnd(p?.plan.done && p.plan.gen > startGen ? 'exit' : 'vacant');
+      })
+      .catch(() => undefined);
+  }, Math.max(100, Math.floor(g.cfg.leaseTtl / 3)));
+  const onStop = g.stopSignal.then(async () => {
+    g.log.info('stopping: leaving the group');
+    await lease.update({ ...g.me, leaving: true }).catch(() => undefined);
+    current?.leave(g.me.id);
+    // The coordinator rebalances at its next checkpoint; without an answer in time, leave anyway.
+    setTimeout(() => resolveEnd('exit'), 10_000).unref();
+  });
+  try {
+    return await ended;
+  } finally {
+    void onStop;
+    clearInterval(vacancy);
+    stopWatch();
+    await chain;
+    current?.stop();
   }
 }
