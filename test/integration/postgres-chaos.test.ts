@@ -32,7 +32,16 @@ async function checkTables(t: Test, job: string, payloads: string[]): Promise<vo
   const expected = referenceRun(payloads, cfgFor(job));
   const got = await readTables(pgs, job);
   t.equal(new Set(got.revisions.map((r) => r.id)).size, got.revisions.length, 'no revision twice');
-  t.same(got.revisions, sortById(expected.results), 'the revisions table equals a run without failure');
+  // Row by row first, so a difference names the first rows that differ instead of diffing 24k rows.
+  const exp = sortById(expected.results);
+  const canon = (o: unknown): string => JSON.stringify(o, (_k, v: unknown) => (v && typeof v === 'object' && !Array.isArray(v) ? Object.fromEntries(Object.entries(v as Record<string, unknown>).sort(([a], [b]) => (a < b ? -1 : 1))) : v));
+  const want = new Map(exp.map((r) => [r.id, canon(r)]));
+  const rows = got.revisions as Array<{ id: string }>;
+  const have = new Set(rows.map((r) => r.id));
+  t.same(exp.filter((r) => !have.has(r.id)).slice(0, 5).map((r) => r.id), [], 'no revision missing (the first five shown)');
+  t.same(rows.filter((r) => !want.has(r.id)).slice(0, 5).map((r) => r.id), [], 'no revision that a run without failure does not emit');
+  t.same(rows.filter((r) => want.has(r.id) && want.get(r.id) !== canon(r)).slice(0, 3).map((r) => ({ got: canon(r), want: want.get(r.id) })), [], 'every revision with the same contents');
+  if (got.revisions.length === exp.length) t.same(got.revisions, exp, 'the revisions table equals a run without failure');
   t.same(got.windows, lastRevisions(expected.results), 'the current-value table holds the last revision of every window');
   t.same(got.late, sortById(expected.late), 'late records equal a run without failure');
   t.same(got.dead.map((d) => d.id), sortById(expected.dead).map((d) => d.id), 'dead letters equal a run without failure');
@@ -84,6 +93,8 @@ t.test('PostgreSQL stopped mid-run and started again: checkpoints wait, the job 
   const up = lines.findIndex((l) => /reachable again/.test(l));
   t.ok(down >= 0 && up > down, 'down, then up');
   const between = lines.slice(down, up).filter((l) => /checkpoint complete/.test(l)).length;
-  t.ok(between <= 1, `at most the checkpoint already in LevelDB's write completes during the outage (${between})`);
+  // The job keeps at most two checkpoints in flight: both may have committed to PostgreSQL before it went
+  // away and be finishing their (sliced) LevelDB write; none later completes until it is back.
+  t.ok(between <= 2, `at most the two checkpoints in flight, already committed, complete during the outage (${between})`);
   await checkTables(t, job, payloads);
 });
