@@ -169,7 +169,7 @@ export class Job {
       const pool = new ScoringPool(cfg.scoringThreads, cfg.compiled, jobSource);
       const source = new SourceActor(
         nc,
-        new JetStreamSource(js, cfg.inputStream),
+        new JetStreamSource(nc, jsm, cfg.inputStream),
         pool,
         cfg,
         { partitions: cfg.partitions, keyGroups: cfg.keyGroups, batchSize: cfg.batchSize, maxInflight: 4, checkpointInterval: cfg.checkpointInterval, idleTimeout: cfg.idleTimeout, ...(endSeq !== undefined ? { endSeq } : {}) },

@@ -147,20 +147,25 @@ export class SourceActor {
       await this.finish();
       return this.seq;
     }
-    const messages = await this.source.open(this.seq, Math.max(this.opts.batchSize, 256));
-    for await (const m of messages) {
-      if (this.stopping) break;
-      this.raw.data.push(m.data);
-      this.raw.subjects.push(m.subject);
-      this.raw.seqs.push(m.seq);
+    const batches = await this.source.open(this.seq, Math.max(this.opts.batchSize, 256));
+    read: for await (const b of batches) {
       // Drain: stop at the sequence the stream held at start (or earlier when its tail was deleted).
-      const atEnd = this.opts.endSeq !== undefined && (m.seq >= this.opts.endSeq || m.info.pending === 0);
-      if (this.raw.data.length >= this.opts.batchSize || atEnd) {
-        this.schedule(false);
-        // Backpressure: one batch being prepared while the next is read, no more.
-        while (this.outstanding.length > 1) await this.outstanding[0];
-      } else this.schedule(true);
-      if (atEnd) break;
+      const endAt = this.opts.endSeq !== undefined ? b.endAt(this.opts.endSeq) : -1;
+      const n = endAt >= 0 ? endAt + 1 : b.data.length;
+      for (let i = 0; i < n; i++) {
+        if (this.stopping) break read;
+        this.raw.data.push(b.data[i]!);
+        this.raw.subjects.push(b.subjects[i]!);
+        this.raw.seqs.push(b.seqs[i]!);
+        if (this.raw.data.length >= this.opts.batchSize) {
+          this.schedule(false);
+          // Backpressure: one batch being prepared while the next is read, no more.
+          while (this.outstanding.length > 1) await this.outstanding[0];
+        }
+      }
+      if (endAt >= 0) break;
+      // Flush what arrived in this I/O tick once the tick's messages are consumed.
+      if (this.raw.data.length) this.schedule(true);
     }
     this.schedule(false);
     await this.flushing;
