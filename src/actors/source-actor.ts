@@ -9,7 +9,7 @@ import { subjectsFor } from '../io/subjects.js';
 import { ChunkingPublisher } from '../io/framing.js';
 import type { JetStreamSource } from '../io/jetstream-source.js';
 import type { ScoringPool } from '../io/scoring-pool.js';
-import { Ingestor, type JobSemantics } from '../runtime/ingest.js';
+import { Ingestor, type JobSemantics, type Prepared } from '../runtime/ingest.js';
 import type { CreditMsg, OutMsg, PartitionMsg } from './messages.js';
 import { TidemarkError } from '../errors.js';
 import { FullCheckpointPolicy, type ChainState } from '../runtime/checkpoint-policy.js';
@@ -271,9 +271,13 @@ export class SourceActor {
     // the batches before it, because the watermark and the routing follow input order.
     const raw = this.raw;
     this.raw = { data: [], subjects: [], seqs: [] };
-    const prepared = raw.data.length ? this.pool.prepare(raw.data, raw.subjects, raw.seqs) : Promise.resolve([]);
+    // On worker threads, preparing overlaps the batches before it. Inline, it waits for its turn:
+    // a batch held back by the sink's credit (a watermark step firing many windows) costs no CPU
+    // while the step's results are on their way.
+    const prepare = (): Promise<Prepared[]> => (raw.data.length ? this.pool.prepare(raw.data, raw.subjects, raw.seqs) : Promise.resolve([]));
+    const early = this.pool.threads > 0 ? prepare() : undefined;
     const done: Promise<void> = this.flushing.then(async () => {
-      const ready = await prepared;
+      const ready = await (early ?? prepare());
       if (this.aborted) return;
       this.ingest.tick(Date.now());
       try {
@@ -302,6 +306,8 @@ export class SourceActor {
 
   private async flushBatch(): Promise<void> {
     if (this.aborted) return;
+    // A batch that moves some partition's watermark past a window boundary may fire many windows.
+    const steps = this.ingest.router.stepped;
     const ops = this.ingest.router.take();
     const dead = this.ingest.takeDead();
     if (ops.some((o) => o.length > 0) || dead.length > 0) {
@@ -312,7 +318,10 @@ export class SourceActor {
     }
     // At most two checkpoints in flight: a slow disk delays the next barrier rather than queueing writes.
     if (this.cpDue && this.cpWaiters.size < 2) void this.barrier();
-    while (!this.aborted && this.n - this.credit > this.opts.maxInflight) await new Promise<void>((r) => this.creditWaiters.push(r));
+    // Such a batch is awaited (credited) before the next one is prepared and sent: the step's
+    // results then have the CPU to themselves, rather than sharing it with posts that fire nothing.
+    const inflight = steps ? 0 : this.opts.maxInflight;
+    while (!this.aborted && this.n - this.credit > inflight) await new Promise<void>((r) => this.creditWaiters.push(r));
   }
 
   /** Injects barrier `cp` after everything sent so far; resolves when the checkpoint is written. */

@@ -21,6 +21,8 @@ export class BatchRouter {
   private ops: Op[][];
   private lastSent: number[];
   private readonly step: number | undefined;
+  /** Whether this batch moves the watermark past a fixed-window boundary (windows may fire or close). */
+  stepped = false;
   /** This batch's delta per (key, window start) of open fixed windows. */
   private deltas = new Map<string, DeltaItem>();
 
@@ -89,6 +91,8 @@ export class BatchRouter {
   /** The watermark moved from `from` to `to`: tell every partition if some window may fire or close. */
   advance(from: number, to: number): void {
     if (!(to > from) || !this.crossesBoundary(from, to)) return;
+    // Session ends are arbitrary (any advance may fire one): only fixed windows' steps are told apart.
+    if (this.step !== undefined) this.stepped = true;
     for (let p = 0; p < this.routing.actors; p++) {
       this.ops[p]!.push(to);
       this.lastSent[p] = to;
@@ -100,6 +104,7 @@ export class BatchRouter {
     const out = this.ops;
     this.ops = Array.from({ length: this.routing.actors }, () => []);
     this.deltas = new Map();
+    this.stepped = false;
     return out;
   }
 
