@@ -10,7 +10,7 @@ import type { Logger } from '../log.js';
 import { checkpointDir, type Job } from '../actors/job.js';
 import { CheckpointStore } from '../io/checkpoint-store.js';
 import { JobLock, type LockHolder } from '../io/job-lock.js';
-import { JobMetrics, serveMetrics } from './metrics.js';
+import type { JobMetrics } from './metrics.js';
 
 /**
  * True when a lock holder on this host with this state directory is dead: a live one would hold the
@@ -42,6 +42,8 @@ export class Instance {
   static async start(nc: NatsConnection, cfg: JobConfig, log: Logger, version: string, onLockLost: (why: string) => void): Promise<Instance> {
     const lock = await JobLock.acquire(nc, JobLock.self(cfg.job, cfg.stateDir, version), { isHolderDead: (h) => holderIsDeadHere(h, cfg), onLost: onLockLost, log });
     if (cfg.metricsPort === undefined) return new Instance(lock);
+    // The Prometheus client loads only when metrics are served.
+    const { JobMetrics, serveMetrics } = await import('./metrics.js');
     const metrics = new JobMetrics(cfg.job);
     try {
       return new Instance(lock, metrics, await serveMetrics(metrics, cfg.metricsPort, log));
