@@ -132,7 +132,7 @@ export class JetStreamSource {
 
   /** A new consumer starting right after the last message handed out, read on a new inbox. */
   private async start(): Promise<void> {
-    const name = inputConsumerName(randomBytes(6).toString('hex'));
+    const name = inputConsumerName(randomBytes(4).toString('hex'));
     const start = this.lastSeq + 1;
     await this.jsm.consumers.add(this.stream, {
       name,
