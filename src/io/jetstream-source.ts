@@ -65,7 +65,7 @@ export interface InputBatch {
 
 /** Outstanding pull requests expire after this; the server tells what they did not deliver. */
 const PULL_EXPIRES_MS = 30_000;
-/** The server sends a heartbeat this often while a pull request waits. */
+/** The server sends a heartbeat this often while a pull request waits (by default). */
 const HEARTBEAT_MS = 5_000;
 /** Pull requests outstanding with nothing heard for this many heartbeats: the consumer is gone. */
 const MISSED_HEARTBEATS = 3;
@@ -96,9 +96,15 @@ export class JetStreamSource {
     private readonly nc: NatsConnection,
     private readonly jsm: JetStreamManager,
     private readonly stream: string,
+    /** `heartbeatMs`: how often the server sends a heartbeat while a pull request waits */
+    private readonly opts: { heartbeatMs?: number } = {},
   ) {
     const prefix = jsm.getOptions().apiPrefix ?? '$JS.API';
     this.pullSubject = (consumer) => jsPullSubject(prefix, stream, consumer);
+  }
+
+  private get heartbeatMs(): number {
+    return this.opts.heartbeatMs ?? HEARTBEAT_MS;
   }
 
   /** Starts consuming after `afterSeq`; iterate the result. */
@@ -106,7 +112,7 @@ export class JetStreamSource {
     this.max = Math.max(1, maxMessages);
     this.lastSeq = afterSeq;
     await this.start();
-    this.timer = setInterval(() => this.checkAlive(), HEARTBEAT_MS);
+    this.timer = setInterval(() => this.checkAlive(), this.heartbeatMs);
     this.timer.unref();
     return this.batches();
   }
@@ -193,7 +199,7 @@ export class JetStreamSource {
     const want = this.max - this.pending - this.data.length;
     if (this.pending + this.data.length > this.max / 2 || want <= 0) return;
     this.pending += want;
-    this.nc.publish(this.pullSubject(this.consumer), JSON.stringify({ batch: want, expires: nanos(PULL_EXPIRES_MS), idle_heartbeat: nanos(HEARTBEAT_MS) }), { reply: this.sub!.getSubject() });
+    this.nc.publish(this.pullSubject(this.consumer), JSON.stringify({ batch: want, expires: nanos(PULL_EXPIRES_MS), idle_heartbeat: nanos(this.heartbeatMs) }), { reply: this.sub!.getSubject() });
   }
 
   /** Hands out what arrived; checks the sequences (a gap: the rest is read again from a new consumer). */

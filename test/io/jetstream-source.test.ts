@@ -22,7 +22,7 @@ t.test('reply subjects: both forms, and what is not one', async (t) => {
 
 /** Reads everything after `after` up to (and including) the end of a drain at `endSeq`. */
 async function readAll(stream: string, after: number, endSeq: number, window: number): Promise<Array<{ seq: number; subject: string; body: string }>> {
-  const src = new JetStreamSource(nc, jsm, stream);
+  const src = new JetStreamSource(nc, jsm, stream, { heartbeatMs: 300 });
   const out: Array<{ seq: number; subject: string; body: string }> = [];
   const batches: AsyncIterable<InputBatch> = await src.open(after, window);
   for await (const b of batches) {
@@ -66,12 +66,13 @@ t.test('the end of a drain: the message at the sequence the stream held, none af
   t.same(got.map((m) => m.seq), Array.from({ length: 120 }, (_, k) => k + 1));
 });
 
+// A pull request to a deleted consumer gets no answer: the missed heartbeats tell (a waiting one gets 409).
 t.test('a consumer deleted under the reader: it reads on from the last message handed out, none twice', async (t) => {
   await jsm.streams.add({ name: 'SRC3', subjects: ['src3.>'] });
   const js = nc.jetstream();
   const N = 600;
   for (let i = 1; i <= N; i++) await js.publish('src3.a', enc.encode(`m${i}`));
-  const src = new JetStreamSource(nc, jsm, 'SRC3');
+  const src = new JetStreamSource(nc, jsm, 'SRC3', { heartbeatMs: 300 });
   const seqs: number[] = [];
   let deletions = 0;
   for await (const b of await src.open(0, 50)) {
