@@ -314,7 +314,8 @@ export class SourceActor {
       const n = ++this.n;
       const at = Date.now();
       for (let p = 0; p < this.opts.partitions; p++) this.publishPartition(p, { t: 'batch', n, ops: ops[p]!, at });
-      this.publishOut({ t: 'out', from: -1, n, results: [], late: [], dead });
+      // The source's own output is its dead letters: none, no message (credits come from the partitions).
+      if (dead.length > 0) this.publishOut({ t: 'out', from: -1, n, results: [], late: [], dead });
     }
     // At most two checkpoints in flight: a slow disk delays the next barrier rather than queueing writes.
     if (this.cpDue && this.cpWaiters.size < 2) void this.barrier();
