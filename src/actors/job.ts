@@ -216,7 +216,7 @@ export class Job {
       const pool = new ScoringPool(cfg.scoringThreads, cfg.compiled, jobSource);
       const source = new SourceActor(
         nc,
-        new JetStreamSource(js, cfg.inputStream),
+        new JetStreamSource(nc, jsm, cfg.inputStream),
         pool,
         cfg,
         { partitions: total, keyGroups: cfg.keyGroups, batchSize: cfg.batchSize, maxInflight: total > local.length ? REMOTE_INFLIGHT : LOCAL_INFLIGHT, checkpointInterval: cfg.checkpointInterval, idleTimeout: cfg.idleTimeout, checkpointTimeout: cfg.checkpointTimeout, inputPartitions: cfg.inputPartitions, ...(endSeq !== undefined ? { endSeq } : {}) },

@@ -9,7 +9,7 @@ import { inputPartitionOf, subjectsFor } from '../io/subjects.js';
 import { ChunkingPublisher } from '../io/framing.js';
 import type { JetStreamSource } from '../io/jetstream-source.js';
 import type { ScoringPool } from '../io/scoring-pool.js';
-import { Ingestor, type JobSemantics } from '../runtime/ingest.js';
+import { Ingestor, type JobSemantics, type Prepared } from '../runtime/ingest.js';
 import type { CreditMsg, OutMsg, PartitionMsg } from './messages.js';
 import { TidemarkError } from '../errors.js';
 import { faultDrop, faultPoint } from '../io/fault.js';
@@ -164,20 +164,25 @@ export class SourceActor {
     }
     // Journaled decisions applied at restore may have moved the watermark: tell the window actors now.
     if ((this.opts.inputPartitions ?? 1) > 1) this.schedule(false);
-    const messages = await this.source.open(this.seq, Math.max(this.opts.batchSize, 256));
-    for await (const m of messages) {
-      if (this.stopping) break;
-      this.raw.data.push(m.data);
-      this.raw.subjects.push(m.subject);
-      this.raw.seqs.push(m.seq);
+    const batches = await this.source.open(this.seq, Math.max(this.opts.batchSize, 256));
+    read: for await (const b of batches) {
       // Drain: stop at the sequence the stream held at start (or earlier when its tail was deleted).
-      const atEnd = this.opts.endSeq !== undefined && (m.seq >= this.opts.endSeq || m.info.pending === 0);
-      if (this.raw.data.length >= this.opts.batchSize || atEnd) {
-        this.schedule(false);
-        // Backpressure: one batch being prepared while the next is read, no more.
-        while (this.outstanding.length > 1) await this.outstanding[0];
-      } else this.schedule(true);
-      if (atEnd) break;
+      const endAt = this.opts.endSeq !== undefined ? b.endAt(this.opts.endSeq) : -1;
+      const n = endAt >= 0 ? endAt + 1 : b.data.length;
+      for (let i = 0; i < n; i++) {
+        if (this.stopping) break read;
+        this.raw.data.push(b.data[i]!);
+        this.raw.subjects.push(b.subjects[i]!);
+        this.raw.seqs.push(b.seqs[i]!);
+        if (this.raw.data.length >= this.opts.batchSize) {
+          this.schedule(false);
+          // Backpressure: one batch being prepared while the next is read, no more.
+          while (this.outstanding.length > 1) await this.outstanding[0];
+        }
+      }
+      if (endAt >= 0) break;
+      // Flush what arrived in this I/O tick once the tick's messages are consumed.
+      if (this.raw.data.length) this.schedule(true);
     }
     this.schedule(false);
     await this.flushing;
@@ -284,9 +289,13 @@ export class SourceActor {
     // the batches before it, because the watermark and the routing follow input order.
     const raw = this.raw;
     this.raw = { data: [], subjects: [], seqs: [] };
-    const prepared = raw.data.length ? this.pool.prepare(raw.data, raw.subjects, raw.seqs) : Promise.resolve([]);
+    // On worker threads, preparing overlaps the batches before it. Inline, it waits for its turn:
+    // a batch held back by the sink's credit (a watermark step firing many windows) costs no CPU
+    // while the step's results are on their way.
+    const prepare = (): Promise<Prepared[]> => (raw.data.length ? this.pool.prepare(raw.data, raw.subjects, raw.seqs) : Promise.resolve([]));
+    const early = this.pool.threads > 0 ? prepare() : undefined;
     const done: Promise<void> = this.flushing.then(async () => {
-      const ready = await prepared;
+      const ready = await (early ?? prepare());
       if (this.aborted) return;
       this.ingest.tick(Date.now());
       try {
@@ -320,17 +329,23 @@ export class SourceActor {
 
   private async flushBatch(): Promise<void> {
     if (this.aborted) return;
+    // A batch that moves some partition's watermark past a window boundary may fire many windows.
+    const steps = this.ingest.router.stepped;
     const ops = this.ingest.router.take();
     const dead = this.ingest.takeDead();
     if (ops.some((o) => o.length > 0) || dead.length > 0) {
       const n = ++this.n;
       const at = Date.now();
       for (let p = 0; p < this.opts.partitions; p++) this.publishPartition(p, { t: 'batch', n, ops: ops[p]!, at });
-      this.publishOut({ t: 'out', from: -1, n, results: [], late: [], dead });
+      // The source's own output is its dead letters: none, no message (credits come from the partitions).
+      if (dead.length > 0) this.publishOut({ t: 'out', from: -1, n, results: [], late: [], dead });
     }
     // At most two checkpoints in flight: a slow disk delays the next barrier rather than queueing writes.
     if (this.cpDue && this.cpWaiters.size < 2) void this.barrier();
-    while (!this.aborted && this.n - this.credit > this.opts.maxInflight) await new Promise<void>((r) => this.creditWaiters.push(r));
+    // Such a batch is awaited (credited) before the next one is prepared and sent: the step's
+    // results then have the CPU to themselves, rather than sharing it with posts that fire nothing.
+    const inflight = steps ? 0 : this.opts.maxInflight;
+    while (!this.aborted && this.n - this.credit > inflight) await new Promise<void>((r) => this.creditWaiters.push(r));
   }
 
   /**

@@ -10,7 +10,7 @@ import type { Logger } from '../log.js';
 import { checkpointDir, type Job } from '../actors/job.js';
 import { CheckpointStore } from '../io/checkpoint-store.js';
 import { JobLock, type LockHolder } from '../io/job-lock.js';
-import { JobMetrics, serveMetrics } from './metrics.js';
+import type { JobMetrics } from './metrics.js';
 import { subjectsFor } from '../io/subjects.js';
 
 /**
@@ -71,6 +71,8 @@ export class Instance {
       }
     }
     if (cfg.metricsPort === undefined) return new Instance(lock);
+    // The Prometheus client loads only when metrics are served.
+    const { JobMetrics, serveMetrics } = await import('./metrics.js');
     const metrics = new JobMetrics(cfg.job);
     try {
       return new Instance(lock, metrics, await serveMetrics(metrics, cfg.metricsPort, log));

@@ -13,8 +13,8 @@
 // Records are kept until their epoch commits: when the connection is lost the epoch is written
 // again from its first record on a new connection (the upserts make a repeat harmless).
 
-import pg from 'pg';
-import { from as copyFrom } from 'pg-copy-streams';
+import type pgModule from 'pg';
+import type { from as copyFromFn } from 'pg-copy-streams';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { TidemarkError } from '../errors.js';
@@ -23,6 +23,15 @@ import type { OutRecord, Sink, SinkProgress } from './sinks.js';
 import { formatPostgresSpec, type PostgresSpec } from './postgres-url.js';
 import { reconnectBackoff } from './reconnect.js';
 import { faultPoint } from './fault.js';
+
+// The PostgreSQL client loads with the first connection: a job without a PostgreSQL sink does not
+// pay for it at start-up.
+let pg: typeof pgModule;
+let copyFrom: typeof copyFromFn;
+async function loadPg(): Promise<void> {
+  pg ??= (await import('pg')).default;
+  copyFrom ??= (await import('pg-copy-streams')).from;
+}
 
 /** What a sink carries: window results, late records or dead letters. */
 export type SinkRole = 'results' | 'late' | 'dead';
@@ -310,7 +319,7 @@ export class PostgresSink implements Sink {
   private existing = new Map<string, Map<string, string>>();
   private schemaVersion = 0;
   private appliedVersion = -1;
-  private client?: pg.Client;
+  private client?: pgModule.Client;
   private inTx = false;
   private resetPending = false;
   private epochs: Epoch[] = [{ records: [], batches: [], sent: 0, closed: false }];
@@ -671,7 +680,8 @@ export class PostgresSink implements Sink {
   // Connection and tables
 
   /** Connects, retrying a lost or refused connection with backoff; a refusal that will not change throws. */
-  private async connect(atStart: boolean): Promise<pg.Client> {
+  private async connect(atStart: boolean): Promise<pgModule.Client> {
+    await loadPg();
     for (;;) {
       if (this.client) return this.client;
       if (this.closing) throw new TidemarkError('SINK_FAILED', `${this.shown}: closed`);
@@ -728,7 +738,7 @@ export class PostgresSink implements Sink {
     );
   }
 
-  private async reloadColumns(c: pg.Client): Promise<void> {
+  private async reloadColumns(c: pgModule.Client): Promise<void> {
     const { rows } = await c.query<{ table_name: string; column_name: string; data_type: string }>(
       'SELECT table_name, column_name, data_type FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = ANY($1)',
       [this.targets.map((t) => t.table)],
@@ -739,7 +749,7 @@ export class PostgresSink implements Sink {
   }
 
   /** Creates the tables when missing and checks the shape of those that exist. */
-  private async prepareTables(c: pg.Client): Promise<void> {
+  private async prepareTables(c: pgModule.Client): Promise<void> {
     const ddl = (t: Target): string => {
       const cols = [...this.base.map((k) => `${q(k.name)} ${k.type}${k.notNull ? ' NOT NULL' : ''}`), `${q('updated_at')} timestamptz NOT NULL DEFAULT now()`];
       return `CREATE TABLE IF NOT EXISTS ${t.table} (${cols.join(', ')}, PRIMARY KEY (${t.conflict.map(q).join(', ')}))`;
@@ -781,7 +791,7 @@ export class PostgresSink implements Sink {
   }
 
   /** Columns added since the last batch: ALTER the tables, rebuild the staging table (inside the open transaction). */
-  private async syncSchema(c: pg.Client): Promise<void> {
+  private async syncSchema(c: pgModule.Client): Promise<void> {
     if (this.appliedVersion === this.schemaVersion) return;
     const stmts: string[] = [];
     for (const t of this.targets) {
@@ -806,7 +816,7 @@ export class PostgresSink implements Sink {
    * The column list and the rows are fixed before the first await: a new column meanwhile cannot
    * change what a statement names (it makes the epoch's later batches anew).
    */
-  private async sendBatch(c: pg.Client, ep: Epoch, b: Batch, safe: boolean): Promise<void> {
+  private async sendBatch(c: pgModule.Client, ep: Epoch, b: Batch, safe: boolean): Promise<void> {
     const cols = this.columns.map((k) => q(k.name)).join(', ');
     // One statement at a time: pg deprecates queueing a query behind another.
     const steps: Array<() => Promise<unknown>> = [];

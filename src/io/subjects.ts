@@ -36,6 +36,16 @@ export function subjectsFor(job: string) {
   };
 }
 
+/**
+ * Name of an ephemeral consumer the source reads the input stream with (`id`: random, one per
+ * consumer). Short on purpose: it is in the reply subject of every input message, which the client
+ * reads byte by byte.
+ */
+export const inputConsumerName = (id: string): string => `tm${id}`;
+
+/** Where a pull consumer is asked for its next messages (`prefix`: the JetStream API prefix, `$JS.API` by default). */
+export const jsPullSubject = (prefix: string, stream: string, consumer: string): string => `${prefix}.CONSUMER.MSG.NEXT.${stream}.${consumer}`;
+
 /** Valid job name: it becomes a subject token and a directory name. */
 export const JOB_NAME = /^[A-Za-z0-9_-]{1,64}$/;
 

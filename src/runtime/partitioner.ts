@@ -21,8 +21,11 @@ export class BatchRouter {
   private ops: Op[][];
   private lastSent: number[];
   private readonly step: number | undefined;
-  /** This batch's delta per (key, window start) of open fixed windows. */
-  private deltas = new Map<string, DeltaItem>();
+  /** Whether this batch moves the watermark past a fixed-window boundary (windows may fire or close). */
+  stepped = false;
+  /** This batch's delta per window start and key, of open fixed windows. */
+  private deltas = new Map<number, Map<string, DeltaItem>>();
+  private readonly where: { key: string; start: number; end: number; recordId?: string } = { key: '', start: 0, end: 0 };
 
   constructor(
     private routing: Routing,
@@ -54,28 +57,45 @@ export class BatchRouter {
   post(key: string, id: string, ts: number, unit: unknown, wmBefore: number): void {
     const p = actorOfKey(key, this.routing);
     let individual = this.spec.kind === 'session';
-    if (!individual) {
+    if (this.spec.kind === 'tumbling') {
+      // One window: no array of windows, no window object.
+      const size = this.spec.size;
+      const start = Math.floor(ts / size) * size;
+      if (wmBefore < start + size) this.addDelta(p, key, id, start, start + size, unit, wmBefore);
+      else individual = true;
+    } else if (!individual) {
       for (const win of fixedWindows(this.spec, ts)) {
-        if (lifecycleAt(win, wmBefore, this.lateness) !== 'open') {
-          individual = true;
-          continue;
-        }
-        const dk = `${key}\u0000${win.start}`;
-        const d = this.preaggregate ? this.deltas.get(dk) : undefined;
-        if (d) {
-          d.a = this.merge(d.a, unit, { key, start: win.start, end: win.end, recordId: id });
-          d.c++;
-        } else {
-          const item: DeltaItem = { k: key, s: win.start, a: unit, c: 1 };
-          this.marker(p, wmBefore);
-          this.ops[p]!.push(item);
-          if (this.preaggregate) this.deltas.set(dk, item);
-        }
+        if (lifecycleAt(win, wmBefore, this.lateness) !== 'open') individual = true;
+        else this.addDelta(p, key, id, win.start, win.end, unit, wmBefore);
       }
     }
     if (individual) {
       this.marker(p, wmBefore);
       this.ops[p]!.push({ k: key, id, ts, a: unit });
+    }
+  }
+
+  /** A record's share of an open window: merged into the batch's delta for (key, window). */
+  private addDelta(p: number, key: string, id: string, start: number, end: number, unit: unknown, wmBefore: number): void {
+    let byKey = this.preaggregate ? this.deltas.get(start) : undefined;
+    const d = byKey?.get(key);
+    if (d) {
+      // Read only when merge throws (to name where): one object for every call.
+      const where = this.where;
+      where.key = key;
+      where.start = start;
+      where.end = end;
+      where.recordId = id;
+      d.a = this.merge(d.a, unit, where);
+      d.c++;
+      return;
+    }
+    const item: DeltaItem = { k: key, s: start, a: unit, c: 1 };
+    this.marker(p, wmBefore);
+    this.ops[p]!.push(item);
+    if (this.preaggregate) {
+      if (!byKey) this.deltas.set(start, (byKey = new Map()));
+      byKey.set(key, item);
     }
   }
 
@@ -89,6 +109,8 @@ export class BatchRouter {
   /** The watermark moved from `from` to `to`: tell every partition if some window may fire or close. */
   advance(from: number, to: number): void {
     if (!(to > from) || !this.crossesBoundary(from, to)) return;
+    // Session ends are arbitrary (any advance may fire one): only fixed windows' steps are told apart.
+    if (this.step !== undefined) this.stepped = true;
     for (let p = 0; p < this.routing.actors; p++) {
       this.ops[p]!.push(to);
       this.lastSent[p] = to;
@@ -100,6 +122,7 @@ export class BatchRouter {
     const out = this.ops;
     this.ops = Array.from({ length: this.routing.actors }, () => []);
     this.deltas = new Map();
+    this.stepped = false;
     return out;
   }
 

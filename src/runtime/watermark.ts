@@ -63,6 +63,12 @@ export class WatermarkTracker {
     const prev = this.maxTs.get(partition);
     if (prev === undefined || ts > prev) this.maxTs.set(partition, ts);
     this.idle.delete(partition);
+    if (this.maxTs.size === 1) {
+      // One partition (never idle now): W follows its max(ts) — what recompute finds, without the loop.
+      const candidate = (prev === undefined || ts > prev ? ts : prev) - this.maxOutOfOrderness;
+      if (candidate > this.wm) this.wm = candidate;
+      return this.wm;
+    }
     return this.recompute();
   }
 

@@ -99,11 +99,15 @@ export function createWindowMachine(job: Pick<CompiledJob, 'merge' | 'result'>) 
     open: {
       on: {
         ADD: { actions: 'accumulate' },
-        FIRE: { target: 'pending', actions: 'emitFiring' },
+        // A watermark already at or past end + lateness fires and closes in one transition (no
+        // pending step in between): revision 0 (updates mode), then the closing record.
+        FIRE: [
+          { guard: 'closesAtOnce', target: 'closed', actions: ['emitFiring', 'emitClosing'] },
+          { target: 'pending', actions: 'emitFiring' },
+        ],
       },
     },
     pending: {
-      always: { guard: 'closesAtOnce', target: 'closed', actions: 'emitClosing' },
       on: {
         LATE: { actions: ['accumulateLate', 'emitRevision'] },
         CLOSE: { target: 'closed', actions: 'emitClosing' },
