@@ -345,7 +345,22 @@ export class SourceActor {
     // Such a batch is awaited (credited) before the next one is prepared and sent: the step's
     // results then have the CPU to themselves, rather than sharing it with posts that fire nothing.
     const inflight = steps ? 0 : this.opts.maxInflight;
-    while (!this.aborted && this.n - this.credit > inflight) await new Promise<void>((r) => this.creditWaiters.push(r));
+    if (this.aborted || this.n - this.credit <= inflight) return;
+    // A batch lost on the way is never credited, and while the source waits no later message shows the
+    // gap: past the checkpoint timeout the job restarts from its last checkpoint instead of stalling.
+    const limit = this.opts.checkpointTimeout;
+    const waiting = this.n;
+    const timer = limit
+      ? setTimeout(() => {
+          if (!this.aborted && this.credit < waiting - inflight) this.ctx.fault(`batch ${waiting - inflight} was not acknowledged within ${limit} ms (a batch or its results were lost)`);
+        }, limit)
+      : undefined;
+    timer?.unref();
+    try {
+      while (!this.aborted && this.n - this.credit > inflight) await new Promise<void>((r) => this.creditWaiters.push(r));
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   /**

@@ -47,7 +47,7 @@ export const RUN_OPTIONS: OptionDef[] = [
   { flag: '--dlq-sink', key: 'dlqSink', kind: 'string', arg: 'SPEC', help: 'where dead-letter records go', default: 'nats:tidemark.<job>.dlq' },
   { flag: '--state-dir', key: 'stateDir', kind: 'string', arg: 'DIR', help: 'checkpoints (LevelDB) and the embedded server store', default: '.tidemark' },
   { flag: '--checkpoint-interval', key: 'checkpointInterval', kind: 'dur', arg: 'DUR', help: 'time between checkpoints (0 = only at shutdown)', default: '1s' },
-  { flag: '--checkpoint-timeout', key: 'checkpointTimeout', kind: 'dur', arg: 'DUR', help: 'a checkpoint not complete this long after its barrier (a lost barrier, a dead actor) restarts the job from its last checkpoint (0 = never)', default: '2m' },
+  { flag: '--checkpoint-timeout', key: 'checkpointTimeout', kind: 'dur', arg: 'DUR', help: 'a checkpoint not complete this long after its barrier, or a batch not acknowledged this long (a lost message, a dead actor), restarts the job from its last checkpoint (0 = never)', default: '2m' },
   { flag: '--retain', key: 'retain', kind: 'int', arg: 'N', help: 'complete checkpoints kept', default: '3' },
   { flag: '--from-checkpoint', key: 'fromCheckpoint', kind: 'string', arg: 'ID', help: 'start from this checkpoint or savepoint instead of the newest' },
   { flag: '--reset-state', key: 'resetState', kind: 'bool', help: 'discard the state in --state-dir and start from the beginning of the input' },
