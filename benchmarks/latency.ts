@@ -83,6 +83,7 @@ export async function runLatency(nc: NatsConnection, o: LatencyOptions): Promise
     '--keys', 'hashtags,all',
     '--sink', `nats:${sinkSubject}`,
     '--state-dir', join(o.workDir, 'lat'),
+    '--reset-state',
     '--checkpoint-interval', '1s',
   ]);
   try {

@@ -40,7 +40,7 @@ export async function runOrders(nc: NatsConnection, o: { url: string; orders: nu
     const job = new JobProcess([
       '--nats', o.url, '--job', 'ord', '--job-module', join(repoRoot(), 'examples', 'orders', 'job.mjs'),
       '--input-stream', 'BENCH_ORD', '--input-subjects', 'benchord.>', '--sink', 'nats:bench.ord.results',
-      '--state-dir', join(o.workDir, `ord-${i}`), '--checkpoint-interval', '1s', '--drain',
+      '--state-dir', join(o.workDir, `ord-${i}`), '--checkpoint-interval', '1s', '--drain', '--reset-state',
     ]);
     const exit = await job.exited;
     if (exit.code !== 0) throw new Error(`orders job exited with code ${exit.code}: ${job.stderrTail.slice(-1500)}`);

@@ -63,6 +63,9 @@ export function throughputArgs(o: { url: string; stream: string; subjects: strin
     '--state-dir', o.stateDir,
     '--checkpoint-interval', o.checkpoints === 'on' ? '1s' : '0',
     '--drain',
+    // Every run starts from the beginning: a job's checkpoints also live in NATS (the group's mirror),
+    // so a fresh --state-dir alone would restore the previous run's final checkpoint.
+    '--reset-state',
   ];
 }
 
