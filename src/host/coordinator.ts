@@ -124,6 +124,13 @@ export class Coordinator {
     } catch (e) {
       if (e instanceof SupersededError) return 'lost';
       await lease.release();
+      // NATS failing over while the role is taken (reading the mirror, the plan, the stream): the role is
+      // given up and taken again (by this process or another) once NATS answers, never a raw error.
+      if (isTransientNatsError(e)) {
+        this.g.log.warn({ err: (e as Error).message }, `coordinator role given up while NATS fails over (${(e as Error).message}); taking it again`);
+        await sleep(1000);
+        return 'lost';
+      }
       throw e;
     }
   }

@@ -22,6 +22,8 @@ import { holderIsDeadHere } from './instance.js';
 import { Coordinator } from './coordinator.js';
 import { followPlans } from './member.js';
 import { deadHere, type GroupHooks, type RoleContext } from './roles.js';
+import { isTransientNatsError } from '../io/nats-errors.js';
+import { reconnectBackoff } from '../io/reconnect.js';
 
 export type { GroupHooks } from './roles.js';
 export { groupView, ownersOf } from './coordinator.js';
@@ -72,15 +74,18 @@ export class GroupInstance implements RoleContext {
     // A single instance of this job (one with a jsonl: sink holds the job lock) is not joined.
     const single = await JobLock.holderOf(this.nc, this.cfg.job);
     if (single && !(await holderIsDeadHere(single, this.cfg))) throw alreadyRunning(this.cfg.job, single, DEFAULT_LOCK_TTL);
-    const store = await GroupStore.open(this.nc, this.cfg.job, this.cfg.leaseTtl, replicas);
-    const lease = await Lease.tryAcquire(store.leases, `member.${this.me.id}`, this.me, { ttl: store.ttl, log: this.log, renewExpired: true });
-    if (!lease) throw new TidemarkError('NATS_UNAVAILABLE', `could not register member ${this.me.id} of job ${this.cfg.job}`);
-    const startPlan = (await store.plan())?.plan.gen ?? 0;
+    // A cluster electing the new buckets' leaders answers "no responders" or times out for a moment.
+    const { store, lease, startPlan } = await this.transient('joining the group', async () => {
+      const store = await GroupStore.open(this.nc, this.cfg.job, this.cfg.leaseTtl, replicas);
+      const lease = await Lease.tryAcquire(store.leases, `member.${this.me.id}`, this.me, { ttl: store.ttl, log: this.log, renewExpired: true });
+      if (!lease) throw new TidemarkError('NATS_UNAVAILABLE', `could not register member ${this.me.id} of job ${this.cfg.job}`);
+      return { store, lease, startPlan: (await store.plan())?.plan.gen ?? 0 };
+    });
     let first = true;
     try {
       for (;;) {
         if (this.stopping) return 0;
-        const coordinator = await this.acquireCoordinator(store);
+        const coordinator = await this.transient('taking the coordinator lease', () => this.acquireCoordinator(store));
         if (coordinator) {
           const end = await new Coordinator(this).run(store, coordinator, first);
           first = false;
@@ -92,6 +97,22 @@ export class GroupInstance implements RoleContext {
       }
     } finally {
       await lease.release();
+    }
+  }
+
+  /** Runs `step`, again with backoff while NATS fails transiently (for up to a minute). */
+  private async transient<T>(what: string, step: () => Promise<T>): Promise<T> {
+    const backoff = reconnectBackoff();
+    const deadline = Date.now() + 60_000;
+    for (;;) {
+      try {
+        return await step();
+      } catch (e) {
+        if (!isTransientNatsError(e) || Date.now() > deadline || this.stopping) throw e;
+        const wait = backoff();
+        this.log.warn({ err: (e as Error).message }, `${what}: NATS did not answer (${(e as Error).message}); trying again in ${Math.round(wait)} ms`);
+        await new Promise((r) => setTimeout(r, wait));
+      }
     }
   }
 

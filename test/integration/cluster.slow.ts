@@ -136,7 +136,16 @@ t.test('a group of three instances on the cluster: coordinator SIGKILLed, then a
     return { ...s, err: () => err };
   };
   const all = [spawnOne(1), spawnOne(2), spawnOne(3)];
-  await Promise.race(all.map((i) => i.waitFor(/generation \d+: 3 instance\(s\)/, 90_000).catch(() => new Promise(() => undefined))));
+  // A generation of all three; an instance that ends first fails the test with what it said.
+  const formed = await Promise.race([
+    ...all.map((i) => i.waitFor(/generation \d+: 3 instance\(s\)/, 90_000).then(() => true, () => new Promise<boolean>(() => undefined))),
+    ...all.map((i) => i.done.then(() => false)),
+  ]);
+  if (!formed) {
+    t.fail(`an instance ended before the group formed:\n${all.map((i) => i.err().split('\n').filter((l) => !/"level":20/.test(l)).slice(-8).join('\n')).join('\n---\n')}`);
+    await nc.close();
+    return;
+  }
   const coordinator = all.find((i) => /coordinator of job cgrp/.test(i.err()))!;
   await coordinator.waitFor((s) => (s.match(/checkpoint complete/g) ?? []).length >= 5, 90_000);
   coordinator.child.kill('SIGKILL');
