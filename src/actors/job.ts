@@ -19,7 +19,7 @@ import { groupsOf } from '../runtime/key-groups.js';
 import type { PersistedWindow } from '../runtime/window-operator.js';
 import { yieldToLoop } from './slices.js';
 import { tuneHeapForWindows } from './heap.js';
-import { PartitionActor } from './partition-actor.js';
+import { PartitionActor, windowsOfGroups } from './partition-actor.js';
 import { SinkActor, type SinkSet } from './sink-actor.js';
 import { SourceActor, type SavepointTaken } from './source-actor.js';
 import { RunKey, Rejections, type ChannelContext } from '../io/channel.js';
@@ -83,7 +83,7 @@ export interface Placement {
   local: readonly number[];
   key: RunKey;
   /** Hands every actor hosted elsewhere its windows; resolves once each is listening for batches. */
-  remote: (windowsOf: (actor: number) => PersistedWindow[], watermark: number) => Promise<void>;
+  remote: (windowsOf: (actor: number) => Iterable<PersistedWindow>, watermark: number) => Promise<void>;
   /** Stores each complete checkpoint in NATS too (after LevelDB, before it counts as taken). */
   mirror?: (w: CheckpointWrite, meta: CheckpointMeta) => Promise<void>;
   /** Stamped on every checkpoint of this generation. */
@@ -195,16 +195,11 @@ export class Job {
       const parts = local.map((p) => new PartitionActor(nc, p, { job: cfg.job, window: cfg.window, lateness: cfg.lateness, mode: cfg.emit, compiled: cfg.compiled }, channel));
       // Each actor restores the key groups it owns in this run, whichever actor wrote them.
       const routing = { keyGroups: cfg.keyGroups, actors: total };
-      if (restored) for (const pa of parts) await pa.restore(restored.windows, groupsOf(pa.partition, routing), restored.meta.watermark.wm);
-      // Actors on other instances get theirs over NATS (host/group.ts).
-      const windowsOf = (actor: number): PersistedWindow[] => {
-        const { from, to } = groupsOf(actor, routing);
-        const mine: PersistedWindow[] = [];
-        for (let kg = from; kg < to; kg++) for (const w of restored?.windows.get(kg) ?? []) mine.push(w);
-        return mine;
-      };
+      const windowsOf = (actor: number): Iterable<PersistedWindow> => windowsOfGroups(restored?.windows ?? new Map(), groupsOf(actor, routing));
+      if (restored) for (const pa of parts) await pa.restore(windowsOf(pa.partition), restored.meta.watermark.wm);
       for (const pa of parts) pa.start(cfg.job);
       sink.start();
+      // Actors on other instances get theirs over NATS (host/coordinator.ts).
       if (placement) await placement.remote(windowsOf, restored?.meta.watermark.wm ?? -Infinity);
       const endSeq = placement?.drainSeq ?? (cfg.drain ? input.lastSeq : undefined);
       // Threads build the same job from its module (or key spec); a definition object stays inline.

@@ -65,12 +65,19 @@ export async function sendSnapshot(operator: WindowOperator, from: number, msg: 
   out({ t: 'barrier', from, cp: msg.cp, upserts, deletes, windows: operator.size });
 }
 
-/** Rebuilds an operator's windows of key groups [from, to) from a restored checkpoint, in slices with a yield between them. */
+/** The windows of key groups [from, to) of a restored checkpoint (by key group), in key-group order. */
+export function* windowsOfGroups(windows: ReadonlyMap<number, readonly PersistedWindow[]>, groups: { from: number; to: number }): Generator<PersistedWindow> {
+  for (let kg = groups.from; kg < groups.to; kg++) yield* windows.get(kg) ?? [];
+}
+
+/** Rebuilds an operator's windows, in slices with a yield between them. */
+export async function restoreWindows(operator: WindowOperator, windows: Iterable<PersistedWindow>, watermark: number): Promise<void> {
+  await forEachSlice(windows, SNAPSHOT_SLICE, (slice) => operator.restore(slice, watermark));
+}
+
+/** Rebuilds an operator's windows of key groups [from, to) from a restored checkpoint (see restoreWindows). */
 export async function restoreGroups(operator: WindowOperator, windows: ReadonlyMap<number, readonly PersistedWindow[]>, groups: { from: number; to: number }, watermark: number): Promise<void> {
-  const mine = function* (): Generator<PersistedWindow> {
-    for (let kg = groups.from; kg < groups.to; kg++) yield* windows.get(kg) ?? [];
-  };
-  await forEachSlice(mine(), SNAPSHOT_SLICE, (slice) => operator.restore(slice, watermark));
+  await restoreWindows(operator, windowsOfGroups(windows, groups), watermark);
 }
 
 export class PartitionActor {
@@ -91,9 +98,9 @@ export class PartitionActor {
     this.operator = new WindowOperator(cfg);
   }
 
-  /** Rebuilds the windows of key groups [from, to) from a checkpoint before start (see restoreGroups). */
-  async restore(windows: ReadonlyMap<number, readonly PersistedWindow[]>, groups: { from: number; to: number }, watermark: number): Promise<void> {
-    await restoreGroups(this.operator, windows, groups, watermark);
+  /** Rebuilds windows from a checkpoint (or a coordinator's restore messages) before start, in slices. */
+  async restore(windows: Iterable<PersistedWindow>, watermark: number): Promise<void> {
+    await restoreWindows(this.operator, windows, watermark);
   }
 
   /** Subscribes and processes messages in order until `end`. */

@@ -252,7 +252,7 @@ class ControlChannel {
   }
 
   /** Sends every remote actor its windows once its member said hello; resolves when all are ready. */
-  async handOut(windowsOf: (actor: number) => PersistedWindow[], watermark: number, suspect: (member: string) => void): Promise<void> {
+  async handOut(windowsOf: (actor: number) => Iterable<PersistedWindow>, watermark: number, suspect: (member: string) => void): Promise<void> {
     await this.nc.flush();
     const remote = this.plan.members.slice(1);
     await Promise.all(

@@ -64,8 +64,7 @@ export class MemberActors {
           if (!data) continue;
           const msg = receive(m.ctx, inbox, data, checkRestoreMsg)?.msg;
           if (!msg || msg.gen !== plan.gen || msg.actor !== p) continue;
-          // The windows of the actor's key groups, as one run (restoreGroups slices them).
-          await actor.restore(new Map([[0, msg.windows]]), { from: 0, to: 1 }, msg.watermark);
+          await actor.restore(msg.windows, msg.watermark);
           if (!msg.last) continue;
           if (m.stopped) break;
           actor.start(cfg.job);
