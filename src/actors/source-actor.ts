@@ -346,21 +346,27 @@ export class SourceActor {
     // results then have the CPU to themselves, rather than sharing it with posts that fire nothing.
     const inflight = steps ? 0 : this.opts.maxInflight;
     if (this.aborted || this.n - this.credit <= inflight) return;
-    // A batch lost on the way is never credited, and while the source waits no later message shows the
-    // gap: past the checkpoint timeout the job restarts from its last checkpoint instead of stalling.
-    const limit = this.opts.checkpointTimeout;
-    const waiting = this.n;
-    const timer = limit
-      ? setTimeout(() => {
-          if (!this.aborted && this.credit < waiting - inflight) this.ctx.fault(`batch ${waiting - inflight} was not acknowledged within ${limit} ms (a batch or its results were lost)`);
-        }, limit)
-      : undefined;
-    timer?.unref();
-    try {
+    const credited = (async () => {
       while (!this.aborted && this.n - this.credit > inflight) await new Promise<void>((r) => this.creditWaiters.push(r));
-    } finally {
-      clearTimeout(timer);
-    }
+    })();
+    // A batch lost on the way is never credited, and while the source waits no later message shows the gap.
+    this.faultUnlessSettled(credited, `batch ${this.n - inflight} was not acknowledged`, 'a batch or its results were lost');
+    await credited;
+  }
+
+  /**
+   * Restarts the job from its last checkpoint (a fault) when `settled` has not settled within
+   * --checkpoint-timeout: a message lost with nothing after it on its channel shows no gap, and
+   * what waits for it would otherwise wait for ever.
+   */
+  private faultUnlessSettled(settled: Promise<unknown>, what: string, cause: string): void {
+    const limit = this.opts.checkpointTimeout;
+    if (!limit) return;
+    const timer = setTimeout(() => {
+      if (!this.aborted) this.ctx.fault(`${what} within ${limit} ms (${cause})`);
+    }, limit);
+    timer.unref();
+    void settled.finally(() => clearTimeout(timer)).catch(() => undefined);
   }
 
   /**
@@ -391,16 +397,7 @@ export class SourceActor {
     const next = this.queuedSavepoints.entries().next();
     const sp = next.done ? undefined : { name: next.value[0], waiters: next.value[1] };
     const done = new Promise<Extract<CreditMsg, { t: 'checkpointed' }>>((r) => this.cpWaiters.set(cp, r));
-    // A barrier lost on the way with nothing after it on its channel shows no gap: a checkpoint that
-    // does not complete in time restarts the job from its last one instead of stalling it.
-    if (this.opts.checkpointTimeout) {
-      const limit = this.opts.checkpointTimeout;
-      const timer = setTimeout(() => {
-        if (!this.aborted) this.ctx.fault(`checkpoint ${cp} did not complete within ${limit} ms (a barrier or its acknowledgement was lost)`);
-      }, limit);
-      timer.unref();
-      void done.finally(() => clearTimeout(timer));
-    }
+    this.faultUnlessSettled(done, `checkpoint ${cp} did not complete`, 'a barrier or its acknowledgement was lost');
     if (sp) {
       this.queuedSavepoints.delete(sp.name);
       this.takingSavepoints.set(sp.name, sp.waiters);

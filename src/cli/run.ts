@@ -12,7 +12,7 @@ import { createLogger } from '../log.js';
 import { EmbeddedNats } from '../io/nats-server.js';
 import { partitionMappings } from '../io/subjects.js';
 import { Job } from '../actors/job.js';
-import { reconnectBackoff } from '../io/reconnect.js';
+import { reconnectBackoff, retryTransient } from '../io/reconnect.js';
 import { Instance } from '../host/instance.js';
 import { GroupInstance } from '../host/group.js';
 import { isTransientNatsError } from '../io/nats-errors.js';
@@ -25,18 +25,8 @@ const ABORT_GRACE_MS = 2_000;
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /** Starts the job, again and again while NATS fails transiently (a cluster electing leaders), with backoff. */
-async function startRetrying(start: () => Promise<Job>, log: ReturnType<typeof createLogger>, stopping: () => boolean): Promise<Job> {
-  const backoff = reconnectBackoff();
-  for (;;) {
-    try {
-      return await start();
-    } catch (e) {
-      if (!isTransientNatsError(e) || stopping()) throw e;
-      const wait = backoff();
-      log.warn({ err: (e as Error).message }, `the job could not start (${(e as Error).message}); trying again in ${Math.round(wait)} ms`);
-      await sleep(wait);
-    }
-  }
+function startRetrying(start: () => Promise<Job>, log: ReturnType<typeof createLogger>, stopping: () => boolean): Promise<Job> {
+  return retryTransient(start, { stopping, onRetry: (e, wait) => log.warn({ err: e.message }, `the job could not start (${e.message}); trying again in ${Math.round(wait)} ms`) });
 }
 
 const RUN_HELP_OPTIONS: OptionDef[] = [...RUN_OPTIONS, { flag: '--help', key: 'help', kind: 'bool', help: 'this help' }];

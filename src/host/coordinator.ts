@@ -48,7 +48,7 @@ export class Coordinator {
       // --from-checkpoint names a checkpoint of this state directory: it is not replaced by the mirror's.
       if (!(first && cfg.fromCheckpoint !== undefined)) await this.syncLocalState(store, pointer, first && cfg.resetState);
       cfg = { ...cfg, resetState: false };
-      let current = await store.plan();
+      const current = await store.plan();
       let planRevision = current?.revision ?? 0;
       const prev = current && !current.plan.done ? current.plan : undefined;
       const drainSeq = cfg.drain ? (prev?.drainSeq ?? (await ensureStream(await this.g.nc.jetstreamManager(), cfg.inputStream, cfg.inputSubjects)).lastSeq) : undefined;
@@ -91,7 +91,7 @@ export class Coordinator {
           const outcome = await this.watchGeneration(store, job, plan, control, lostSignal);
           if (outcome === 'done') {
             gl.info({ seq: job.source.seq, results: job.sink.counts.results, late: job.sink.counts.late, dead: job.sink.counts.dead }, 'job finished');
-            current = { plan: { ...plan, done: true }, revision: await store.putPlan({ ...plan, done: true }, planRevision) };
+            await store.putPlan({ ...plan, done: true }, planRevision);
             await job.close();
             await lease.release();
             return 'exit';

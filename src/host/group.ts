@@ -22,8 +22,7 @@ import { holderIsDeadHere } from './instance.js';
 import { Coordinator } from './coordinator.js';
 import { followPlans } from './member.js';
 import { deadHere, type GroupHooks, type RoleContext } from './roles.js';
-import { isTransientNatsError } from '../io/nats-errors.js';
-import { reconnectBackoff } from '../io/reconnect.js';
+import { retryTransient } from '../io/reconnect.js';
 
 export type { GroupHooks } from './roles.js';
 export { groupView, ownersOf } from './coordinator.js';
@@ -101,19 +100,12 @@ export class GroupInstance implements RoleContext {
   }
 
   /** Runs `step`, again with backoff while NATS fails transiently (for up to a minute). */
-  private async transient<T>(what: string, step: () => Promise<T>): Promise<T> {
-    const backoff = reconnectBackoff();
-    const deadline = Date.now() + 60_000;
-    for (;;) {
-      try {
-        return await step();
-      } catch (e) {
-        if (!isTransientNatsError(e) || Date.now() > deadline || this.stopping) throw e;
-        const wait = backoff();
-        this.log.warn({ err: (e as Error).message }, `${what}: NATS did not answer (${(e as Error).message}); trying again in ${Math.round(wait)} ms`);
-        await new Promise((r) => setTimeout(r, wait));
-      }
-    }
+  private transient<T>(what: string, step: () => Promise<T>): Promise<T> {
+    return retryTransient(step, {
+      stopping: () => this.stopping,
+      giveUpAfterMs: 60_000,
+      onRetry: (e, wait) => this.log.warn({ err: e.message }, `${what}: NATS did not answer (${e.message}); trying again in ${Math.round(wait)} ms`),
+    });
   }
 
   /** Takes the coordinator lease when it is free or its holder is dead on this host. */

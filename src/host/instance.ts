@@ -12,6 +12,8 @@ import { CheckpointStore } from '../io/checkpoint-store.js';
 import { JobLock, type LockHolder } from '../io/job-lock.js';
 import type { JobMetrics } from './metrics.js';
 import { subjectsFor } from '../io/subjects.js';
+import { Lease } from '../io/lease.js';
+import { deadHere } from './roles.js';
 
 /**
  * True when a lock holder on this host with this state directory is dead: a live one would hold the
@@ -35,17 +37,8 @@ export async function holderIsDeadHere(holder: LockHolder, cfg: JobConfig): Prom
 async function groupCoordinator(nc: NatsConnection, job: string): Promise<{ host: string; pid: number } | undefined> {
   try {
     const kv = await nc.jetstream().views.kv(subjectsFor(job).leaseBucket, { bindOnly: true });
-    const e = await kv.get('coordinator');
-    if (!e || e.operation !== 'PUT' || e.value.length === 0) return undefined;
-    const v = JSON.parse(new TextDecoder().decode(e.value)) as { host: string; pid: number };
-    if (v.host === hostname()) {
-      try {
-        process.kill(v.pid, 0);
-      } catch {
-        return undefined;
-      }
-    }
-    return v;
+    const holder = await Lease.holder<{ host: string; pid: number }>(kv, 'coordinator');
+    return holder && !deadHere(holder.value) ? holder.value : undefined;
   } catch {
     return undefined;
   }

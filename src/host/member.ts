@@ -79,11 +79,6 @@ export class MemberActors {
     return m;
   }
 
-  /** Resolves when every actor has processed the end of input. */
-  async finished(): Promise<void> {
-    await Promise.all(this.actors.map((a) => a.finished()));
-  }
-
   /** Asks the coordinator to do without this member from the next generation on. */
   leave(member: string): void {
     this.send({ t: 'leave', gen: this.plan.gen, member });

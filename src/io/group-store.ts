@@ -9,6 +9,7 @@ import { TidemarkError } from '../errors.js';
 import { encode, decode } from './codec.js';
 import { subjectsFor } from './subjects.js';
 import { apiErrorCode, WRONG_LAST_SEQUENCE } from './nats-errors.js';
+import { Lease, readJsonEntry, writeJsonEntry } from './lease.js';
 import type { CheckpointWrite } from './checkpoint-store.js';
 
 const enc = new TextEncoder();
@@ -96,27 +97,21 @@ export class GroupStore {
     // Every key first: the listing is a consumer of its own, not to be held up by gets in between.
     for await (const k of await this.leases.keys('member.>')) names.push(k);
     for (const k of names) {
-      const e = await this.leases.get(k);
-      if (!e || e.operation !== 'PUT' || e.value.length === 0) continue;
-      try {
-        out.push(JSON.parse(dec.decode(e.value)) as MemberInfo);
-      } catch {
-        // not ours: ignored
-      }
+      const m = await Lease.holder<MemberInfo>(this.leases, k);
+      if (m) out.push(m.value);
     }
     return out.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
   }
 
   async plan(): Promise<{ plan: GenerationPlan; revision: number } | undefined> {
-    const e = await this.state.get('plan');
-    if (!e || e.operation !== 'PUT' || e.value.length === 0) return undefined;
-    return { plan: JSON.parse(dec.decode(e.value)) as GenerationPlan, revision: e.revision };
+    const e = await readJsonEntry<GenerationPlan>(this.state, 'plan');
+    return e && { plan: e.value, revision: e.revision };
   }
 
   /** Writes a plan over the one read at `revision` (0: none); a plan of a newer epoch wins. */
   async putPlan(plan: GenerationPlan, revision: number): Promise<number> {
     try {
-      return revision ? await this.state.update('plan', enc.encode(JSON.stringify(plan)), revision) : await this.state.create('plan', enc.encode(JSON.stringify(plan)));
+      return await writeJsonEntry(this.state, 'plan', plan, revision);
     } catch (e) {
       if (apiErrorCode(e) === WRONG_LAST_SEQUENCE) throw new SupersededError(`the plan of job ${this.job} changed under epoch ${plan.epoch}: another coordinator took over`);
       throw e;
@@ -147,16 +142,14 @@ export class GroupStore {
   // ---- the checkpoint mirror ----
 
   async pointer(): Promise<{ value: MirrorPointer; revision: number } | undefined> {
-    const e = await this.state.get('checkpoint');
-    if (!e || e.operation !== 'PUT' || e.value.length === 0) return undefined;
-    return { value: JSON.parse(dec.decode(e.value)) as MirrorPointer, revision: e.revision };
+    return readJsonEntry<MirrorPointer>(this.state, 'checkpoint');
   }
 
   /** Empties the mirror (a group's --reset-state), keeping the pointer's revision check. */
   async resetMirror(epoch: number): Promise<void> {
     const p = await this.pointer();
     const value: MirrorPointer = { epoch, cp: 0, hash: 0, seq: 0, chain: [] };
-    this.pointerRevision = p ? await this.state.update('checkpoint', enc.encode(JSON.stringify(value)), p.revision) : await this.state.create('checkpoint', enc.encode(JSON.stringify(value)));
+    this.pointerRevision = await writeJsonEntry(this.state, 'checkpoint', value, p?.revision ?? 0);
     for (const name of p?.value.chain ?? []) await this.objects.delete(name).catch(() => undefined);
   }
 
@@ -168,7 +161,7 @@ export class GroupStore {
     const p = await this.pointer();
     const value: MirrorPointer = p ? { ...p.value, epoch } : { epoch, cp: 0, hash: 0, seq: 0, chain: [] };
     try {
-      this.pointerRevision = p ? await this.state.update('checkpoint', enc.encode(JSON.stringify(value)), p.revision) : await this.state.create('checkpoint', enc.encode(JSON.stringify(value)));
+      this.pointerRevision = await writeJsonEntry(this.state, 'checkpoint', value, p?.revision ?? 0);
     } catch (e) {
       if (apiErrorCode(e) === WRONG_LAST_SEQUENCE) throw new SupersededError(`the checkpoint mirror of job ${this.job} changed while epoch ${epoch} claimed it`);
       throw e;

@@ -10,11 +10,22 @@ import { apiErrorCode, WRONG_LAST_SEQUENCE } from './nats-errors.js';
 const enc = new TextEncoder();
 const dec = new TextDecoder();
 
+/** A KV entry's JSON value and revision; undefined when the key holds nothing (throws on malformed JSON). */
+export async function readJsonEntry<T>(kv: KV, key: string): Promise<{ value: T; revision: number } | undefined> {
+  const e = await kv.get(key);
+  if (!e || e.operation !== 'PUT' || e.value.length === 0) return undefined;
+  return { value: JSON.parse(dec.decode(e.value)) as T, revision: e.revision };
+}
+
+/** Writes `value` as JSON over the entry read at `revision`, or creates it when `revision` is 0 (revision-checked both ways). */
+export function writeJsonEntry(kv: KV, key: string, value: unknown, revision: number): Promise<number> {
+  const bytes = enc.encode(JSON.stringify(value));
+  return revision ? kv.update(key, bytes, revision) : kv.create(key, bytes);
+}
+
 export interface LeaseOptions {
   /** The bucket's TTL: a lease not renewed for this long expires. Renewed every ttl/3. */
   ttl: number;
-  /** Called once when the lease is found lost (expired and maybe taken by another). */
-  onLost?: (why: string) => void;
   /** A lease nobody else contends for (a member's own entry): when it expired, take it again instead of losing it. */
   renewExpired?: boolean;
   log?: Logger;
@@ -40,37 +51,32 @@ export class Lease {
   ) {}
 
   /** Takes the lease on `key` if nobody holds it; undefined when it is held. */
-  static async tryAcquire(kv: KV, key: string, value: unknown, opts: LeaseOptions): Promise<Lease | undefined> {
-    const bytes = enc.encode(JSON.stringify(value));
-    try {
-      const rev = await kv.create(key, bytes);
-      return new Lease(kv, key, bytes, rev, rev, opts).start();
-    } catch (e) {
-      if (apiErrorCode(e) === WRONG_LAST_SEQUENCE) return undefined;
-      throw e;
-    }
+  static tryAcquire(kv: KV, key: string, value: unknown, opts: LeaseOptions): Promise<Lease | undefined> {
+    return Lease.claim(kv, key, value, 0, opts);
   }
 
   /** Takes over the lease held at `revision` by an owner known to be dead (revision-checked). */
-  static async takeOver(kv: KV, key: string, value: unknown, revision: number, opts: LeaseOptions): Promise<Lease | undefined> {
-    const bytes = enc.encode(JSON.stringify(value));
+  static takeOver(kv: KV, key: string, value: unknown, revision: number, opts: LeaseOptions): Promise<Lease | undefined> {
+    return Lease.claim(kv, key, value, revision, opts);
+  }
+
+  private static async claim(kv: KV, key: string, value: unknown, revision: number, opts: LeaseOptions): Promise<Lease | undefined> {
     try {
-      const rev = await kv.update(key, bytes, revision);
-      return new Lease(kv, key, bytes, rev, rev, opts).start();
+      const rev = await writeJsonEntry(kv, key, value, revision);
+      return new Lease(kv, key, enc.encode(JSON.stringify(value)), rev, rev, opts).start();
     } catch (e) {
       if (apiErrorCode(e) === WRONG_LAST_SEQUENCE) return undefined;
       throw e;
     }
   }
 
-  /** Who holds `key` now (its JSON value and epoch), if anyone. */
+  /** Who holds `key` now (its JSON value and epoch), if anyone (a value that is not JSON: nobody we know). */
   static async holder<T>(kv: KV, key: string): Promise<{ value: T; revision: number } | undefined> {
-    const e = await kv.get(key);
-    if (!e || e.operation !== 'PUT' || e.value.length === 0) return undefined;
     try {
-      return { value: JSON.parse(dec.decode(e.value)) as T, revision: e.revision };
-    } catch {
-      return undefined;
+      return await readJsonEntry<T>(kv, key);
+    } catch (e) {
+      if (e instanceof SyntaxError) return undefined;
+      throw e;
     }
   }
 
@@ -91,11 +97,6 @@ export class Lease {
     this.released = true;
     clearInterval(this.timer);
     await this.kv.delete(this.key, { previousSeq: this.revision }).catch(() => undefined);
-  }
-
-  /** Stops renewing without deleting (tests: a paused owner). */
-  stopRenewing(): void {
-    clearInterval(this.timer);
   }
 
   private start(): this {
@@ -128,7 +129,6 @@ export class Lease {
       clearInterval(this.timer);
       const why = `lease ${this.key} (epoch ${this.epoch}) expired and was lost`;
       this.opts.log?.error({ lease: this.key, epoch: this.epoch }, why);
-      this.opts.onLost?.(why);
       this.lostNow(why);
     }
   }

@@ -56,6 +56,14 @@ function instance(job: string, n: number, extra: string[] = [], env: NodeJS.Proc
 
 const lastLines = (s: string): string => s.split('\n').filter((l) => !/checkpoint complete|"level":20/.test(l)).slice(-30).join('\n');
 
+/** Until one instance logs a generation spanning all three (an instance that never does just leaves it to the others). */
+const threeRunning = async (all: Instance[]): Promise<void> => {
+  await Promise.race(all.map((i) => i.waitFor(/generation \d+: 3 instance\(s\)/, 60_000).catch(() => new Promise(() => undefined))));
+};
+
+/** Every process ended with exit 0 (quoting the last log lines of one that did not). */
+const allExitZero = (t: Test, ends: CliResult[], who: string): void => ends.forEach((r, i) => t.equal(r.code, 0, `${who} ${i + 1} exits 0 (${r.code === 0 ? '' : lastLines(r.stderr)})`));
+
 async function setUp(job: string, n: number, seed: number): Promise<ReturnType<typeof referenceRun>> {
   const payloads = genStream(seed, { n, unit: 60_000, step: 1_000, maxOutOfOrderness: 5_000 });
   await fillStream(nc, `IN_${job}`, job, payloads);
@@ -78,7 +86,7 @@ t.test('three instances form one job; results equal the model', async (t) => {
   const expected = await setUp(job, 6000, 7);
   const all = [instance(job, 1), instance(job, 2), instance(job, 3)];
   const ends = await Promise.all(all.map((i) => i.done));
-  ends.forEach((r, i) => t.equal(r.code, 0, `instance ${i + 1} exits 0 (${r.code === 0 ? '' : lastLines(r.stderr)})`));
+  allExitZero(t, ends, 'instance');
   const logs = ends.map((r) => r.stderr).join('\n');
   t.match(logs, /generation \d+: 3 instance\(s\)/, 'a generation spanned all three instances');
   const mirror = await runCli(['inspect', '--nats', nats.url, '--job', job]);
@@ -96,14 +104,14 @@ t.test('the coordinator is SIGKILLed mid-run: a member takes over from the mirro
   const job = 'g2';
   const expected = await setUp(job, 8000, 11);
   const all = [instance(job, 1), instance(job, 2), instance(job, 3)];
-  await Promise.race(all.map((i) => i.waitFor(/generation \d+: 3 instance\(s\)/, 60_000).catch(() => new Promise(() => undefined))));
+  await threeRunning(all);
   const coordinator = all.find((i) => /coordinator of job g2/.test(i.stderr()))!;
   t.ok(coordinator, 'one instance is the coordinator');
   await coordinator.waitFor((s) => (s.match(/checkpoint complete/g) ?? []).length >= 5, 60_000);
   coordinator.child.kill('SIGKILL');
   const rest = all.filter((i) => i !== coordinator);
   const ends = await Promise.all(rest.map((i) => i.done));
-  ends.forEach((r, i) => t.equal(r.code, 0, `survivor ${i + 1} exits 0 (${r.code === 0 ? '' : lastLines(r.stderr)})`));
+  allExitZero(t, ends, 'survivor');
   const logs = ends.map((r) => r.stderr).join('\n');
   t.match(logs, /coordinator of job g2/, 'a survivor took the coordinator role');
   t.match(logs, /restored checkpoint \d+ from the group's mirror/, 'it restored from the mirror in NATS');
@@ -114,7 +122,7 @@ t.test('a member is SIGKILLed mid-run: its key groups move; results exact', asyn
   const job = 'g3';
   const expected = await setUp(job, 8000, 13);
   const all = [instance(job, 1), instance(job, 2), instance(job, 3)];
-  await Promise.race(all.map((i) => i.waitFor(/generation \d+: 3 instance\(s\)/, 60_000).catch(() => new Promise(() => undefined))));
+  await threeRunning(all);
   await Promise.race(all.map((i) => i.waitFor((s) => /member of job g3/.test(s) && !/coordinator of job g3/.test(s), 60_000).catch(() => new Promise(() => undefined))));
   const member = all.find((i) => /member of job g3/.test(i.stderr()) && !/coordinator of job g3/.test(i.stderr()));
   t.ok(member, 'one instance is a member');
@@ -122,21 +130,17 @@ t.test('a member is SIGKILLed mid-run: its key groups move; results exact', asyn
   member!.child.kill('SIGKILL');
   const rest = all.filter((i) => i !== member);
   const ends = await Promise.all(rest.map((i) => i.done));
-  ends.forEach((r, i) => t.equal(r.code, 0, `survivor ${i + 1} exits 0 (${r.code === 0 ? '' : lastLines(r.stderr)})`));
+  allExitZero(t, ends, 'survivor');
   t.match(ends.map((r) => r.stderr).join('\n'), /gone \(lease expired or process dead\)/, 'the coordinator noticed the member gone');
   await checkExact(t, job, expected);
 });
 
-const threeRunning = async (all: Instance[], job: string): Promise<void> => {
-  await Promise.race(all.map((i) => i.waitFor(/generation \d+: 3 instance\(s\)/, 60_000).catch(() => new Promise(() => undefined))));
-  void job;
-};
 
 t.test('a stale coordinator (SIGSTOP past its lease, then SIGCONT) is refused; results exact', async (t) => {
   const job = 'g4';
   const expected = await setUp(job, 9000, 17);
   const all = [instance(job, 1), instance(job, 2), instance(job, 3)];
-  await threeRunning(all, job);
+  await threeRunning(all);
   const stale = all.find((i) => /coordinator of job g4/.test(i.stderr()))!;
   await stale.waitFor((s) => (s.match(/checkpoint complete/g) ?? []).length >= 3, 60_000);
   stale.child.kill('SIGSTOP');
@@ -145,7 +149,7 @@ t.test('a stale coordinator (SIGSTOP past its lease, then SIGCONT) is refused; r
   await new Promise((r) => setTimeout(r, 500));
   stale.child.kill('SIGCONT');
   const ends = await Promise.all(all.map((i) => i.done));
-  ends.forEach((r, i) => t.equal(r.code, 0, `instance ${i + 1} exits 0 (${r.code === 0 ? '' : lastLines(r.stderr)})`));
+  allExitZero(t, ends, 'instance');
   const staleLog = ends[all.indexOf(stale)]!.stderr;
   t.match(staleLog, /lease coordinator \(epoch \d+\) expired and was lost|checkpoint refused: superseded|superseded: another instance coordinates/, 'the stale coordinator found itself superseded');
   await checkExact(t, job, expected);
@@ -165,14 +169,14 @@ t.test('a dropped batch on an actor channel is noticed and recovered from the ch
   // gap until the checkpoint timeout; either way the job goes back to its checkpoint.
   const extra = ['--checkpoint-timeout', '5s'];
   const all = [instance(job, 1, extra, env, false), instance(job, 2, extra, env, false), instance(job, 3, extra, env, false)];
-  await threeRunning(all, job);
+  await threeRunning(all);
   await fillStream(nc, `IN_${job}`, job, payloads);
   const expected = referenceRun(payloads, cfg(job), false);
   const count = async (stream: string): Promise<number> => (await jsm.streams.info(stream)).state.messages;
   for (let i = 0; i < 1200 && ((await count(`RES_${job}`)) < expected.results.length || (await count(`LATE_${job}`)) < expected.late.length); i++) await new Promise((r) => setTimeout(r, 100));
   for (const i of all) i.child.kill('SIGTERM');
   const ends = await Promise.all(all.map((i) => i.done));
-  ends.forEach((r, i) => t.equal(r.code, 0, `instance ${i + 1} exits 0 (${r.code === 0 ? '' : lastLines(r.stderr)})`));
+  allExitZero(t, ends, 'instance');
   const logs = ends.map((r) => r.stderr).join('\n');
   t.match(logs, /message\(s\) lost|was not acknowledged within 5000 ms/, 'the loss was noticed (a gap, or no acknowledgement in time)');
   t.match(logs, /new generation from the last checkpoint/, 'the job went back to its checkpoint');
@@ -183,7 +187,7 @@ t.test('rebalancing: a fourth instance joins, one leaves with SIGTERM; one owner
   const job = 'g6';
   const expected = await setUp(job, 12000, 23);
   const all = [instance(job, 1), instance(job, 2), instance(job, 3)];
-  await threeRunning(all, job);
+  await threeRunning(all);
   const fourth = instance(job, 4);
   all.push(fourth);
   await Promise.race(all.map((i) => i.waitFor(/generation \d+: 4 instance\(s\)/, 60_000).catch(() => new Promise(() => undefined))));
@@ -200,7 +204,7 @@ t.test('rebalancing: a fourth instance joins, one leaves with SIGTERM; one owner
   const leaver = all.find((i) => /member of job g6/.test(i.stderr()) && !/coordinator of job g6/.test(i.stderr()) && !/leaving/.test(i.stderr()))!;
   leaver.child.kill('SIGTERM');
   const ends = await Promise.all(all.map((i) => i.done));
-  ends.forEach((r, i) => t.equal(r.code, 0, `instance ${i + 1} exits 0 (${r.code === 0 ? '' : lastLines(r.stderr)})`));
+  allExitZero(t, ends, 'instance');
   t.match(ends[all.indexOf(leaver)]!.stderr, /leaving the group/, 'the SIGTERMed member left');
   await checkExact(t, job, expected);
   // Every checkpoint any instance holds names owners that cover the key groups once each.
@@ -232,7 +236,7 @@ t.test('a barrier lost with nothing after it on its channel: the checkpoint time
   // One instance: a member joining would start a new generation of its own and could beat the timeout.
   const all = [instance(job, 1, ['--checkpoint-timeout', '2s'], env)];
   const ends = await Promise.all(all.map((i) => i.done));
-  ends.forEach((r, i) => t.equal(r.code, 0, `instance ${i + 1} exits 0 (${r.code === 0 ? '' : lastLines(r.stderr)})`));
+  allExitZero(t, ends, 'instance');
   t.match(ends.map((r) => r.stderr).join('\n'), /did not complete within 2000 ms/, 'the checkpoint timed out');
   await checkExact(t, job, expected);
 });
