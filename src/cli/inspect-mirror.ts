@@ -4,9 +4,23 @@
 import { TidemarkError } from '../errors.js';
 import { connectNats, natsAuthFrom } from '../io/connect.js';
 import { GroupStore } from '../io/group-store.js';
+import type { GroupStamp } from '../io/checkpoint-store.js';
 import { subjectsFor } from '../io/subjects.js';
 import { windowId, type PersistedWindow } from '../runtime/window-operator.js';
 import type { RawOptions } from '../option-table.js';
+
+/** A group's checkpoint stamp in one cell: epoch, generation and the owners of key-group ranges. */
+export const formatGroupStamp = (g: GroupStamp | undefined): string => (g ? `epoch ${g.epoch} gen ${g.gen}: ${g.owners.map(([id, a, b]) => `${id.slice(0, 6)} ${a}-${b - 1}`).join(', ')}` : '');
+
+/** `--key K`: a key's windows of one checkpoint, as JSON or one line each. */
+export function printKeyWindows(heading: string, checkpoint: number, key: string, windows: Iterable<PersistedWindow>, json: boolean): void {
+  const rows = [...windows].filter((w) => w.key === key).sort((a, b) => a.start - b.start).map((w) => ({ window: { start: w.start, end: w.end }, state: w.state, records: w.n, accumulator: w.acc, nextRevision: w.revision }));
+  if (json) process.stdout.write(JSON.stringify({ checkpoint, key, windows: rows }) + '\n');
+  else {
+    process.stdout.write(`${heading}, key ${key}: ${rows.length} windows\n`);
+    for (const w of rows) process.stdout.write(`  [${w.window.start}, ${w.window.end})  ${String(w.state).padEnd(8)} records ${w.records}  ${JSON.stringify(w.accumulator)}\n`);
+  }
+}
 
 const wm = (w: number): string => (w === Infinity ? '+inf' : w === -Infinity ? '-inf' : new Date(w).toISOString());
 
@@ -31,12 +45,7 @@ export async function inspectMirror(opts: RawOptions, job: string): Promise<numb
         for (const [, ws] of w.upserts) for (const x of ws) live.set(x.id ?? windowId(x.key, x.start, x.end), x);
         for (const [, id] of w.deletes) live.delete(id);
       }
-      const rows = [...live.values()].filter((w) => w.key === opts.key).sort((a, b) => a.start - b.start).map((w) => ({ window: { start: w.start, end: w.end }, state: w.state, records: w.n, accumulator: w.acc, nextRevision: w.revision }));
-      if (opts.json) process.stdout.write(JSON.stringify({ checkpoint: p.value.cp, key: opts.key, windows: rows }) + '\n');
-      else {
-        process.stdout.write(`checkpoint ${p.value.cp} (NATS mirror, epoch ${p.value.epoch}), key ${opts.key}: ${rows.length} windows\n`);
-        for (const w of rows) process.stdout.write(`  [${w.window.start}, ${w.window.end})  ${String(w.state).padEnd(8)} records ${w.records}  ${JSON.stringify(w.accumulator)}\n`);
-      }
+      printKeyWindows(`checkpoint ${p.value.cp} (NATS mirror, epoch ${p.value.epoch})`, p.value.cp, opts.key, live.values(), opts.json === true);
       return 0;
     }
     const rows = chain.map((w, i) => ({
@@ -47,7 +56,7 @@ export async function inspectMirror(opts: RawOptions, job: string): Promise<numb
       watermark: wm(w.meta.watermark.wm),
       windows: w.meta.windows,
       kind: w.meta.full ? 'full' : `delta of ${w.meta.parent}`,
-      group: w.meta.group ? `epoch ${w.meta.group.epoch} gen ${w.meta.group.gen}: ${w.meta.group.owners.map(([id, a, b]) => `${id.slice(0, 6)} ${a}-${b - 1}`).join(', ')}` : '',
+      group: formatGroupStamp(w.meta.group),
     }));
     if (opts.json) process.stdout.write(JSON.stringify({ pointer: p.value, checkpoints: rows }) + '\n');
     else {

@@ -7,7 +7,7 @@ import { CheckpointStore } from '../io/checkpoint-store.js';
 import { checkpointDir, openJobStore, resolveCheckpointId } from '../actors/job.js';
 import { waysOut } from '../io/state-damage.js';
 import { NATS_AUTH_OPTIONS } from '../io/connect.js';
-import { inspectMirror } from './inspect-mirror.js';
+import { formatGroupStamp, inspectMirror, printKeyWindows } from './inspect-mirror.js';
 
 export const INSPECT_OPTIONS: OptionDef[] = [
   { flag: '--state-dir', key: 'stateDir', kind: 'string', arg: 'DIR', help: 'state directory of the job', default: '.tidemark' },
@@ -42,13 +42,7 @@ export async function inspectCommand(argv: string[]): Promise<number> {
     if (typeof opts.key === 'string') {
       const r = await store.restore(await resolveCheckpointId(store, opts.checkpoint === undefined ? undefined : String(opts.checkpoint), '--checkpoint'));
       if (!r) throw new TidemarkError('CHECKPOINT_NOT_FOUND', 'no checkpoint yet');
-      const windows = [...r.windows.values()].flat().filter((w) => w.key === opts.key).sort((a, b) => a.start - b.start);
-      const rows = windows.map((w) => ({ window: { start: w.start, end: w.end }, state: w.state, records: w.n, accumulator: w.acc, nextRevision: w.revision }));
-      if (opts.json) process.stdout.write(JSON.stringify({ checkpoint: r.meta.id, key: opts.key, windows: rows }) + '\n');
-      else {
-        process.stdout.write(`checkpoint ${r.meta.id}, key ${opts.key}: ${rows.length} windows\n`);
-        for (const w of rows) process.stdout.write(`  [${w.window.start}, ${w.window.end})  ${String(w.state).padEnd(8)} records ${w.records}  ${JSON.stringify(w.accumulator)}\n`);
-      }
+      printKeyWindows(`checkpoint ${r.meta.id}`, r.meta.id, opts.key, [...r.windows.values()].flat(), opts.json === true);
       return 0;
     }
     const rows = [];
@@ -66,7 +60,7 @@ export async function inspectCommand(argv: string[]): Promise<number> {
         kind: (m ?? rec) ? ((m ?? rec)!.full ? 'full' : `delta of ${(m ?? rec)!.parent}`) : '',
         savepoint: m?.savepoint ?? rec?.savepoint ?? '',
         // A group's checkpoint: the coordinator's lease epoch, the generation and the key-group owners.
-        group: m?.group ? `epoch ${m.group.epoch} gen ${m.group.gen}: ${m.group.owners.map(([id, a, b]) => `${id.slice(0, 6)} ${a}-${b - 1}`).join(', ')}` : '',
+        group: formatGroupStamp(m?.group),
         problem: problem ?? '',
       });
     }
