@@ -200,12 +200,18 @@ export class Job {
       const parts = local.map((p) => new PartitionActor(nc, p, { job: cfg.job, window: cfg.window, lateness: cfg.lateness, mode: cfg.emit, compiled: cfg.compiled }, channel));
       // Each actor restores the key groups it owns in this run, whichever actor wrote them.
       const routing = { keyGroups: cfg.keyGroups, actors: total };
-      const windowsOf = (actor: number): Iterable<PersistedWindow> => windowsOfGroups(restored?.windows ?? new Map(), groupsOf(actor, routing));
+      // The restored windows are let go once every actor has its own: a closure made in this scope
+      // (the callbacks below live as long as the job) keeps every variable the scope's closures
+      // capture, and 1M restored windows are hundreds of MB.
+      let restoredWindows = restored?.windows;
+      const restoredCount = restoredWindows ? [...restoredWindows.values()].reduce((a, w) => a + w.length, 0) : 0;
+      const windowsOf = (actor: number): Iterable<PersistedWindow> => windowsOfGroups(restoredWindows ?? new Map(), groupsOf(actor, routing));
       if (restored) for (const pa of parts) await pa.restore(windowsOf(pa.partition), restored.meta.watermark.wm);
       for (const pa of parts) pa.start(cfg.job);
       sink.start();
       // Actors on other instances get theirs over NATS (host/coordinator.ts).
       if (placement) await placement.remote(windowsOf, restored?.meta.watermark.wm ?? -Infinity);
+      restoredWindows = undefined;
       const endSeq = placement?.drainSeq ?? (cfg.drain ? input.lastSeq : undefined);
       // Threads build the same job from its module (or key spec); a definition object stays inline.
       const jobSource: JobSource | undefined = cfg.jobModule
@@ -241,8 +247,7 @@ export class Job {
       await nc.flush();
       const ms = Math.round(performance.now() - t0);
       if (meta) {
-        const windows = [...restored!.windows.values()].reduce((a, w) => a + w.length, 0);
-        log.info({ checkpoint: meta.id, seq: meta.seq, windows, recoveryMs: ms }, `recovered from checkpoint ${meta.id} in ${ms} ms (${windows} windows, resuming after input sequence ${meta.seq})`);
+        log.info({ checkpoint: meta.id, seq: meta.seq, windows: restoredCount, recoveryMs: ms }, `recovered from checkpoint ${meta.id} in ${ms} ms (${restoredCount} windows, resuming after input sequence ${meta.seq})`);
       }
       log.info(
         {
