@@ -168,7 +168,7 @@ export class Coordinator {
           const joined = live.filter((m) => !planned.has(m.id)).map((m) => m.id);
           if (joined.length) rebalanceSoon(`member(s) ${joined.join(', ')} joined`);
         })
-        .catch(() => undefined);
+        .catch(() => store.observer.blind());
     }, Math.max(100, Math.floor(this.g.cfg.leaseTtl / 3)));
     const disconnected = new Promise<{ restart: string; backoff: boolean }>((r) => (this.g.lostConnection = () => r({ restart: 'the NATS connection was lost', backoff: true })));
     const stop = this.g.stopSignal.then(async () => {

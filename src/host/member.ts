@@ -9,7 +9,7 @@ import { Reassembler } from '../io/framing.js';
 import { subjectsFor } from '../io/subjects.js';
 import type { GenerationPlan, GroupStore } from '../io/group-store.js';
 import { Lease } from '../io/lease.js';
-import { deadHere, type RoleContext } from './roles.js';
+import { coordinatorGone, type CoordinatorLease, type RoleContext } from './roles.js';
 import type { JobConfig } from '../runtime/job-config.js';
 import type { Logger } from '../log.js';
 import { PartitionActor } from '../actors/partition-actor.js';
@@ -122,14 +122,14 @@ export async function followPlans(g: RoleContext, store: GroupStore, lease: Leas
     }).catch((e: unknown) => g.log.error({ err: (e as Error).message }, 'could not join the generation'));
   });
   const vacancy = setInterval(() => {
-    void Lease.holder<{ id: string; host: string; pid: number }>(store.leases, 'coordinator')
+    void Lease.holder<CoordinatorLease>(store.leases, 'coordinator')
       .then(async (h) => {
-        if (h && !deadHere(h.value)) return;
+        if (h && !coordinatorGone(store, h)) return;
         // A coordinator that ended the job (drain) released its lease after writing so.
         const p = await store.plan();
         resolveEnd(p?.plan.done && p.plan.gen > startGen ? 'exit' : 'vacant');
       })
-      .catch(() => undefined);
+      .catch(() => store.observer.blind());
   }, Math.max(100, Math.floor(g.cfg.leaseTtl / 3)));
   const onStop = g.stopSignal.then(async () => {
     g.log.info('stopping: leaving the group');
