@@ -46,6 +46,7 @@ export class Coordinator {
       if (first && cfg.resetState) await store.resetMirror(epoch);
       else pointer = await store.claimMirror(epoch);
       // --from-checkpoint names a checkpoint of this state directory: it is not replaced by the mirror's.
+      log.debug({ checkpoint: pointer?.cp }, 'checkpoint mirror claimed');
       if (!(first && cfg.fromCheckpoint !== undefined)) await this.syncLocalState(store, pointer, first && cfg.resetState);
       cfg = { ...cfg, resetState: false };
       const current = await store.plan();
@@ -80,6 +81,7 @@ export class Coordinator {
             stamp: { epoch, gen: plan.gen, owners: ownersOf(plan, cfg.keyGroups) },
             ...(drainSeq !== undefined ? { drainSeq } : {}),
           };
+          gl.debug({ members: assigned.map((m) => m.id) }, `starting generation ${plan.gen}`);
           job = await Job.start(cfg, this.g.nc, gl, placement);
           gl.info({ member: this.g.me.id, members: assigned.map((m) => `${m.id}:${m.actors.join('+')}`) }, `generation ${plan.gen}: ${members.length} instance(s), ${plan.total} window actors; coordinator ${this.g.me.id} (epoch ${epoch})`);
           job.group = groupView(plan, members, cfg.keyGroups);

@@ -4,16 +4,18 @@
 // machine can take the coordinator role over and restore what the last coordinator checkpointed.
 
 import { randomBytes } from 'node:crypto';
-import type { KV, NatsConnection, ObjectStore } from 'nats';
+import type { JetStreamManager, KV, NatsConnection, ObjectStore } from 'nats';
 import { TidemarkError } from '../errors.js';
 import { encode, decode } from './codec.js';
 import { subjectsFor } from './subjects.js';
-import { apiErrorCode, WRONG_LAST_SEQUENCE } from './nats-errors.js';
+import { apiErrorCode, boundedNats, WRONG_LAST_SEQUENCE } from './nats-errors.js';
 import { Lease, LeaseObserver, readJsonEntry, writeJsonEntry } from './lease.js';
 import type { CheckpointWrite } from './checkpoint-store.js';
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
+/** How long one object of the checkpoint mirror may take to read before the read counts as failed (and is tried again). */
+const FETCH_BOUND_MS = 120_000;
 
 /** A `tidemark run` process of a group, as its member lease says. */
 export interface MemberInfo {
@@ -71,6 +73,8 @@ export class GroupStore {
   readonly observer: LeaseObserver;
 
   private constructor(
+    private readonly jsm: JetStreamManager,
+    private readonly leaseBucketName: string,
     readonly job: string,
     readonly leases: KV,
     readonly state: KV,
@@ -91,9 +95,10 @@ export class GroupStore {
       const state = await js.views.kv(s.groupStateBucket, { history: 1, replicas, allow_direct: false });
       const objects = await js.views.os(s.checkpointObjects, { replicas });
       // A lease bucket made by an earlier version expired its entries by max_age: no more.
+      const jsm = await nc.jetstreamManager();
       const info = (await leases.status()).streamInfo;
-      if (info.config.max_age) await (await nc.jetstreamManager()).streams.update(info.config.name, { ...info.config, max_age: 0 });
-      return new GroupStore(job, leases, state, objects, ttl);
+      if (info.config.max_age) await jsm.streams.update(info.config.name, { ...info.config, max_age: 0 });
+      return new GroupStore(jsm, s.leaseBucket, job, leases, state, objects, ttl);
     } catch (e) {
       throw new TidemarkError('NATS_UNAVAILABLE', `cannot open the group buckets of job ${job} (${s.leaseBucket}, ${s.groupStateBucket}, ${s.checkpointObjects}): ${(e as Error).message}`, { cause: e });
     }
@@ -110,9 +115,11 @@ export class GroupStore {
   /** Live members (their leases renewed within the TTL, as far as this process has seen). */
   async members(): Promise<MemberInfo[]> {
     const out: MemberInfo[] = [];
-    const names: string[] = [];
-    // Every key first: the listing is a consumer of its own, not to be held up by gets in between.
-    for await (const k of await this.leases.keys('member.>')) names.push(k);
+    // The keys from the stream's subjects (one request, bounded), not kv.keys(): that is an ordered
+    // consumer, which waits for ever when its node dies in a failover.
+    const prefix = `$KV.${this.leaseBucketName}.`;
+    const info = await this.jsm.streams.info(`KV_${this.leaseBucketName}`, { subjects_filter: `${prefix}member.>` });
+    const names = Object.keys(info.state.subjects ?? {}).map((s) => s.slice(prefix.length));
     for (const k of names) {
       const m = await this.liveHolder<MemberInfo>(k);
       if (m) out.push(m.value);
@@ -211,7 +218,8 @@ export class GroupStore {
   async fetchChain(p: MirrorPointer): Promise<CheckpointWrite[]> {
     const out: CheckpointWrite[] = [];
     for (const name of p.chain) {
-      const bytes = await this.objects.getBlob(name);
+      // An object is read by an ordered consumer: bounded (a failover can leave it waiting for ever).
+      const bytes = await boundedNats(this.objects.getBlob(name), FETCH_BOUND_MS, `reading ${name} of the checkpoint mirror`);
       if (!bytes) throw new TidemarkError('STATE_CORRUPT', `the checkpoint mirror of job ${this.job} lacks ${name} (its pointer names checkpoint ${p.cp}); restore from a state directory, or --reset-state`);
       out.push(decode<CheckpointWrite>(bytes));
     }
