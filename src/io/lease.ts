@@ -36,7 +36,7 @@ export interface LeaseOptions {
 /**
  * Which leases have stopped being renewed, as one process sees them: a key that stood at one revision
  * for the TTL since this observer first saw it there. Expiry is observed rather than left to the bucket's
- * max_age because nats-server 2.9 (before 2.10.19, nats-io/nats-server#5794) checks a create
+ * max_age because nats-server 2.9 (fixed in 2.10 by nats-io/nats-server#5794, merged August 2024) checks a create
  * (`Nats-Expected-Last-Subject-Sequence: 0`) on each replica against its own store, and max_age removes
  * messages on each replica by its own clock — a node restarted after its copies aged out replays the
  * creates the others refused, stores them, and its sequences part from theirs (revisions then disagree
