@@ -180,11 +180,6 @@ t.test('a group of three instances on the cluster: coordinator SIGKILLed, a key-
     return false;
   };
   const gens = (err: string, n: number): number => (err.match(new RegExp(`generation \\d+: ${n} instance\\(s\\)`, 'g')) ?? []).length;
-  const coordinatorNow = (): Inst | undefined => {
-    // The instance whose latest role line is the coordinator's.
-    const live = running().filter((i) => /coordinator of job cgrp/.test(i.err()));
-    return live.sort((a, b) => a.err().lastIndexOf('coordinator of job cgrp') - b.err().lastIndexOf('coordinator of job cgrp'))[0];
-  };
   const end = async (): Promise<void> => {
     await nc.close();
   };
