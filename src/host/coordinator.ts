@@ -46,6 +46,7 @@ export class Coordinator {
       if (first && cfg.resetState) await store.resetMirror(epoch);
       else pointer = await store.claimMirror(epoch);
       // --from-checkpoint names a checkpoint of this state directory: it is not replaced by the mirror's.
+      log.debug({ checkpoint: pointer?.cp }, 'checkpoint mirror claimed');
       if (!(first && cfg.fromCheckpoint !== undefined)) await this.syncLocalState(store, pointer, first && cfg.resetState);
       cfg = { ...cfg, resetState: false };
       const current = await store.plan();
@@ -82,6 +83,7 @@ export class Coordinator {
             prepare: { subjects: assigned.slice(1).map((_, i) => subjectsFor(cfg.job).prepare(i + 1)), from: (s) => s >= memberSender(1) && s < memberSender(assigned.length) },
             ...(drainSeq !== undefined ? { drainSeq } : {}),
           };
+          gl.debug({ members: assigned.map((m) => m.id) }, `starting generation ${plan.gen}`);
           job = await Job.start(cfg, this.g.nc, gl, placement);
           gl.info({ member: this.g.me.id, members: assigned.map((m) => `${m.id}:${m.actors.join('+')}`) }, `generation ${plan.gen}: ${members.length} instance(s), ${plan.total} window actors; coordinator ${this.g.me.id} (epoch ${epoch})`);
           job.group = groupView(plan, members, cfg.keyGroups);
@@ -170,7 +172,7 @@ export class Coordinator {
           const joined = live.filter((m) => !planned.has(m.id)).map((m) => m.id);
           if (joined.length) rebalanceSoon(`member(s) ${joined.join(', ')} joined`);
         })
-        .catch(() => undefined);
+        .catch(() => store.observer.blind());
     }, Math.max(100, Math.floor(this.g.cfg.leaseTtl / 3)));
     const disconnected = new Promise<{ restart: string; backoff: boolean }>((r) => (this.g.lostConnection = () => r({ restart: 'the NATS connection was lost', backoff: true })));
     const stop = this.g.stopSignal.then(async () => {

@@ -21,7 +21,7 @@ import { JobLock, alreadyRunning, DEFAULT_LOCK_TTL } from '../io/job-lock.js';
 import { holderIsDeadHere } from './instance.js';
 import { Coordinator } from './coordinator.js';
 import { followPlans } from './member.js';
-import { deadHere, type GroupHooks, type RoleContext } from './roles.js';
+import { coordinatorGone, deadHere, type CoordinatorLease, type GroupHooks, type RoleContext } from './roles.js';
 import { retryTransient } from '../io/reconnect.js';
 
 export type { GroupHooks } from './roles.js';
@@ -74,12 +74,20 @@ export class GroupInstance implements RoleContext {
     const single = await JobLock.holderOf(this.nc, this.cfg.job);
     if (single && !(await holderIsDeadHere(single, this.cfg))) throw alreadyRunning(this.cfg.job, single, DEFAULT_LOCK_TTL);
     // A cluster electing the new buckets' leaders answers "no responders" or times out for a moment.
-    const { store, lease, startPlan } = await this.transient('joining the group', async () => {
-      const store = await GroupStore.open(this.nc, this.cfg.job, this.cfg.leaseTtl, replicas);
-      const lease = await Lease.tryAcquire(store.leases, `member.${this.me.id}`, this.me, { ttl: store.ttl, log: this.log, renewExpired: true });
-      if (!lease) throw new TidemarkError('NATS_UNAVAILABLE', `could not register member ${this.me.id} of job ${this.cfg.job}`);
-      return { store, lease, startPlan: (await store.plan())?.plan.gen ?? 0 };
+    // One step at a time: a lease taken is never taken again because a later step failed.
+    const store = await this.transient('joining the group', () => GroupStore.open(this.nc, this.cfg.job, this.cfg.leaseTtl, replicas));
+    const lease = await this.transient('joining the group', async () => {
+      const l = await Lease.tryAcquire(store.leases, `member.${this.me.id}`, this.me, { ttl: store.ttl, log: this.log, renewExpired: true });
+      if (!l) throw new TidemarkError('NATS_UNAVAILABLE', `could not register member ${this.me.id} of job ${this.cfg.job}`);
+      return l;
     });
+    let startPlan: number;
+    try {
+      startPlan = await this.transient('joining the group', async () => (await store.plan())?.plan.gen ?? 0);
+    } catch (e) {
+      await lease.release();
+      throw e;
+    }
     let first = true;
     try {
       for (;;) {
@@ -108,16 +116,17 @@ export class GroupInstance implements RoleContext {
     });
   }
 
-  /** Takes the coordinator lease when it is free or its holder is dead on this host. */
+  /** Takes the coordinator lease when it is free, its holder is dead on this host, or it stopped renewing it. */
   private async acquireCoordinator(store: GroupStore): Promise<Lease | undefined> {
     const value = { id: this.me.id, host: this.me.host, pid: this.me.pid };
     const opts = { ttl: store.ttl, log: this.log };
     let lease = await Lease.tryAcquire(store.leases, 'coordinator', value, opts);
     if (!lease) {
-      const holder = await Lease.holder<{ id: string; host: string; pid: number }>(store.leases, 'coordinator');
-      if (holder && deadHere(holder.value)) {
+      const holder = await Lease.holder<CoordinatorLease>(store.leases, 'coordinator');
+      const why = holder && coordinatorGone(store, holder);
+      if (holder && why) {
         lease = await Lease.takeOver(store.leases, 'coordinator', value, holder.revision, opts);
-        if (lease) this.log.warn({ previous: holder.value }, `took the coordinator role of job ${this.cfg.job} over from a dead instance (pid ${holder.value.pid})`);
+        if (lease) this.log.warn({ previous: holder.value }, `took the coordinator role of job ${this.cfg.job} over from ${why} (pid ${holder.value.pid})`);
       }
     }
     return lease;

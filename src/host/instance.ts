@@ -33,12 +33,18 @@ export async function holderIsDeadHere(holder: LockHolder, cfg: JobConfig): Prom
   }
 }
 
-/** The live coordinator of job `job`'s group, if any (the lease bucket is not created). */
-async function groupCoordinator(nc: NatsConnection, job: string): Promise<{ host: string; pid: number } | undefined> {
+/**
+ * The live coordinator of job `job`'s group, if any (the lease bucket is not created): a holder that is
+ * not dead here and renews its lease (the entry moves within the lease TTL `ttl`; leases do not expire by themselves).
+ */
+async function groupCoordinator(nc: NatsConnection, job: string, ttl: number): Promise<{ host: string; pid: number } | undefined> {
   try {
-    const kv = await nc.jetstream().views.kv(subjectsFor(job).leaseBucket, { bindOnly: true });
+    const kv = await nc.jetstream().views.kv(subjectsFor(job).leaseBucket, { bindOnly: true, allow_direct: false });
     const holder = await Lease.holder<{ host: string; pid: number }>(kv, 'coordinator');
-    return holder && !deadHere(holder.value) ? holder.value : undefined;
+    if (!holder || deadHere(holder.value)) return undefined;
+    await new Promise((r) => setTimeout(r, ttl));
+    const now = await Lease.holder<{ host: string; pid: number }>(kv, 'coordinator');
+    return now && now.revision !== holder.revision ? now.value : undefined;
   } catch {
     return undefined;
   }
@@ -57,7 +63,7 @@ export class Instance {
     const lock = opts.lock === false ? undefined : await JobLock.acquire(nc, JobLock.self(cfg.job, cfg.stateDir, version), { isHolderDead: (h) => holderIsDeadHere(h, cfg), onLost: onLockLost, log });
     if (lock) {
       // A group of this job (instances without a jsonl: sink) must not run beside a single instance.
-      const coordinator = await groupCoordinator(nc, cfg.job);
+      const coordinator = await groupCoordinator(nc, cfg.job, cfg.leaseTtl);
       if (coordinator) {
         await lock.release();
         throw new TidemarkError('STATE_LOCKED', `job "${cfg.job}" is already running as a group (coordinator pid ${coordinator.pid} on host ${coordinator.host}); a job with a jsonl: sink runs alone: stop the group first or use another --job`);

@@ -10,7 +10,7 @@ import { servePrepare } from '../io/remote-prepare.js';
 import { subjectsFor } from '../io/subjects.js';
 import type { GenerationPlan, GroupStore } from '../io/group-store.js';
 import { Lease } from '../io/lease.js';
-import { deadHere, type RoleContext } from './roles.js';
+import { coordinatorGone, type CoordinatorLease, type RoleContext } from './roles.js';
 import type { JobConfig } from '../runtime/job-config.js';
 import type { Logger } from '../log.js';
 import { PartitionActor } from '../actors/partition-actor.js';
@@ -106,7 +106,7 @@ export async function followPlans(g: RoleContext, store: GroupStore, lease: Leas
   let resolveEnd: (e: 'exit' | 'vacant') => void = () => undefined;
   const ended = new Promise<'exit' | 'vacant'>((r) => (resolveEnd = r));
   let chain = Promise.resolve();
-  const stopWatch = await store.watchPlan((plan) => {
+  const onPlan = (plan: GenerationPlan): void => {
     chain = chain.then(async () => {
       if (plan.gen <= gen) return;
       gen = plan.gen;
@@ -123,16 +123,23 @@ export async function followPlans(g: RoleContext, store: GroupStore, lease: Leas
       current = await MemberActors.start(g.nc, g.cfg, plan, g.me.id, g.log.child({ gen: plan.gen }));
       if (current) g.log.info({ gen: plan.gen, actors: plan.members.find((m) => m.id === g.me.id)?.actors }, `member of job ${g.cfg.job}, generation ${plan.gen}`);
     }).catch((e: unknown) => g.log.error({ err: (e as Error).message }, 'could not join the generation'));
+  };
+  // Plans come by a watch, and are also read at every vacancy check: the watch is an ordered consumer,
+  // which can wait for ever once its node died in a failover (or not be made while NATS fails over).
+  const stopWatch = await store.watchPlan(onPlan).catch((e: unknown) => {
+    g.log.warn({ err: (e as Error).message }, `could not watch the plans of job ${g.cfg.job} (${(e as Error).message}); reading them every ${Math.round(g.cfg.leaseTtl / 3)} ms`);
+    return () => undefined;
   });
   const vacancy = setInterval(() => {
-    void Lease.holder<{ id: string; host: string; pid: number }>(store.leases, 'coordinator')
+    void Lease.holder<CoordinatorLease>(store.leases, 'coordinator')
       .then(async (h) => {
-        if (h && !deadHere(h.value)) return;
-        // A coordinator that ended the job (drain) released its lease after writing so.
+        // A coordinator that ended the job (drain) released its lease after writing so: the plan after the lease.
         const p = await store.plan();
+        if (p) onPlan(p.plan);
+        if (h && !coordinatorGone(store, h)) return;
         resolveEnd(p?.plan.done && p.plan.gen > startGen ? 'exit' : 'vacant');
       })
-      .catch(() => undefined);
+      .catch(() => store.observer.blind());
   }, Math.max(100, Math.floor(g.cfg.leaseTtl / 3)));
   const onStop = g.stopSignal.then(async () => {
     g.log.info('stopping: leaving the group');

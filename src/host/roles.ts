@@ -44,3 +44,17 @@ export function deadHere(info: { host: string; pid: number }): boolean {
     return (e as NodeJS.ErrnoException).code === 'ESRCH';
   }
 }
+
+/** The coordinator lease's value. */
+export interface CoordinatorLease {
+  id: string;
+  host: string;
+  pid: number;
+}
+
+/** Why the coordinator lease `holder` may be taken over (its process is dead here, or it stopped renewing), or undefined. */
+export function coordinatorGone(store: GroupStore, holder: { value: CoordinatorLease; revision: number }): string | undefined {
+  if (deadHere(holder.value)) return 'a dead instance';
+  if (store.observer.stale('coordinator', holder.revision)) return `an instance that stopped renewing its lease for ${store.ttl} ms`;
+  return undefined;
+}

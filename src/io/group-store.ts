@@ -4,16 +4,18 @@
 // machine can take the coordinator role over and restore what the last coordinator checkpointed.
 
 import { randomBytes } from 'node:crypto';
-import type { KV, NatsConnection, ObjectStore } from 'nats';
+import type { JetStreamManager, KV, NatsConnection, ObjectStore } from 'nats';
 import { TidemarkError } from '../errors.js';
 import { encode, decode } from './codec.js';
 import { subjectsFor } from './subjects.js';
-import { apiErrorCode, WRONG_LAST_SEQUENCE } from './nats-errors.js';
-import { Lease, readJsonEntry, writeJsonEntry } from './lease.js';
+import { apiErrorCode, boundedNats, WRONG_LAST_SEQUENCE } from './nats-errors.js';
+import { Lease, LeaseObserver, readJsonEntry, writeJsonEntry } from './lease.js';
 import type { CheckpointWrite } from './checkpoint-store.js';
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
+/** How long one object of the checkpoint mirror may take to read before the read counts as failed (and is tried again). */
+const FETCH_BOUND_MS = 120_000;
 
 /** A `tidemark run` process of a group, as its member lease says. */
 export interface MemberInfo {
@@ -67,37 +69,59 @@ export class SupersededError extends TidemarkError {
 
 export class GroupStore {
   private pointerRevision = 0;
+  /** Which leases stopped being renewed, as this process sees them. */
+  readonly observer: LeaseObserver;
 
   private constructor(
+    private readonly jsm: JetStreamManager,
+    private readonly leaseBucketName: string,
     readonly job: string,
     readonly leases: KV,
     readonly state: KV,
     readonly objects: ObjectStore,
     readonly ttl: number,
-  ) {}
+  ) {
+    this.observer = new LeaseObserver(ttl);
+  }
 
   static async open(nc: NatsConnection, job: string, ttl: number, replicas = 1): Promise<GroupStore> {
     const s = subjectsFor(job);
     const js = nc.jetstream();
     try {
-      const leases = await js.views.kv(s.leaseBucket, { history: 1, ttl, replicas });
-      const state = await js.views.kv(s.groupStateBucket, { history: 1, replicas });
+      // No max_age on the lease bucket (LeaseObserver says why), and reads from the stream's leader:
+      // nats-server before 2.9.17 may answer a direct get from a restarted replica not yet caught up
+      // (nats-io/nats-server#4162), and a lease or plan read stale is a revision check lost for nothing.
+      const leases = await js.views.kv(s.leaseBucket, { history: 1, replicas, allow_direct: false });
+      const state = await js.views.kv(s.groupStateBucket, { history: 1, replicas, allow_direct: false });
       const objects = await js.views.os(s.checkpointObjects, { replicas });
-      const actualTtl = (await leases.status()).ttl || ttl;
-      return new GroupStore(job, leases, state, objects, actualTtl);
+      // A lease bucket made by an earlier version expired its entries by max_age: no more.
+      const jsm = await nc.jetstreamManager();
+      const info = (await leases.status()).streamInfo;
+      if (info.config.max_age) await jsm.streams.update(info.config.name, { ...info.config, max_age: 0 });
+      return new GroupStore(jsm, s.leaseBucket, job, leases, state, objects, ttl);
     } catch (e) {
       throw new TidemarkError('NATS_UNAVAILABLE', `cannot open the group buckets of job ${job} (${s.leaseBucket}, ${s.groupStateBucket}, ${s.checkpointObjects}): ${(e as Error).message}`, { cause: e });
     }
   }
 
-  /** Live members (their leases not expired). */
+  /** The holder of lease `key` unless this process saw it stop renewing (an expired lease is removed, revision-checked). */
+  async liveHolder<T>(key: string): Promise<{ value: T; revision: number } | undefined> {
+    const h = await Lease.holder<T>(this.leases, key);
+    if (!h || !this.observer.stale(key, h.revision)) return h;
+    await this.leases.delete(key, { previousSeq: h.revision }).catch(() => undefined);
+    return undefined;
+  }
+
+  /** Live members (their leases renewed within the TTL, as far as this process has seen). */
   async members(): Promise<MemberInfo[]> {
     const out: MemberInfo[] = [];
-    const names: string[] = [];
-    // Every key first: the listing is a consumer of its own, not to be held up by gets in between.
-    for await (const k of await this.leases.keys('member.>')) names.push(k);
+    // The keys from the stream's subjects (one request, bounded), not kv.keys(): that is an ordered
+    // consumer, which waits for ever when its node dies in a failover.
+    const prefix = `$KV.${this.leaseBucketName}.`;
+    const info = await this.jsm.streams.info(`KV_${this.leaseBucketName}`, { subjects_filter: `${prefix}member.>` });
+    const names = Object.keys(info.state.subjects ?? {}).map((s) => s.slice(prefix.length));
     for (const k of names) {
-      const m = await Lease.holder<MemberInfo>(this.leases, k);
+      const m = await this.liveHolder<MemberInfo>(k);
       if (m) out.push(m.value);
     }
     return out.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
@@ -194,7 +218,8 @@ export class GroupStore {
   async fetchChain(p: MirrorPointer): Promise<CheckpointWrite[]> {
     const out: CheckpointWrite[] = [];
     for (const name of p.chain) {
-      const bytes = await this.objects.getBlob(name);
+      // An object is read by an ordered consumer: bounded (a failover can leave it waiting for ever).
+      const bytes = await boundedNats(this.objects.getBlob(name), FETCH_BOUND_MS, `reading ${name} of the checkpoint mirror`);
       if (!bytes) throw new TidemarkError('STATE_CORRUPT', `the checkpoint mirror of job ${this.job} lacks ${name} (its pointer names checkpoint ${p.cp}); restore from a state directory, or --reset-state`);
       out.push(decode<CheckpointWrite>(bytes));
     }

@@ -1,7 +1,9 @@
-// Leases in a JetStream KV bucket whose entries live for the bucket's TTL (`--lease-ttl`): taken with
-// a revision-checked create, kept alive by revision-checked updates, lost when an update finds another
-// revision (the entry expired and someone else took it). The revision at which a lease was taken is
-// its epoch: it only grows, so a message or a write stamped with an older epoch is from a superseded owner.
+// Leases in a JetStream KV bucket: taken with a revision-checked create, kept alive by revision-checked
+// updates every ttl/3, lost when an update finds another revision (someone took it over). A lease
+// expires when its holder stops renewing it: an observer that sees a key stand at one revision for the
+// TTL (`--lease-ttl`, by its own clock) may take it over with an update checked against that revision.
+// The bucket itself has no TTL (no max_age): see LeaseObserver. The revision at which a lease was taken
+// is its epoch: it only grows, so a message or a write stamped with an older epoch is from a superseded owner.
 
 import type { KV } from 'nats';
 import type { Logger } from '../log.js';
@@ -24,12 +26,49 @@ export function writeJsonEntry(kv: KV, key: string, value: unknown, revision: nu
 }
 
 export interface LeaseOptions {
-  /** The bucket's TTL: a lease not renewed for this long expires. Renewed every ttl/3. */
+  /** The lease TTL: a lease not renewed for this long may be taken over. Renewed every ttl/3. */
   ttl: number;
-  /** A lease nobody else contends for (a member's own entry): when it expired, take it again instead of losing it. */
+  /** A lease nobody else contends for (a member's own entry): when it was removed as expired, take it again instead of losing it. */
   renewExpired?: boolean;
   log?: Logger;
 }
+
+/**
+ * Which leases have stopped being renewed, as one process sees them: a key that stood at one revision
+ * for the TTL since this observer first saw it there. Expiry is observed rather than left to the bucket's
+ * max_age because nats-server 2.9 (fixed in 2.10 by nats-io/nats-server#5794, merged August 2024) checks a create
+ * (`Nats-Expected-Last-Subject-Sequence: 0`) on each replica against its own store, and max_age removes
+ * messages on each replica by its own clock — a node restarted after its copies aged out replays the
+ * creates the others refused, stores them, and its sequences part from theirs (revisions then disagree
+ * with the leader's and every renewal fails). Without max_age every replica applies the same writes to
+ * the same state.
+ */
+export class LeaseObserver {
+  private readonly seen = new Map<string, { revision: number; since: number }>();
+
+  constructor(readonly ttl: number) {}
+
+  /** True when `key` has stood at `revision` for at least the TTL since this observer first saw it there. */
+  stale(key: string, revision: number): boolean {
+    const now = performance.now();
+    const s = this.seen.get(key);
+    if (!s || s.revision !== revision) {
+      this.seen.set(key, { revision, since: now });
+      return false;
+    }
+    return now - s.since >= this.ttl;
+  }
+
+  /**
+   * This process could not read the leases (NATS failing over): nobody could renew meanwhile either, so
+   * what it saw before counts for nothing; every holder gets a full TTL from the next reading.
+   */
+  blind(): void {
+    this.seen.clear();
+  }
+}
+
+const equalBytes = (a: Uint8Array, b: Uint8Array): boolean => a.length === b.length && a.every((x, i) => x === b[i]);
 
 /** A held lease on one key. */
 export class Lease {
@@ -61,12 +100,19 @@ export class Lease {
   }
 
   private static async claim(kv: KV, key: string, value: unknown, revision: number, opts: LeaseOptions): Promise<Lease | undefined> {
+    const bytes = enc.encode(JSON.stringify(value));
     try {
       const rev = await writeJsonEntry(kv, key, value, revision);
-      return new Lease(kv, key, enc.encode(JSON.stringify(value)), rev, rev, opts).start();
+      return new Lease(kv, key, bytes, rev, rev, opts).start();
     } catch (e) {
-      if (apiErrorCode(e) === WRONG_LAST_SEQUENCE) return undefined;
-      throw e;
+      if (apiErrorCode(e) !== WRONG_LAST_SEQUENCE) throw e;
+      // A claim retried after a timeout may find its own earlier write, which the server stored but
+      // whose answer was lost (a node failing over): the entry holding exactly this value (it names
+      // this process) is this lease, taken at that revision.
+      const now = await kv.get(key);
+      if (now?.operation !== 'PUT' || !equalBytes(now.value, bytes)) return undefined;
+      opts.log?.debug({ lease: key, revision: now.revision }, `lease ${key}: an earlier try of this claim was stored; taken at revision ${now.revision}`);
+      return new Lease(kv, key, bytes, now.revision, now.revision, opts).start();
     }
   }
 
@@ -128,7 +174,7 @@ export class Lease {
       this.lost = true;
       clearInterval(this.timer);
       const why = `lease ${this.key} (epoch ${this.epoch}) expired and was lost`;
-      this.opts.log?.error({ lease: this.key, epoch: this.epoch }, why);
+      this.opts.log?.error({ lease: this.key, epoch: this.epoch, revision: this.revision, err: (e as Error).message }, why);
       this.lostNow(why);
     }
   }

@@ -37,3 +37,20 @@ export function isTransientNatsError(e: unknown): boolean {
   }
   return false;
 }
+
+/**
+ * `p`, or a NATS TIMEOUT (transient, see isTransientNatsError) when it has not settled within `ms`: for
+ * what nats.js does not bound itself (an ordered consumer that lost its server in a failover waits for
+ * ever). What `p` does afterwards is let go.
+ */
+export async function boundedNats<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(NatsError.errorForCode('TIMEOUT', new Error(`${what}: no answer within ${ms} ms`))), ms);
+  });
+  try {
+    return await Promise.race([p, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}

@@ -32,6 +32,8 @@ export class NatsCluster {
         [
           `server_name: ${name}`,
           `http_port: ${p.monitor}`,
+          // The node's log beside its store (kept across its restarts), to read after a failure.
+          `log_file: "${join(dir, `${name}.log`)}"`,
           `cluster { name: tidemark_test, listen: "127.0.0.1:${p.route}", routes: [${routes.filter((_, j) => j !== i).map((r) => `"${r}"`).join(', ')}] }`,
         ].join('\n') + '\n',
       );

@@ -5,7 +5,7 @@
 // because the cluster has no quorum is not taken for a missing stream.
 
 import t from 'tap';
-import { readFileSync, existsSync } from 'node:fs';
+import { readFileSync, existsSync, appendFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { scratchDir, spawnCli } from '../helpers/nats.js';
 import { NatsCluster } from '../helpers/cluster.js';
@@ -19,6 +19,7 @@ const scratch = scratchDir('tidemark-cluster-');
 const cluster = await NatsCluster.start(scratch.dir);
 t.teardown(async () => {
   await cluster.stop();
+  if (process.env.KEEP_CLUSTER_SCRATCH) (await import('node:child_process')).execSync(`rm -rf ${process.env.KEEP_CLUSTER_SCRATCH} && cp -r ${scratch.dir} ${process.env.KEEP_CLUSTER_SCRATCH}`);
   scratch.remove();
 });
 
@@ -109,71 +110,126 @@ t.test('a stream look-up that fails for want of a quorum is not "missing": no st
   await nc.close();
 });
 
-t.test('a group of three instances on the cluster: coordinator SIGKILLed, then a NATS node killed and restarted; results exact', async (t) => {
+t.test('a group of three instances on the cluster: coordinator SIGKILLed, a key-group owner SIGKILLed, the lease bucket leader node killed and restarted; results exact', async (t) => {
   const job = 'cgrp';
   const cfg: RefConfig = { job, window: { kind: 'tumbling', size: 60_000 }, maxOutOfOrderness: 5_000, lateness: 30_000, keys: { hashtags: true, all: true, keywords: [] }, emit: 'updates' };
-  const payloads = genStream(43, { n: 12_000, unit: 60_000, step: 1_000, maxOutOfOrderness: 5_000 });
+  const payloads = genStream(43, { n: 30_000, unit: 60_000, step: 1_000, maxOutOfOrderness: 5_000 });
   await cluster.waitForJetStream();
   const nc = await cluster.connect();
   const jsm = await nc.jetstreamManager();
   await jsm.streams.add({ name: 'IN_CGRP', subjects: ['cgrp.>'], num_replicas: 3 });
-  await jsm.streams.add({ name: 'RES_CGRP', subjects: ['cgres.>'], num_replicas: 3 });
-  await jsm.streams.add({ name: 'LATE_CGRP', subjects: ['cglate.>'], num_replicas: 3 });
+  for (const s of ['RES1_CGRP', 'LATE1_CGRP', 'RES_CGRP', 'LATE_CGRP']) await jsm.streams.add({ name: s, subjects: [`${s.toLowerCase()}.>`], num_replicas: 3 });
   const js = nc.jetstream();
   for (let i = 0; i < payloads.length; i += 500) await Promise.all(payloads.slice(i, i + 500).map((p) => js.publish('cgrp.in', enc.encode(p))));
   const expected = referenceRun(payloads, cfg);
-  const spawnOne = (n: number): ReturnType<typeof spawnCli> & { err: () => string } => {
-    const dir = join(scratch.dir, job, `i${n}`);
-    const s = spawnCli([
-      'run', '--nats', cluster.urls, '--job', job, '--input-stream', 'IN_CGRP', '--input-subjects', 'cgrp.>',
-      '--window', 'tumbling:1m', '--max-out-of-orderness', '5s', '--allowed-lateness', '30s', '--keys', 'hashtags,all',
-      '--sink', 'jetstream:RES_CGRP:cgres.out', '--late-sink', 'jetstream:LATE_CGRP:cglate.out', '--dlq-sink', 'nats:cgdlq',
-      '--state-dir', dir, '--drain', '--batch-size', '20', '--checkpoint-interval', '100ms', '--lease-ttl', '3s', '--log-level', 'debug',
-    ]);
-    let err = '';
-    s.child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
-    t.teardown(() => void s.child.kill('SIGKILL'));
-    return { ...s, err: () => err };
-  };
-  const all = [spawnOne(1), spawnOne(2), spawnOne(3)];
-  // A generation of all three; an instance that ends first fails the test with what it said.
-  const formed = await Promise.race([
-    ...all.map((i) => i.waitFor(/generation \d+: 3 instance\(s\)/, 90_000).then(() => true, () => new Promise<boolean>(() => undefined))),
-    ...all.map((i) => i.done.then(() => false)),
-  ]);
-  if (!formed) {
-    t.fail(`an instance ended before the group formed:\n${all.map((i) => i.err().split('\n').filter((l) => !/"level":20/.test(l)).slice(-8).join('\n')).join('\n---\n')}`);
-    await nc.close();
-    return;
-  }
-  const coordinator = all.find((i) => /coordinator of job cgrp/.test(i.err()))!;
-  await coordinator.waitFor((s) => (s.match(/checkpoint complete/g) ?? []).length >= 5, 90_000);
-  coordinator.child.kill('SIGKILL');
-  const rest = all.filter((i) => i !== coordinator);
-  await Promise.race(rest.map((i) => i.waitFor(/coordinator of job cgrp/, 90_000).catch(() => new Promise(() => undefined))));
-  const victim = cluster.nodes.find((n) => n.server)!;
-  await cluster.kill(victim);
-  await new Promise((r) => setTimeout(r, 3000));
-  await cluster.startNode(victim);
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const ends = await Promise.race([Promise.all(rest.map((i) => i.done)), new Promise<undefined>((res) => (timer = setTimeout(res, 240_000) as unknown as ReturnType<typeof setTimeout>))]);
-  clearTimeout(timer);
-  if (!ends) {
-    t.fail(`the group did not end within 240 s; last lines:\n${rest.map((i) => i.err().split('\n').filter((l) => !/"level":20/.test(l)).slice(-15).join('\n')).join('\n---\n')}`);
-    await nc.close();
-    return;
-  }
-  ends.forEach((r, i) => t.equal(r.code, 0, `survivor ${i + 1} exits 0 (${r.stderr.split('\n').filter((l) => !/"level":20/.test(l)).slice(-10).join('\n')})`));
-  await cluster.waitForJetStream();
+  const jobArgs = (res: string, late: string, dir: string): string[] => [
+    'run', '--nats', cluster.urls, '--job', job, '--input-stream', 'IN_CGRP', '--input-subjects', 'cgrp.>',
+    '--window', 'tumbling:1m', '--max-out-of-orderness', '5s', '--allowed-lateness', '30s', '--keys', 'hashtags,all',
+    '--sink', `jetstream:${res}:${res.toLowerCase()}.out`, '--late-sink', `jetstream:${late}:${late.toLowerCase()}.out`, '--dlq-sink', 'nats:cgdlq',
+    '--state-dir', dir, '--drain', '--batch-size', '20', '--checkpoint-interval', '100ms', '--log-level', 'debug',
+  ];
   const read = async (stream: string): Promise<Array<{ id: string }>> => {
     const out: Array<{ id: string }> = [];
     const info = await jsm.streams.info(stream);
     for (let seq = info.state.first_seq; seq <= info.state.last_seq && info.state.messages > 0; seq++) out.push(JSON.parse(dec.decode((await jsm.streams.getMessage(stream, { seq })).data)) as { id: string });
     return out;
   };
+  const quiet = (err: string, n: number): string => err.split('\n').filter((l) => !/"level":20/.test(l)).slice(-n).join('\n');
+
+  // The same job in one process first (no fault; its jsonl: sink makes it a single instance, not a
+  // group, and it leaves no group state behind): the group's results must be these, record by record.
+  const singleDir = join(scratch.dir, job, 'single');
+  const single = spawnCli([...jobArgs('RES1_CGRP', 'LATE1_CGRP', singleDir), '--sink', `jsonl:${singleDir}/results.jsonl`]);
+  t.teardown(() => void single.child.kill('SIGKILL'));
+  const one = await single.done;
+  t.equal(one.code, 0, `the single-process run exits 0 (${quiet(one.stderr, 10)})`);
+  const singleResults = await read('RES1_CGRP');
+  t.same(sorted(singleResults), sorted(expected.results), `single process: results equal the model (${expected.results.length})`);
+  t.same(sorted(readJsonl(`${singleDir}/results.jsonl`)), sorted(expected.results), 'single process: its jsonl results too');
+
+  let spawned = 0;
+  const spawnOne = (): ReturnType<typeof spawnCli> & { err: () => string } => {
+    const n = ++spawned;
+    const s = spawnCli([...jobArgs('RES_CGRP', 'LATE_CGRP', join(scratch.dir, job, `i${n}`)), '--lease-ttl', '3s']);
+    let err = '';
+    s.child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+    if (process.env.KEEP_CLUSTER_SCRATCH) s.child.stderr!.on('data', (d: Buffer) => appendFileSync(join(scratch.dir, `i${n}.log`), d));
+    t.teardown(() => void s.child.kill('SIGKILL'));
+    return { ...s, err: () => err };
+  };
+  type Inst = ReturnType<typeof spawnOne>;
+  const all: Inst[] = [spawnOne(), spawnOne(), spawnOne()];
+  const running = (): Inst[] => all.filter((i) => i.child.exitCode === null && i.child.signalCode === null);
+  const lastLines = (): string => all.map((i, k) => `i${k + 1}:\n${quiet(i.err(), 15)}`).join('\n---\n');
+  // Resolves true once `pred` holds for one running instance's log; false when one ends first or the time is up.
+  const seen = async (pred: (err: string) => boolean, ms: number): Promise<boolean> => {
+    const deadline = Date.now() + ms;
+    for (;;) {
+      if (running().some((i) => pred(i.err()))) return true;
+      if (all.some((i) => i.child.exitCode !== null) || Date.now() > deadline) return false;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  };
+  const finished = (): boolean => all.some((i) => /"msg":"job finished"/.test(i.err()));
+  const fault = async (what: string, pred: (err: string) => boolean, ms = 120_000): Promise<boolean> => {
+    if (await seen(pred, ms)) {
+      t.notOk(finished(), `${what}: the job is still running (the fault comes mid-run)`);
+      return true;
+    }
+    t.fail(`${what} did not happen within ${ms / 1000}s, or an instance ended first; last lines:\n${lastLines()}`);
+    return false;
+  };
+  const gens = (err: string, n: number): number => (err.match(new RegExp(`generation \\d+: ${n} instance\\(s\\)`, 'g')) ?? []).length;
+  const end = async (): Promise<void> => {
+    await nc.close();
+  };
+
+  // 1. The coordinator, once the group of three has checkpointed.
+  if (!(await fault('a generation of three instances', (e) => gens(e, 3) > 0 && (e.match(/checkpoint complete/g) ?? []).length >= 5, 120_000))) return end();
+  const first = running().find((i) => /coordinator of job cgrp/.test(i.err()))!;
+  first.child.kill('SIGKILL');
+  const survivors = all.filter((i) => i !== first);
+  if (!(await fault('a survivor taking the coordinator role', () => survivors.some((i) => /coordinator of job cgrp/.test(i.err())), 120_000))) return end();
+
+  // 2. A key-group owner: a member (not the coordinator) of a generation of three again (an instance
+  //    started in place of the killed one, as a supervisor would).
+  const third = spawnOne();
+  all.push(third);
+  const coord2 = survivors.find((i) => /coordinator of job cgrp/.test(i.err()))!;
+  const base3 = gens(coord2.err(), 3);
+  if (!(await fault('a new generation of three instances', () => gens(coord2.err(), 3) > base3 && (coord2.err().split(/generation \d+: 3 instance/).pop()!.match(/checkpoint complete/g) ?? []).length >= 3, 120_000))) return end();
+  const owner = running().find((i) => i !== coord2 && /member of job cgrp, generation/.test(i.err()))!;
+  t.ok(owner, 'a member owns key groups');
+  owner.child.kill('SIGKILL');
+  const base2 = gens(coord2.err(), 2);
+  if (!(await fault('a generation without the killed member', () => running().some((i) => gens(i.err(), 2) > (i === coord2 ? base2 : 0)), 120_000))) return end();
+
+  // 3. The node leading the group's lease bucket: killed, and restarted on its store 3 s later.
+  const leader = (await jsm.streams.info('KV_tidemark_group_cgrp')).cluster?.leader;
+  const victim = cluster.nodes.find((n) => n.name === leader) ?? cluster.nodes.find((n) => n.server)!;
+  t.notOk(finished(), 'the job is still running when the NATS node is killed');
+  await cluster.kill(victim);
+  await new Promise((r) => setTimeout(r, 3000));
+  await cluster.startNode(victim);
+
+  const rest = running();
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const ends = await Promise.race([Promise.all(rest.map((i) => i.done)), new Promise<undefined>((res) => (timer = setTimeout(res, 240_000) as unknown as ReturnType<typeof setTimeout>))]);
+  clearTimeout(timer);
+  if (!ends) {
+    t.fail(`the group did not end within 240 s of the node's restart; last lines:\n${lastLines()}`);
+    return end();
+  }
+  ends.forEach((r, i) => t.equal(r.code, 0, `instance ${i + 1} of ${rest.length} still running exits 0 (${quiet(r.stderr, 10)})`));
+  // A few renewals fail while the node is down and its buckets elect leaders; not one after another for the rest of the run.
+  for (const i of rest) t.ok((i.err().match(/renewal failed; retrying/g) ?? []).length <= 20, `lease renewals do not keep failing (${(i.err().match(/renewal failed; retrying/g) ?? []).length})`);
+  await cluster.waitForJetStream();
   const results = await read('RES_CGRP');
   t.equal(new Set(results.map((r) => r.id)).size, results.length, 'JetStream results: no record twice');
   t.same(sorted(results), sorted(expected.results), `results equal the model (${expected.results.length})`);
-  t.same(sorted(await read('LATE_CGRP')), sorted(expected.late), 'late records equal the model');
-  await nc.close();
+  t.same(sorted(results), sorted(singleResults), 'results equal the single-process run, record by record');
+  const late = await read('LATE_CGRP');
+  t.same(sorted(late), sorted(expected.late), 'late records equal the model');
+  t.same(sorted(late), sorted(await read('LATE1_CGRP')), 'late records equal the single-process run');
+  await end();
 });
