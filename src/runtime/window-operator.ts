@@ -142,7 +142,7 @@ export class WindowOperator {
 
   constructor(private readonly cfg: OperatorConfig) {
     this.job = cfg.compiled;
-    this.stepper = new WindowStepper(createWindowMachine(cfg.compiled), (r) => this.results.push(r));
+    this.stepper = new WindowStepper(createWindowMachine(cfg.compiled, { job: cfg.job, lateness: cfg.lateness, mode: cfg.mode }), (r) => this.results.push(r));
     this.windowSize = cfg.window.kind === 'session' ? 0 : cfg.window.size;
   }
 
@@ -301,15 +301,13 @@ export class WindowOperator {
     return { key: e.key, start: e.start, end: e.end, state: e.state as 'open' | 'pending', acc: e.acc, revision: e.revision, n: e.n };
   }
 
-  /** Steps the window's machine with a lifecycle event; its new state and context become the entry's. */
+  /**
+   * Steps the window's machine with a lifecycle event; its new state and context become the entry's.
+   * The entry holds the machine's context fields (key, start, end, acc, revision) and is read as the
+   * context as it stands; the machine makes a new context when it changes one.
+   */
   private step(e: Entry, event: WindowEvent): void {
-    const next = this.stepper.step(
-      {
-        value: e.state as WindowState,
-        context: { job: this.cfg.job, key: e.key, start: e.start, end: e.end, lateness: this.cfg.lateness, mode: this.cfg.mode, acc: e.acc, revision: e.revision },
-      },
-      event,
-    );
+    const next = this.stepper.step(e.state as WindowState, e, event);
     this.setState(e, next.value);
     e.acc = next.context.acc;
     e.revision = next.context.revision;
