@@ -159,9 +159,13 @@ export function evaluateTargets(r: Omit<BenchResult, 'targets'> & { targets?: Ta
 const num = (x: number | null | undefined, digits = 0): string =>
   x === null || x === undefined || !Number.isFinite(x) ? 'n/a' : x.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
 
-/** p50 / p99 / max of a latency run, with a warning when its generator fell behind. */
-const spread = (l: { p50Ms: number; p99Ms: number; maxMs: number; generatorKeptUp: boolean }): string =>
-  `${l.generatorKeptUp ? '' : '(generator behind) '}${num(l.p50Ms, 1)} / ${num(l.p99Ms, 1)} / ${num(l.maxMs, 1)}`;
+type LatencyLine = { p50Ms: number; p99Ms: number; maxMs: number; generatorKeptUp: boolean };
+
+/** p50 / p99 / max of a latency run. */
+const spread = (l: LatencyLine): string => `${num(l.p50Ms, 1)} / ${num(l.p99Ms, 1)} / ${num(l.maxMs, 1)}`;
+
+/** The label of a latency run's line, saying so when its generator fell behind its schedule. */
+const behind = (l: LatencyLine): string => (l.generatorKeptUp ? '' : ', generator BEHIND');
 
 /** The table printed after a run (plain text, fixed width). */
 export function formatTable(r: BenchResult): string {
@@ -184,9 +188,9 @@ export function formatTable(r: BenchResult): string {
     ['latency p99.9 (ms)', num(r.latency.p999Ms, 2), '', ''],
     ['latency max (ms)', num(r.latency.maxMs, 2), '', ''],
     ['  samples / expected', `${num(r.latency.samples)} / ${num(r.latency.expectedSamples)}`, '', ''],
-    [`  at half the throughput, ${num(r.latencyHalfLoad.atPostsPerSec)} posts/s${r.latencyHalfLoad.sameRunAsLatency ? ' (the run above)' : ''}: p50 / p99 / max (ms)`, spread(r.latencyHalfLoad), '', ''],
-    [`  with ${r.latencyFewKeys.hashtags} keys: p50 / p99 / max (ms)`, spread(r.latencyFewKeys), '', ''],
-    ['  reference, bare JetStream consumer, no job: p50 / p99 / max (ms)', spread(r.latencyReference), '', ''],
+    [`  at half the throughput, ${num(r.latencyHalfLoad.atPostsPerSec)} posts/s${r.latencyHalfLoad.sameRunAsLatency ? ' (the run above)' : ''}: p50 / p99 / max (ms)${behind(r.latencyHalfLoad)}`, spread(r.latencyHalfLoad), '', ''],
+    [`  with ${r.latencyFewKeys.hashtags} keys: p50 / p99 / max (ms)${behind(r.latencyFewKeys)}`, spread(r.latencyFewKeys), '', ''],
+    [`  reference, bare JetStream consumer, no job: p50 / p99 / max (ms)${behind(r.latencyReference)}`, spread(r.latencyReference), '', ''],
     ['  generator kept up (p99 send lag ms)', `${r.generator.keptUp ? 'yes' : 'NO'} (${num(r.generator.sendLagP99Ms, 2)})`, '', ''],
     ['checkpoint overhead (on / off)', num(r.checkpoint.overheadRatio, 3), ...target('checkpoint.overheadRatio')],
     [`recovery (ms, restart→first result, ${num(r.recovery.windows)} windows)`, num(r.recovery.msFor100kWindows), ...target('recovery.msFor100kWindows')],
