@@ -70,9 +70,11 @@ export function jsonBytes(records: readonly OutRecord[]): Buffer[] {
   let at = 0;
   for (let i = 0; i < records.length; i++) {
     const text = JSON.stringify(records[i]);
-    // UTF-8 takes at most 3 bytes per UTF-16 code unit.
-    if (buf.length - at < text.length * 3) {
-      buf = Buffer.allocUnsafe(Math.max(JSON_CHUNK, text.length * 3));
+    // UTF-8 takes at most 3 bytes per UTF-16 code unit. A new buffer has room for the records still
+    // to come if they are like this one, up to JSON_CHUNK (a write of one record takes ~1 KiB, not 64).
+    const room = text.length * 3;
+    if (buf.length - at < room) {
+      buf = Buffer.allocUnsafe(Math.max(room, Math.min(JSON_CHUNK, room * (records.length - i))));
       at = 0;
     }
     const n = buf.write(text, at, 'utf8');
