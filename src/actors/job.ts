@@ -11,6 +11,7 @@ import { ensureStream, JetStreamSource } from '../io/jetstream-source.js';
 import { createSink } from '../io/sinks.js';
 import { groupProblems, waysOut } from '../io/state-damage.js';
 import { ScoringPool } from '../io/scoring-pool.js';
+import { RemotePreparer, type Preparer } from '../io/remote-prepare.js';
 import type { JobSource } from '../io/job-loader.js';
 import { formatWindowSpec } from '../runtime/windows.js';
 import { formatDuration } from '../runtime/duration.js';
@@ -22,7 +23,7 @@ import { tuneHeapForWindows } from './heap.js';
 import { PartitionActor, windowsOfGroups } from './partition-actor.js';
 import { SinkActor, type SinkSet } from './sink-actor.js';
 import { SourceActor, type SavepointTaken } from './source-actor.js';
-import { RunKey, Rejections, type ChannelContext } from '../io/channel.js';
+import { RunKey, Rejections, SENDER, type ChannelContext } from '../io/channel.js';
 
 /**
  * Batches the source may send beyond the sink's credit. Window actors on other processes answer a
@@ -31,6 +32,8 @@ import { RunKey, Rejections, type ChannelContext } from '../io/channel.js';
  */
 const LOCAL_INFLIGHT = 4;
 const REMOTE_INFLIGHT = 16;
+/** How long a member may take to prepare a batch before the coordinator prepares it itself. */
+const REMOTE_PREPARE_TIMEOUT_MS = 5_000;
 
 /** Where a job keeps its LevelDB state. */
 export const checkpointDir = (stateDir: string, job: string): string => join(stateDir, job, 'checkpoints');
@@ -88,6 +91,8 @@ export interface Placement {
   mirror?: (w: CheckpointWrite, meta: CheckpointMeta) => Promise<void>;
   /** Stamped on every checkpoint of this generation. */
   stamp?: GroupStamp;
+  /** Members that prepare the source's batches (decode, keys, score): their request subjects and who may answer. */
+  prepare?: { subjects: readonly string[]; from: (sender: number) => boolean };
   /** The input sequence a group's --drain ends at (fixed by its first coordinator). */
   drainSeq?: number;
 }
@@ -127,7 +132,7 @@ export class Job {
     source: SourceActor,
     restored: CheckpointMeta | undefined,
     readonly endSeq: number | undefined,
-    private readonly pool: ScoringPool,
+    private readonly pool: Preparer,
     readonly channel: ChannelContext,
     faulted: Promise<string>,
   ) {
@@ -195,12 +200,18 @@ export class Job {
       const parts = local.map((p) => new PartitionActor(nc, p, { job: cfg.job, window: cfg.window, lateness: cfg.lateness, mode: cfg.emit, compiled: cfg.compiled }, channel));
       // Each actor restores the key groups it owns in this run, whichever actor wrote them.
       const routing = { keyGroups: cfg.keyGroups, actors: total };
-      const windowsOf = (actor: number): Iterable<PersistedWindow> => windowsOfGroups(restored?.windows ?? new Map(), groupsOf(actor, routing));
+      // The restored windows are let go once every actor has its own: a closure made in this scope
+      // (the callbacks below live as long as the job) keeps every variable the scope's closures
+      // capture, and 1M restored windows are hundreds of MB.
+      let restoredWindows = restored?.windows;
+      const restoredCount = restoredWindows ? [...restoredWindows.values()].reduce((a, w) => a + w.length, 0) : 0;
+      const windowsOf = (actor: number): Iterable<PersistedWindow> => windowsOfGroups(restoredWindows ?? new Map(), groupsOf(actor, routing));
       if (restored) for (const pa of parts) await pa.restore(windowsOf(pa.partition), restored.meta.watermark.wm);
       for (const pa of parts) pa.start(cfg.job);
       sink.start();
       // Actors on other instances get theirs over NATS (host/coordinator.ts).
       if (placement) await placement.remote(windowsOf, restored?.meta.watermark.wm ?? -Infinity);
+      restoredWindows = undefined;
       const endSeq = placement?.drainSeq ?? (cfg.drain ? input.lastSeq : undefined);
       // Threads build the same job from its module (or key spec); a definition object stays inline.
       const jobSource: JobSource | undefined = cfg.jobModule
@@ -208,7 +219,11 @@ export class Job {
         : cfg.keys
           ? { keys: cfg.keys, examples: cfg.examples === true, stream: cfg.inputStream }
           : undefined;
-      const pool = new ScoringPool(cfg.scoringThreads, cfg.compiled, jobSource);
+      const threads = new ScoringPool(cfg.scoringThreads, cfg.compiled, jobSource);
+      const spread = placement?.prepare;
+      const pool: Preparer = spread?.subjects.length
+        ? new RemotePreparer(nc, channel, spread.subjects, spread.from, SENDER.source, threads, REMOTE_PREPARE_TIMEOUT_MS, (why) => log.warn({ why }, `a member did not prepare a batch (${why})`), cfg.batchSize)
+        : threads;
       const source = new SourceActor(
         nc,
         new JetStreamSource(nc, jsm, cfg.inputStream),
@@ -232,8 +247,7 @@ export class Job {
       await nc.flush();
       const ms = Math.round(performance.now() - t0);
       if (meta) {
-        const windows = [...restored!.windows.values()].reduce((a, w) => a + w.length, 0);
-        log.info({ checkpoint: meta.id, seq: meta.seq, windows, recoveryMs: ms }, `recovered from checkpoint ${meta.id} in ${ms} ms (${windows} windows, resuming after input sequence ${meta.seq})`);
+        log.info({ checkpoint: meta.id, seq: meta.seq, windows: restoredCount, recoveryMs: ms }, `recovered from checkpoint ${meta.id} in ${ms} ms (${restoredCount} windows, resuming after input sequence ${meta.seq})`);
       }
       log.info(
         {
@@ -260,6 +274,11 @@ export class Job {
       await store.close().catch(() => undefined);
       throw e;
     }
+  }
+
+  /** In a group: batches of input prepared by members, here, and sent to a member in vain. */
+  get prepared(): { remote: number; local: number; failed: number } | undefined {
+    return this.pool instanceof RemotePreparer ? { ...this.pool.counts } : undefined;
   }
 
   /** Runs until end of input (drain) or stop(); resolves when everything is flushed and checkpointed. */

@@ -8,7 +8,7 @@ import { Opener, Sealer, SENDER, receive, type ChannelContext } from '../io/chan
 import { checkPartitionMsg, checkQueryRequest } from './message-checks.js';
 import { subjectsFor } from '../io/subjects.js';
 import { ChunkingPublisher, Reassembler } from '../io/framing.js';
-import { WindowOperator, type OperatorConfig, type PersistedWindow } from '../runtime/window-operator.js';
+import { WindowOperator, type Op, type OperatorConfig, type PersistedWindow } from '../runtime/window-operator.js';
 import { topKeys } from '../runtime/top-keys.js';
 import type { OutMsg, PartitionMsg, QueryReply, QueryRequest } from './messages.js';
 import { TidemarkError } from '../errors.js';
@@ -18,17 +18,36 @@ import { forEachSlice, yieldToLoop } from './slices.js';
 export const SNAPSHOT_SLICE = 2_000;
 
 /** Windows stepped (fired or closed) per slice while a watermark step takes many timers. */
-const OUTPUT_SLICE = 500;
+export const OUTPUT_SLICE = 500;
 const FIRST_SLICE = 25;
+/**
+ * A slice also ends once it has run this long (ms), whatever it has stepped: a slice that a GC
+ * step or a slow user aggregate stretches hands on what it has and lets the loop run.
+ */
+export const SLICE_MS = 8;
+/** Windows stepped between looks at the clock. */
+const CLOCK_EVERY = 25;
+
+/**
+ * Applies `ops` from `i` for one slice: up to `windows` windows stepped, or SLICE_MS. Returns where
+ * to resume (`ops.length` when all is applied).
+ */
+function applySlice(operator: WindowOperator, ops: readonly Op[], i: number, windows: number): number {
+  const until = performance.now() + SLICE_MS;
+  for (let left = windows; ; left -= CLOCK_EVERY) {
+    i = operator.applySome(ops, i, Math.min(left, CLOCK_EVERY));
+    if (i >= ops.length || left <= CLOCK_EVERY || performance.now() >= until) return i;
+  }
+}
 
 /**
  * Applies one batch. A watermark step that fires many windows hands its results on in slices,
  * yielding between them so they reach the sink while the rest are fired. Slices start small (the
- * first results leave at once) and grow to OUTPUT_SLICE.
+ * first results leave at once) and grow to OUTPUT_SLICE windows, and none runs longer than SLICE_MS.
  */
 export async function applyBatch(operator: WindowOperator, from: number, msg: Extract<PartitionMsg, { t: 'batch' }>, out: (m: OutMsg) => void): Promise<void> {
   let slice = FIRST_SLICE;
-  for (let i = 0; (i = operator.applySome(msg.ops, i, slice)) < msg.ops.length; slice = Math.min(OUTPUT_SLICE, 2 * slice)) {
+  for (let i = 0; (i = applySlice(operator, msg.ops, i, slice)) < msg.ops.length; slice = Math.min(OUTPUT_SLICE, 2 * slice)) {
     const o = operator.drainOutput();
     out({ t: 'out', from, n: msg.n, results: o.results, late: o.late, dead: [], partial: true });
     await yieldToLoop();

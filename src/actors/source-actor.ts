@@ -8,7 +8,7 @@ import { checkCreditMsg } from './message-checks.js';
 import { inputPartitionOf, subjectsFor } from '../io/subjects.js';
 import { ChunkingPublisher } from '../io/framing.js';
 import type { JetStreamSource } from '../io/jetstream-source.js';
-import type { ScoringPool } from '../io/scoring-pool.js';
+import type { Preparer } from '../io/remote-prepare.js';
 import { Ingestor, type JobSemantics, type Prepared } from '../runtime/ingest.js';
 import type { CreditMsg, OutMsg, PartitionMsg } from './messages.js';
 import { TidemarkError } from '../errors.js';
@@ -88,7 +88,7 @@ export class SourceActor {
   constructor(
     private readonly nc: NatsConnection,
     private readonly source: JetStreamSource,
-    private readonly pool: ScoringPool,
+    private readonly pool: Preparer,
     private readonly sem: JobSemantics,
     private readonly opts: SourceOptions,
     private readonly ctx: ChannelContext,

@@ -78,6 +78,8 @@ export class Coordinator {
               pointer = await store.mirror(w, meta.hash, epoch, pointer);
             },
             stamp: { epoch, gen: plan.gen, owners: ownersOf(plan, cfg.keyGroups) },
+            // Every member prepares batches of input (decode, keys, score) for the source.
+            prepare: { subjects: assigned.slice(1).map((_, i) => subjectsFor(cfg.job).prepare(i + 1)), from: (s) => s >= memberSender(1) && s < memberSender(assigned.length) },
             ...(drainSeq !== undefined ? { drainSeq } : {}),
           };
           job = await Job.start(cfg, this.g.nc, gl, placement);
@@ -90,7 +92,7 @@ export class Coordinator {
           undo = await this.g.hooks.started(job);
           const outcome = await this.watchGeneration(store, job, plan, control, lostSignal);
           if (outcome === 'done') {
-            gl.info({ seq: job.source.seq, results: job.sink.counts.results, late: job.sink.counts.late, dead: job.sink.counts.dead }, 'job finished');
+            gl.info({ seq: job.source.seq, results: job.sink.counts.results, late: job.sink.counts.late, dead: job.sink.counts.dead, ...(job.prepared ? { batchesPreparedByMembers: job.prepared.remote, batchesPreparedHere: job.prepared.local } : {}) }, 'job finished');
             await store.putPlan({ ...plan, done: true }, planRevision);
             await job.close();
             await lease.release();

@@ -6,6 +6,7 @@
 import type { NatsConnection, Subscription } from 'nats';
 import { Opener, Rejections, RunKey, Sealer, SENDER, memberSender, receive, type ChannelContext } from '../io/channel.js';
 import { Reassembler } from '../io/framing.js';
+import { servePrepare } from '../io/remote-prepare.js';
 import { subjectsFor } from '../io/subjects.js';
 import type { GenerationPlan, GroupStore } from '../io/group-store.js';
 import { Lease } from '../io/lease.js';
@@ -74,6 +75,8 @@ export class MemberActors {
         }
       })().catch((e: unknown) => m.ctx.fault(`restoring actor ${p}: ${(e as Error).message}`));
     }
+    // The order-free part of the coordinator's intake: batches of input to decode, key and score.
+    m.subs.push(servePrepare(nc, m.ctx, m.subj.prepare(index), SENDER.source, memberSender(index), cfg.compiled));
     await nc.flush();
     m.send({ t: 'hello', gen: plan.gen, member: me, actors: plan.members[index]!.actors });
     return m;

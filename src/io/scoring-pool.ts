@@ -7,6 +7,7 @@ import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { CompiledJob, Prepared } from '../runtime/compiled-job.js';
 import type { JobSource } from './job-loader.js';
+import type { Preparer } from './remote-prepare.js';
 
 const WORKER = new URL('./scoring-worker.js', import.meta.url);
 
@@ -19,7 +20,7 @@ interface Job {
 }
 
 /** Prepares batches of payloads on `threads` worker threads (inline when 0). */
-export class ScoringPool {
+export class ScoringPool implements Preparer {
   private readonly workers: Worker[] = [];
   private readonly queues: Job[][] = [];
   private next = 0;

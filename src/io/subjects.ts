@@ -25,6 +25,8 @@ export function subjectsFor(job: string) {
     lockBucket: 'tidemark_locks',
     /** coordinator → a window actor on another instance: its key groups' windows at a generation's start */
     restore: (p: number) => `${base}.part.${p}.restore`,
+    /** coordinator → member `i` of a generation: batches of input to prepare (decode, keys, score), answered in a reply */
+    prepare: (i: number) => `${base}.prepare.${i}`,
     /** members → coordinator: hello, ready, fault, leave (sealed with the generation's key) */
     control: `${base}.control`,
     /** KV bucket of leases (entries expire after --lease-ttl): `coordinator`, `member.<id>` */

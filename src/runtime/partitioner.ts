@@ -61,12 +61,12 @@ export class BatchRouter {
       // One window: no array of windows, no window object.
       const size = this.spec.size;
       const start = Math.floor(ts / size) * size;
-      if (wmBefore < start + size) this.addDelta(p, key, id, start, start + size, unit, wmBefore);
+      if (wmBefore < start + size) this.addDelta(p, key, id, start, start + size, unit);
       else individual = true;
     } else if (!individual) {
       for (const win of fixedWindows(this.spec, ts)) {
         if (lifecycleAt(win, wmBefore, this.lateness) !== 'open') individual = true;
-        else this.addDelta(p, key, id, win.start, win.end, unit, wmBefore);
+        else this.addDelta(p, key, id, win.start, win.end, unit);
       }
     }
     if (individual) {
@@ -76,7 +76,7 @@ export class BatchRouter {
   }
 
   /** A record's share of an open window: merged into the batch's delta for (key, window). */
-  private addDelta(p: number, key: string, id: string, start: number, end: number, unit: unknown, wmBefore: number): void {
+  private addDelta(p: number, key: string, id: string, start: number, end: number, unit: unknown): void {
     let byKey = this.preaggregate ? this.deltas.get(start) : undefined;
     const d = byKey?.get(key);
     if (d) {
@@ -90,8 +90,11 @@ export class BatchRouter {
       d.c++;
       return;
     }
+    // No watermark marker: a delta's window is open under the watermark in force and stays open
+    // under any lower one the actor has seen, so the delta applies the same either way. Markers go
+    // before records judged on their own, and every boundary the watermark crosses reaches every
+    // actor (advance), so windows fire and close at the same values as with a marker per record.
     const item: DeltaItem = { k: key, s: start, a: unit, c: 1 };
-    this.marker(p, wmBefore);
     this.ops[p]!.push(item);
     if (this.preaggregate) {
       if (!byKey) this.deltas.set(start, (byKey = new Map()));

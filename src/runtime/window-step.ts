@@ -49,7 +49,13 @@ export class WindowStepper {
   /** The machine's snapshot of a window in state `value` with `context`. */
   snapshot(value: WindowState, context: WindowContext): Snapshot {
     let resolved = this.resolved.get(value);
-    if (!resolved) this.resolved.set(value, (resolved = this.machine.resolveState({ value, context })));
+    if (!resolved) {
+      resolved = this.machine.resolveState({ value, context });
+      // Shared by every window's snapshot of this state value: nothing may change them.
+      Object.freeze(resolved.children);
+      Object.freeze(resolved.historyValue);
+      this.resolved.set(value, resolved);
+    }
     // xstate never changes a snapshot: it makes new ones, so the resolved one's parts can be shared.
     return { ...resolved, context };
   }

@@ -97,6 +97,7 @@ t.test('three instances form one job; results equal the model', async (t) => {
   t.equal(none.code, 1, 'a job that never ran as a group: exit 1');
   t.match(none.stderr, /has no group state in this NATS/, 'with one line saying so');
   t.ok(ends.filter((r) => /member of job g1/.test(r.stderr)).length >= 2, 'two instances hosted window actors as members');
+  t.match(logs, /"batchesPreparedByMembers":[1-9]/, 'members prepared (decoded, keyed, scored) batches of the input');
   await checkExact(t, job, expected);
 });
 

@@ -10,11 +10,11 @@ import { join } from 'node:path';
 import { scratchDir } from '../helpers/nats.js';
 import { CheckpointStore, fnvUtf8 } from '../../src/io/checkpoint-store.js';
 import { WindowCodec } from '../../src/io/window-codec.js';
-import { WindowOperator, windowId, type DeltaItem, type PersistedWindow } from '../../src/runtime/window-operator.js';
+import { WindowOperator, windowId, type DeltaItem, type Op, type PersistedWindow } from '../../src/runtime/window-operator.js';
 import { compileJob } from '../../src/runtime/compiled-job.js';
 import { sentimentJob } from '../../src/runtime/sentiment-job.js';
 import { keyGroupOf } from '../../src/runtime/key-groups.js';
-import { SNAPSHOT_SLICE, sendSnapshot } from '../../src/actors/partition-actor.js';
+import { OUTPUT_SLICE, SNAPSHOT_SLICE, applyBatch, sendSnapshot } from '../../src/actors/partition-actor.js';
 import { checkpointEntries } from '../../src/actors/sink-actor.js';
 import { yieldToLoop } from '../../src/actors/slices.js';
 import type { OutMsg } from '../../src/actors/messages.js';
@@ -172,4 +172,42 @@ t.test('a watermark step that emits nothing still works in slices of its budget,
   const a = sliced.drainOutput();
   t.equal(a.results.length, 1000, 'closing emits one final record per window');
   t.same(a, whole.drainOutput(), 'the same records as one step');
+});
+
+t.test('a batch applied in slices (applyBatch) emits what it emits unsliced, in order, and its closed windows leave the next checkpoint by id', async (t) => {
+  const make = () => new WindowOperator({ job: 'j', window: { kind: 'tumbling', size: MIN }, lateness: MIN, mode: 'updates', compiled: COMPILED });
+  const n = 3 * OUTPUT_SLICE + 77;
+  const open: DeltaItem[] = Array.from({ length: n }, (_, i) => ({ k: `#s${i}`, s: (i % 3) * MIN, a: acc(1 + (i % 4)), c: 1 + (i % 4) }));
+  // Deltas, a watermark that fires the first two minutes' windows (the first closes at once, past its
+  // lateness), a delta for the third minute, then a watermark that closes the second minute's windows
+  // and fires the third's.
+  const batch: Op[] = [...open, 2 * MIN, { k: '#late', s: 2 * MIN, a: acc(1), c: 1 }, 3 * MIN, { k: '#next', s: 3 * MIN, a: acc(2), c: 2 }];
+  const sliced = make();
+  const whole = make();
+  for (const op of [sliced, whole]) op.snapshot(true);
+  const msgs: Array<Extract<OutMsg, { t: 'out' }>> = [];
+  await applyBatch(sliced, 0, { t: 'batch', n: 7, ops: batch }, (m) => void msgs.push(m as Extract<OutMsg, { t: 'out' }>));
+  whole.apply(batch);
+  const expected = whole.drainOutput().results;
+  t.ok(msgs.length > 3, `several slices (${msgs.length})`);
+  t.ok(msgs.every((m) => m.results.length <= 2 * OUTPUT_SLICE), 'none holds more than its budget of windows (two records each at most)');
+  t.same(
+    msgs.map((m) => m.partial === true),
+    [...msgs.slice(1).map(() => true), false],
+    'partial slices, then the batch itself',
+  );
+  t.ok(msgs.every((m) => m.n === 7 && m.from === 0), 'every slice names the batch');
+  t.same(
+    msgs.flatMap((m) => m.results),
+    expected,
+    'the same records in the same order',
+  );
+  t.same(sliced.countsByState(), whole.countsByState(), 'the same windows live');
+  const removed = (op: WindowOperator): string[] => [...op.snapshot(false).deletes].sort();
+  const ids = removed(sliced);
+  const closed = open.filter((d) => d.s < 2 * MIN);
+  t.equal(ids.length, closed.length, 'the first two minutes closed');
+  t.same(ids, removed(whole), 'the same ids removed');
+  t.same(ids, closed.map((d) => windowId(d.k, d.s, d.s + MIN)).sort(), 'each closed window by its id');
+  t.same(removed(sliced), [], 'once');
 });
