@@ -341,7 +341,10 @@ export class SourceActor {
       if (dead.length > 0) this.publishOut({ t: 'out', from: -1, n, results: [], late: [], dead });
     }
     // At most two checkpoints in flight: a slow disk delays the next barrier rather than queueing writes.
-    if (this.cpDue && this.cpWaiters.size < 2) void this.barrier();
+    // A batch that fires windows is not followed by a barrier at once: the partitions' snapshots and
+    // the checkpoint's write would share the CPU with the step's results on their way out; the
+    // barrier goes after the next batch (or the next tick of the checkpoint timer, input idle).
+    if (this.cpDue && this.cpWaiters.size < 2 && !steps) void this.barrier();
     // Such a batch is awaited (credited) before the next one is prepared and sent: the step's
     // results then have the CPU to themselves, rather than sharing it with posts that fire nothing.
     const inflight = steps ? 0 : this.opts.maxInflight;

@@ -56,6 +56,34 @@ export interface Sink {
 
 const enc = new TextEncoder();
 
+/** Bytes of the buffers records are serialised into (one buffer for many records). */
+const JSON_CHUNK = 64 * 1024;
+
+/**
+ * Each record as JSON bytes: views of a few shared buffers rather than one buffer per record (a
+ * watermark step hands on hundreds of results at once). A buffer is never written again once its
+ * views are handed out: nats.js keeps them until it flushes.
+ */
+export function jsonBytes(records: readonly OutRecord[]): Buffer[] {
+  const out: Buffer[] = new Array(records.length);
+  let buf = Buffer.allocUnsafe(0);
+  let at = 0;
+  for (let i = 0; i < records.length; i++) {
+    const text = JSON.stringify(records[i]);
+    // UTF-8 takes at most 3 bytes per UTF-16 code unit. A new buffer has room for the records still
+    // to come if they are like this one, up to JSON_CHUNK (a write of one record takes ~1 KiB, not 64).
+    const room = text.length * 3;
+    if (buf.length - at < room) {
+      buf = Buffer.allocUnsafe(Math.max(room, Math.min(JSON_CHUNK, room * (records.length - i))));
+      at = 0;
+    }
+    const n = buf.write(text, at, 'utf8');
+    out[i] = buf.subarray(at, at + n);
+    at += n;
+  }
+  return out;
+}
+
 /** JSON lines in a file; exactly-once by truncating back to the checkpointed offset. */
 export class JsonlSink implements Sink {
   private fd = -1;
@@ -140,7 +168,7 @@ export class NatsSubjectSink implements Sink {
   async open(): Promise<void> {}
 
   write(records: readonly OutRecord[]): void {
-    for (const r of records) this.nc.publish(this.subject, enc.encode(JSON.stringify(r)));
+    for (const bytes of jsonBytes(records)) this.nc.publish(this.subject, bytes);
     this.written += records.length;
   }
 
@@ -273,9 +301,10 @@ export class JetStreamSink implements Sink {
   }
 
   async write(records: readonly OutRecord[]): Promise<void> {
-    for (const r of records) {
-      if (this.skip.size && this.skip.delete(r.id)) continue;
-      const ack = this.js.publish(this.subject, enc.encode(JSON.stringify(r)), { msgID: r.id });
+    const fresh = this.skip.size ? records.filter((r) => !this.skip.delete(r.id)) : records;
+    const bytes = jsonBytes(fresh);
+    for (let i = 0; i < fresh.length; i++) {
+      const ack = this.js.publish(this.subject, bytes[i], { msgID: fresh[i]!.id });
       // A failed publish (a timeout during a failover) is reported where the acks are awaited, not as an unhandled rejection.
       ack.catch(() => undefined);
       this.inflight.push(ack);

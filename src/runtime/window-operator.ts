@@ -114,6 +114,9 @@ const shardOf = (key: string): number => {
 /** A key's fixed windows: the only one directly (the common case), or by start. */
 type KeyWindows = Entry | Map<number, Entry>;
 
+type FireEvent = Extract<WindowEvent, { type: 'FIRE' }>;
+type CloseEvent = Extract<WindowEvent, { type: 'CLOSE' }>;
+
 const isDelta = (op: PostItem | DeltaItem): op is DeltaItem => (op as DeltaItem).c !== undefined;
 
 /** Per-partition keyed window state and the rules of DESIGN.md §3 applied to it. */
@@ -145,7 +148,7 @@ export class WindowOperator {
 
   constructor(private readonly cfg: OperatorConfig) {
     this.job = cfg.compiled;
-    this.stepper = new WindowStepper(createWindowMachine(cfg.compiled), (r) => this.results.push(r));
+    this.stepper = new WindowStepper(createWindowMachine(cfg.compiled, { job: cfg.job, lateness: cfg.lateness, mode: cfg.mode }), (r) => this.results.push(r));
     this.windowSize = cfg.window.kind === 'session' ? 0 : cfg.window.size;
   }
 
@@ -308,15 +311,13 @@ export class WindowOperator {
     return { key: e.key, start: e.start, end: e.end, state: e.state as 'open' | 'pending', acc: e.acc, revision: e.revision, n: e.n };
   }
 
-  /** Steps the window's machine with a lifecycle event; its new state and context become the entry's. */
+  /**
+   * Steps the window's machine with a lifecycle event; its new state and context become the entry's.
+   * The entry holds the machine's context fields (key, start, end, acc, revision) and is read as the
+   * context as it stands; the machine makes a new context when it changes one.
+   */
   private step(e: Entry, event: WindowEvent): void {
-    const next = this.stepper.step(
-      {
-        value: e.state as WindowState,
-        context: { job: this.cfg.job, key: e.key, start: e.start, end: e.end, lateness: this.cfg.lateness, mode: this.cfg.mode, acc: e.acc, revision: e.revision },
-      },
-      event,
-    );
+    const next = this.stepper.step(e.state as WindowState, e, event);
     this.setState(e, next.value);
     e.acc = next.context.acc;
     e.revision = next.context.revision;
@@ -379,18 +380,21 @@ export class WindowOperator {
   private advance(w: number, limit: number): boolean {
     if (w > this.wm) this.wm = w;
     w = this.wm;
+    // One event of each kind for every window this step takes (the machine only reads them).
+    let fire: FireEvent | undefined;
+    let close: CloseEvent | undefined;
     while (this.timers.size > 0 && this.timers.peekTime() <= w) {
       const entry = this.timers.pop()!;
-      if (entry.state === 'open') this.fire(entry, w);
-      else if (entry.state === 'pending') this.close(entry, w);
+      if (entry.state === 'open') this.fire(entry, (fire ??= { type: 'FIRE', watermark: w }));
+      else if (entry.state === 'pending') this.close(entry, (close ??= { type: 'CLOSE', watermark: w }));
       // absorbed or closed: nothing left to do
       if (++this.stepped >= limit && this.timers.peekTime() <= w) return false;
     }
     return true;
   }
 
-  private fire(e: Entry, w: number): void {
-    this.step(e, { type: 'FIRE', watermark: w });
+  private fire(e: Entry, event: FireEvent): void {
+    this.step(e, event);
     // A watermark already past end + lateness closes the window in the same machine step.
     if (e.state === 'closed') {
       this.drop(e, 'closed');
@@ -400,15 +404,15 @@ export class WindowOperator {
     this.timers.push(e.end + this.cfg.lateness, e);
   }
 
-  private close(e: Entry, w: number): void {
-    this.step(e, { type: 'CLOSE', watermark: w });
+  private close(e: Entry, event: CloseEvent): void {
+    this.step(e, event);
     this.drop(e, 'closed');
   }
 
   /** A new window holding `acc`; fires at once when the watermark is already past its end. */
   private open(key: string, win: Window, acc: unknown, n: number): Entry {
     const e = this.spawn(key, win.start, win.end, acc, n);
-    if (win.end <= this.wm) this.fire(e, this.wm);
+    if (win.end <= this.wm) this.fire(e, { type: 'FIRE', watermark: this.wm });
     else this.timers.push(win.end, e);
     return e;
   }

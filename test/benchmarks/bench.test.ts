@@ -40,6 +40,25 @@ const NUMERIC = [
   'latency.expectedSamples',
   'latency.missingSamples',
   'latency.histogramTotalCount',
+  'latencyHalfLoad.atPostsPerSec',
+  'latencyHalfLoad.p50Ms',
+  'latencyHalfLoad.p99Ms',
+  'latencyHalfLoad.p999Ms',
+  'latencyHalfLoad.maxMs',
+  'latencyHalfLoad.samples',
+  'latencyHalfLoad.expectedSamples',
+  'latencyFewKeys.atPostsPerSec',
+  'latencyFewKeys.p50Ms',
+  'latencyFewKeys.p99Ms',
+  'latencyFewKeys.maxMs',
+  'latencyFewKeys.samples',
+  'latencyReference.atPostsPerSec',
+  'latencyReference.p50Ms',
+  'latencyReference.p99Ms',
+  'latencyReference.p999Ms',
+  'latencyReference.maxMs',
+  'latencyReference.samples',
+  'latencyReference.expectedSamples',
   'generator.scheduled',
   'generator.sent',
   'generator.sendLagP99Ms',
@@ -107,7 +126,19 @@ t.test('the histogram counts every latency sample', async (t) => {
   const l = json.latency;
   t.ok(l.p50Ms <= l.p90Ms && l.p90Ms <= l.p99Ms && l.p99Ms <= l.p999Ms && l.p999Ms <= l.maxMs, 'percentiles are ordered and bounded by the max');
   t.equal(json.generator.sent, json.generator.scheduled, 'the open-loop generator sent its whole schedule');
-  t.equal(json.latency.atPostsPerSec, Math.max(1, Math.round(json.throughput.postsPerSec * 0.5)), 'the load is 50% of the measured throughput');
+  const half = Math.max(1, Math.round(json.throughput.postsPerSec * 0.5));
+  t.equal(json.latency.atPostsPerSec, Math.min(20_000, half), "the load is the issue's 20,000 posts/s, or half the measured throughput when that is lower");
+  t.equal(json.latency.rateBasis, half < 20_000 ? 'half-throughput' : 'issue', 'the table says which rate it is');
+  t.equal(json.latencyHalfLoad.atPostsPerSec, half, 'the extra run is at half the measured throughput');
+  t.equal(json.latencyHalfLoad.sameRunAsLatency, half <= 20_000, 'the extra run is the target run when their rates agree');
+  if (json.latencyHalfLoad.sameRunAsLatency) t.equal(json.latencyHalfLoad.p99Ms, json.latency.p99Ms, 'and then its figures are the same');
+  t.equal(json.latencyFewKeys.atPostsPerSec, json.latency.atPostsPerSec, 'the 10-key run is at the target rate');
+  for (const l of [json.latencyHalfLoad, json.latencyReference]) {
+    t.ok(l.p50Ms <= l.p99Ms && l.p99Ms <= l.p999Ms && l.p999Ms <= l.maxMs, 'percentiles are ordered and bounded by the max');
+    t.ok(l.samples > 0 && l.samples <= l.expectedSamples, 'samples were taken, no more than expected');
+  }
+  t.equal(json.latencyReference.atPostsPerSec, json.latency.atPostsPerSec, 'the bare consumer reference is at the same rate');
+  t.match(json.latencyReference.method, /bare JetStream consumer/);
 });
 
 t.test('the job and the baseline did the same work', async (t) => {
@@ -186,5 +217,5 @@ t.test('result files: latest, dated copy and a self-contained chart', async (t) 
   t.match(svg, /^<svg xmlns="http:\/\/www\.w3\.org\/2000\/svg"/);
   t.notMatch(svg, /<script|href=|@import|url\(/, 'no scripts or external references');
   const table = formatTable(json);
-  for (const label of ['throughput', 'baseline', 'transport', 'latency p99', 'checkpoint overhead', 'recovery', 'memory', 'live windows', 'PostgreSQL sink', 'bare COPY']) t.match(table, label);
+  for (const label of ['throughput', 'baseline', 'transport', 'latency p99', 'at half the throughput', 'bare JetStream consumer', 'checkpoint overhead', 'recovery', 'memory', 'live windows', 'PostgreSQL sink', 'bare COPY']) t.match(table, label);
 });
