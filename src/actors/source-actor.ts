@@ -176,8 +176,9 @@ export class SourceActor {
         this.raw.seqs.push(b.seqs[i]!);
         if (this.raw.data.length >= this.opts.batchSize) {
           this.schedule(false);
-          // Backpressure: one batch being prepared while the next is read, no more.
-          while (this.outstanding.length > 1) await this.outstanding[0];
+          // Backpressure: as many batches being prepared as the preparer takes at once (one inline)
+          // while the next is read, no more.
+          while (this.outstanding.length > Math.max(1, this.pool.threads)) await this.outstanding[0];
         }
       }
       if (endAt >= 0) break;

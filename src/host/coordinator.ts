@@ -79,8 +79,8 @@ export class Coordinator {
               pointer = await store.mirror(w, meta.hash, epoch, pointer);
             },
             stamp: { epoch, gen: plan.gen, owners: ownersOf(plan, cfg.keyGroups) },
-            // Every member prepares batches of input (decode, keys, score) for the source.
-            prepare: { subjects: assigned.slice(1).map((_, i) => subjectsFor(cfg.job).prepare(i + 1)), from: (s) => s >= memberSender(1) && s < memberSender(assigned.length) },
+            // --prepare-on-members: every member prepares batches of input (decode, keys, score) for the source.
+            ...(!cfg.prepareOnMembers ? {} : { prepare: { subjects: assigned.slice(1).map((_, i) => subjectsFor(cfg.job).prepare(i + 1)), from: (s) => s >= memberSender(1) && s < memberSender(assigned.length) } }),
             ...(drainSeq !== undefined ? { drainSeq } : {}),
           };
           gl.debug({ members: assigned.map((m) => m.id) }, `starting generation ${plan.gen}`);

@@ -11,7 +11,7 @@ import type { CompiledJob, Prepared } from '../runtime/compiled-job.js';
 
 /** What the source prepares its batches with: a local pool, or the group's members. */
 export interface Preparer {
-  /** > 0: batches are prepared off the source's turn (the source starts them as they arrive). */
+  /** > 0: batches are prepared off the source's turn (the source starts them as they arrive, up to this many at once). */
   readonly threads: number;
   prepare(payloads: readonly Uint8Array[], subjects: readonly string[], seqs: readonly number[]): Promise<Prepared[]>;
   close(): Promise<void>;
@@ -133,7 +133,8 @@ export class RemotePreparer implements Preparer {
     this.minBatch = Math.min(MIN_REMOTE_BATCH, batchSize);
     this.helpers = subjects.map((subject) => ({ subject, inflight: 0, restUntil: 0 }));
     this.sealer = new Sealer(ctx.key, sender);
-    this.threads = Math.max(1, local.threads);
+    // Batches that may be prepared at once: the source reads ahead this far.
+    this.threads = this.helpers.length * PER_MEMBER_INFLIGHT + local.threads;
   }
 
   prepare(payloads: readonly Uint8Array[], subjects: readonly string[], seqs: readonly number[]): Promise<Prepared[]> {

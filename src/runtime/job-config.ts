@@ -36,6 +36,8 @@ export interface JobConfig extends JobSemantics {
   keyGroups: number;
   batchSize: number;
   scoringThreads: number;
+  /** a group's coordinator has its members prepare (decode, key, score) batches of input */
+  prepareOnMembers?: boolean;
   retain: number;
   /** `--group`: one instance of a job shared by many processes */
   group?: boolean;

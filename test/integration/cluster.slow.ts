@@ -133,7 +133,7 @@ t.test('a group of three instances on the cluster: coordinator SIGKILLed, a key-
     'run', '--nats', cluster.urls, '--job', job, '--input-stream', 'IN_CGRP', '--input-subjects', 'cgrp.>',
     '--window', 'tumbling:1m', '--max-out-of-orderness', '5s', '--allowed-lateness', '30s', '--keys', 'hashtags,all',
     '--sink', `jetstream:${res}:${res.toLowerCase()}.out`, '--late-sink', `jetstream:${late}:${late.toLowerCase()}.out`, '--dlq-sink', 'nats:cgdlq',
-    '--state-dir', dir, '--drain', '--batch-size', '20', '--checkpoint-interval', '100ms', '--log-level', 'debug',
+    '--state-dir', dir, '--drain', '--batch-size', '20', '--checkpoint-interval', '100ms', '--log-level', 'debug', '--prepare-on-members',
   ];
   const read = async (stream: string): Promise<Array<{ id: string }>> => {
     const out: Array<{ id: string }> = [];

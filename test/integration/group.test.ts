@@ -84,7 +84,9 @@ async function checkExact(t: Test, job: string, expected: ReturnType<typeof refe
 t.test('three instances form one job; results equal the model', async (t) => {
   const job = 'g1';
   const expected = await setUp(job, 6000, 7);
-  const all = [instance(job, 1), instance(job, 2), instance(job, 3)];
+  // Members also prepare (decode, key, score) the coordinator's input batches.
+  const spread = ['--prepare-on-members'];
+  const all = [instance(job, 1, spread), instance(job, 2, spread), instance(job, 3, spread)];
   const ends = await Promise.all(all.map((i) => i.done));
   allExitZero(t, ends, 'instance');
   const logs = ends.map((r) => r.stderr).join('\n');
@@ -122,7 +124,9 @@ t.test('the coordinator is SIGKILLed mid-run: a member takes over from the mirro
 t.test('a member is SIGKILLed mid-run: its key groups move; results exact', async (t) => {
   const job = 'g3';
   const expected = await setUp(job, 8000, 13);
-  const all = [instance(job, 1), instance(job, 2), instance(job, 3)];
+  // The member killed may hold input batches it was preparing: the coordinator prepares them itself.
+  const spread = ['--prepare-on-members'];
+  const all = [instance(job, 1, spread), instance(job, 2, spread), instance(job, 3, spread)];
   await threeRunning(all);
   await Promise.race(all.map((i) => i.waitFor((s) => /member of job g3/.test(s) && !/coordinator of job g3/.test(s), 60_000).catch(() => new Promise(() => undefined))));
   const member = all.find((i) => /member of job g3/.test(i.stderr()) && !/coordinator of job g3/.test(i.stderr()));
