@@ -2,6 +2,7 @@
 // order where each figure's reference is measured in the same run, and the result files written.
 
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { execFile } from 'node:child_process';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { connect } from 'nats';
@@ -12,7 +13,7 @@ import { buildWorkload, THROUGHPUT_JOB } from './workload.js';
 import { runBaseline } from './baseline.js';
 import { runTransport } from './transport.js';
 import { runThroughput } from './throughput.js';
-import { ISSUE_LATENCY_RATE, runBareConsumer, runLatency } from './latency.js';
+import { ISSUE_LATENCY_RATE, type BareConsumerOutcome, type LatencyOutcome } from './latency.js';
 import { runRecovery } from './recovery.js';
 import { measureWindowMemory } from './memory.js';
 import { measureStateScaling } from './state.js';
@@ -90,6 +91,22 @@ const natsJsVersion = (): string => {
 };
 
 /** Runs every phase and returns the result (nothing written). */
+/** Runs `dist/benchmarks/latency-only.js` with `args` in a process of its own; its one JSON line. */
+function isolated<T>(args: readonly string[]): Promise<T> {
+  return new Promise((resolve, reject) => {
+    execFile(process.execPath, [join(repoRoot(), 'dist', 'benchmarks', 'latency-only.js'), ...args], { maxBuffer: 64 << 20 }, (err, stdout, stderr) => {
+      if (err) return reject(new Error(`latency-only.js ${args.join(' ')} failed: ${err.message}\n${stderr.slice(-2000)}`));
+      const line = stdout.trim().split('\n').pop() ?? '';
+      try {
+        const { load1: _load, ...outcome } = JSON.parse(line) as Record<string, unknown>;
+        resolve(outcome as T);
+      } catch {
+        reject(new Error(`latency-only.js ${args.join(' ')} printed no outcome: ${stdout.slice(-500)} ${stderr.slice(-1000)}`));
+      }
+    });
+  });
+}
+
 export async function runBenchmarks(o: BenchOptions): Promise<BenchResult> {
   const s: Scale = { ...SCALES[o.mode], ...o.scale };
   const progress = new Progress(PHASES(s), o.progress === false ? undefined : process.stderr);
@@ -139,31 +156,26 @@ export async function runBenchmarks(o: BenchOptions): Promise<BenchResult> {
     const rate = Math.min(ISSUE_LATENCY_RATE, halfRate);
     const shortSeconds = Math.max(3, Math.round(s.latencySeconds / 2));
     const warmupMs = (seconds: number): number => (seconds > s.latencyWarmupSeconds ? s.latencyWarmupSeconds * 1000 : 0);
-    const latencyRun = (seconds: number, hashtags: number, workDir: string, atRate = rate) =>
-      runLatency(nc, {
-        url: server.url,
-        rate: atRate,
-        durationMs: seconds * 1000,
-        warmupMs: warmupMs(seconds),
-        windowMs: 1000,
-        maxOutOfOrdernessMs: 50,
-        hashtags,
-        workDir,
-        onProgress: (f, label) => progress.update(f, label),
-      });
-    const lat = await latencyRun(s.latencySeconds, THROUGHPUT_JOB.hashtags, o.workDir);
+    // Each latency run in a process of its own (latency-only.js, with its own nats-server): the
+    // generator keeps its schedule only when nothing else shares its event loop and heap.
+    const latencyRun = (seconds: number, hashtags: number, atRate = rate, bare = false) =>
+      isolated<LatencyOutcome>([
+        '--rate', String(atRate), '--seconds', String(seconds), '--keys', String(hashtags), '--warmup-ms', String(warmupMs(seconds)), '--histogram', ...(bare ? ['--bare'] : []),
+      ]);
+    progress.update(0.1, `${rate} posts/s, ~1000 keys, ${s.latencySeconds} s`);
+    const lat = await latencyRun(s.latencySeconds, THROUGHPUT_JOB.hashtags);
 
     // The same pipeline with 10 hashtags: what a post's trip costs when few windows fire at once.
     progress.phase('latency, 10 keys');
-    const few = await latencyRun(shortSeconds, 10, join(o.workDir, 'few'));
+    const few = await latencyRun(shortSeconds, 10);
 
     // The earlier load, half the throughput, kept beside the target figure (the same run when that is the rate).
     progress.phase('latency, half throughput');
-    const half = halfRate > rate ? await latencyRun(shortSeconds, THROUGHPUT_JOB.hashtags, join(o.workDir, 'half'), halfRate) : lat;
+    const half = halfRate > rate ? await latencyRun(shortSeconds, THROUGHPUT_JOB.hashtags, halfRate) : lat;
 
     // The reference: the same generator and stream read by a bare JetStream consumer, no job.
     progress.phase('latency reference');
-    const bare = await runBareConsumer(nc, { url: server.url, rate, durationMs: shortSeconds * 1000, warmupMs: warmupMs(shortSeconds), hashtags: THROUGHPUT_JOB.hashtags, onProgress: (f, label) => progress.update(f, label) });
+    const bare = (await latencyRun(shortSeconds, THROUGHPUT_JOB.hashtags, rate, true)) as unknown as BareConsumerOutcome;
 
     progress.phase('recovery');
     const rec = await runRecovery(nc, {
@@ -274,7 +286,7 @@ export async function runBenchmarks(o: BenchOptions): Promise<BenchResult> {
         generatorKeptUp: few.generator.keptUp,
       },
       latencyReference: {
-        method: 'the same open-loop generator into a JetStream stream, read by a bare JetStream consumer (nats.js ordered consumer, no acks) in the benchmark process: no job, no actors; each post from its intended send time to its arrival',
+        method: 'the same open-loop generator into a JetStream stream, read by a bare JetStream consumer (nats.js ordered consumer, no acks) in a process of its own with the generator: no job, no actors; each post from its intended send time to its arrival',
         atPostsPerSec: bare.atPostsPerSec,
         p50Ms: bare.p50Ms,
         p99Ms: bare.p99Ms,
