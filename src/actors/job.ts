@@ -89,6 +89,8 @@ export interface Placement {
   remote: (windowsOf: (actor: number) => Iterable<PersistedWindow>, watermark: number) => Promise<void>;
   /** Stores each complete checkpoint in NATS too (after LevelDB, before it counts as taken). */
   mirror?: (w: CheckpointWrite, meta: CheckpointMeta) => Promise<void>;
+  /** The checkpoint the mirror's chain ends at (0: none): a delta may only continue that one. */
+  mirrorHead?: number;
   /** Stamped on every checkpoint of this generation. */
   stamp?: GroupStamp;
   /** Members that prepare the source's batches (decode, keys, score): their request subjects and who may answer. */
@@ -232,7 +234,9 @@ export class Job {
         { partitions: total, keyGroups: cfg.keyGroups, batchSize: cfg.batchSize, maxInflight: total > local.length ? REMOTE_INFLIGHT : LOCAL_INFLIGHT, checkpointInterval: cfg.checkpointInterval, idleTimeout: cfg.idleTimeout, checkpointTimeout: cfg.checkpointTimeout, inputPartitions: cfg.inputPartitions, ...(endSeq !== undefined ? { endSeq } : {}) },
         channel,
         // New checkpoint ids continue after the newest stored one (also when restoring an older one).
-        { seq: meta?.seq ?? 0, cp: store.maxId, ...(restored ? { watermark: restored.meta.watermark, chain: restored.chain } : {}) },
+        // A group's mirror must hold every delta's base: when it does not end at the checkpoint restored
+        // here (killed between the local write and the mirror's, or a savepoint), the first checkpoint is full.
+        { seq: meta?.seq ?? 0, cp: store.maxId, ...(restored ? { watermark: restored.meta.watermark, ...(placement?.mirror && placement.mirrorHead !== restored.meta.id ? {} : { chain: restored.chain }) } : {}) },
       );
       if (meta) {
         source.ingest.postsIn = meta.counters.postsIn ?? 0;

@@ -75,6 +75,7 @@ export class Coordinator {
             local: assigned[0]!.actors,
             key: control.key,
             remote: (windowsOf, wm) => control.handOut(windowsOf, wm, (id) => this.g.suspects.add(id)),
+            mirrorHead: pointer?.cp ?? 0,
             mirror: async (w, meta) => {
               pointer = await store.mirror(w, meta.hash, epoch, pointer);
             },

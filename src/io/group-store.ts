@@ -200,7 +200,10 @@ export class GroupStore {
   async mirror(write: CheckpointWrite, hash: number, epoch: number, previous: MirrorPointer | undefined): Promise<MirrorPointer> {
     const name = `cp-${write.meta.id}-e${epoch}`;
     await this.objects.putBlob({ name }, encode(write));
-    const chain = write.meta.full || !previous ? [name] : [...previous.chain, name];
+    // A delta continues the mirror's chain only from its own base; anything else would leave a delta
+    // whose base a new coordinator cannot import (the job starts such a chain with a full checkpoint).
+    if (!write.meta.full && previous?.cp !== write.meta.parent) throw new Error(`checkpoint ${write.meta.id} is a delta on ${write.meta.parent}, but the mirror ends at ${previous?.cp ?? 'nothing'}`);
+    const chain = write.meta.full ? [name] : [...previous!.chain, name];
     const value: MirrorPointer = { epoch, cp: write.meta.id, hash, seq: write.meta.seq, chain };
     try {
       this.pointerRevision = await this.state.update('checkpoint', enc.encode(JSON.stringify(value)), this.pointerRevision);
