@@ -320,7 +320,8 @@ export class PostgresSink implements Sink {
   private schemaVersion = 0;
   private appliedVersion = -1;
   private client?: pgModule.Client;
-  private inTx = false;
+  /** the connection whose transaction holds the head epoch's records sent so far (none: no transaction open) */
+  private txClient?: pgModule.Client;
   private resetPending = false;
   private epochs: Epoch[] = [{ records: [], batches: [], sent: 0, closed: false }];
   private unsent = 0;
@@ -689,7 +690,7 @@ export class PostgresSink implements Sink {
       c.on('error', (e) => {
         // An idle connection that drops: the next query reconnects.
         if (this.client === c) this.client = undefined;
-        this.log?.debug({ err: e.message, sink: this.shown }, 'PostgreSQL connection error');
+        this.log?.debug({ err: e.message, sink: this.shown, role: this.role }, 'PostgreSQL connection error');
       });
       try {
         await c.connect();
@@ -733,7 +734,7 @@ export class PostgresSink implements Sink {
     this.outageSince ??= Date.now();
     const held = this.epochs.filter((x) => x.closed).length;
     this.log?.warn(
-      { sink: this.shown, reason, since: new Date(this.outageSince).toISOString(), checkpointsWaiting: held, what },
+      { sink: this.shown, role: this.role, reason, since: new Date(this.outageSince).toISOString(), checkpointsWaiting: held, what },
       `PostgreSQL ${this.shown} unavailable (${reason})${first ? '' : ` for ${Math.round((Date.now() - this.outageSince) / 1000)} s`}: checkpoints wait for it; retrying with backoff`,
     );
   }
@@ -881,20 +882,29 @@ export class PostgresSink implements Sink {
   private async pump(): Promise<void> {
     while (!this.closing && !this.fatal) {
       const ep = this.epochs[0]!;
-      const unsent = ep.records.length - ep.sent;
-      if (unsent === 0 && !ep.closed) return;
+      if (ep.records.length === ep.sent && !ep.closed) return;
       try {
         const c = await this.connect(false);
         if (this.outageSince !== undefined) {
-          this.log?.info({ sink: this.shown, downMs: Date.now() - this.outageSince, checkpointsWaiting: this.epochs.filter((x) => x.closed).length }, `PostgreSQL ${this.shown} reachable again after ${Math.round((Date.now() - this.outageSince) / 1000)} s: writing the waiting checkpoints`);
+          this.log?.info({ sink: this.shown, role: this.role, downMs: Date.now() - this.outageSince, checkpointsWaiting: this.epochs.filter((x) => x.closed).length }, `PostgreSQL ${this.shown} reachable again after ${Math.round((Date.now() - this.outageSince) / 1000)} s: writing the waiting checkpoints`);
           this.outageSince = undefined;
         }
-        if (!this.inTx) {
+        if (this.txClient !== c) {
+          // A transaction lost with its connection (an idle connection can drop between batches):
+          // what it held is gone, and the epoch is written again from its first record.
+          if (ep.sent > 0) {
+            this.unsent += ep.sent;
+            ep.sent = 0;
+            ep.batches = [];
+            this.log?.debug({ sink: this.shown, role: this.role, checkpoint: ep.cp ?? null }, 'the open transaction was lost with its connection: writing this checkpoint again');
+          }
+          this.txClient = undefined;
           const reset = this.resetPending ? this.targets.map((t) => `DELETE FROM ${t.table} WHERE job = ${pg.escapeLiteral(this.job)}`) : [];
           await c.query(['BEGIN', ...reset].join(';\n'));
-          this.inTx = true;
+          this.txClient = c;
         }
-        if (unsent > 0) {
+        // Counted here, after a lost transaction has put the epoch's records back to send.
+        if (ep.records.length > ep.sent) {
           // Columns added while the schema was being changed are added too before the batch is made.
           while (this.appliedVersion !== this.schemaVersion) await this.syncSchema(c);
           const b = this.nextBatch(ep);
@@ -915,18 +925,18 @@ export class PostgresSink implements Sink {
           `INSERT INTO ${this.progressTable} (job, sink, checkpoint_id, updated_at) VALUES (${pg.escapeLiteral(this.job)}, ${pg.escapeLiteral(this.role)}, ${ep.cp!}, now()) ` +
             `ON CONFLICT (job, sink) DO UPDATE SET checkpoint_id = EXCLUDED.checkpoint_id, updated_at = now();\nCOMMIT`,
         );
-        this.inTx = false;
+        this.txClient = undefined;
         this.resetPending = false;
         this.committed += ep.records.length;
         this.epochs.shift();
         faultPoint('postgres-after-commit');
         ep.resolve?.({ checkpoint: ep.cp! });
       } catch (e) {
-        this.inTx = false;
+        this.txClient = undefined;
         if (this.closing) return;
         if ((e as { code?: string }).code === '23505' && !ep.safe) {
           // A plain COPY met a row that is there (a replay): this epoch again, with ON CONFLICT.
-          this.log?.debug({ sink: this.shown, checkpoint: ep.cp ?? null }, 'rows already in PostgreSQL: writing this checkpoint again with ON CONFLICT');
+          this.log?.debug({ sink: this.shown, role: this.role, checkpoint: ep.cp ?? null }, 'rows already in PostgreSQL: writing this checkpoint again with ON CONFLICT');
           ep.safe = true;
           this.unsent += ep.sent;
           ep.sent = 0;
@@ -957,7 +967,7 @@ export class PostgresSink implements Sink {
   private fail(e: unknown): void {
     const err = e instanceof TidemarkError ? e : this.explain(e);
     this.fatal = err;
-    this.log?.error({ sink: this.shown, err: err.message }, `PostgreSQL sink failed: ${err.message}`);
+    this.log?.error({ sink: this.shown, role: this.role, err: err.message }, `PostgreSQL sink failed: ${err.message}`);
     for (const ep of this.epochs) ep.reject?.(err);
     this.releaseWaiters(true);
     const c = this.client;

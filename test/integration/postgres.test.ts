@@ -244,6 +244,45 @@ t.test('epochs of many COPY batches: revisions of one window within and across b
   t.same(after.progress, [{ sink: 'results', checkpoint_id: '2' }], 'the progress row names the second commit');
 });
 
+for (const more of [true, false]) {
+  t.test(`a connection dropped while idle inside an epoch, then ${more ? 'more records and' : 'only'} the barrier: the epoch is written again from its first record on a new connection`, async (t) => {
+    // The late and dead-letter sinks get records now and then: between two barriers their transaction
+    // is open and idle, and a server crash or a terminated backend drops it without any query failing.
+    const spec = parsePostgresSpec(pgs.url('tidemark', { prefix: 'idle_' }), '--dlq-sink');
+    const job = `idledrop${more ? 'more' : 'barrier'}`;
+    const dead = (i: number) => ({ id: `${job}/dlq/${i}`, reason: 'bad json', subject: `${job}.x`, seq: i, payload: `{${i}` });
+    const sink = new PostgresSink(spec, 'dead', job);
+    await sink.open(undefined);
+    const admin = await pgs.client();
+    const backend = async (state: string): Promise<number | undefined> => {
+      const { rows } = await admin.query<{ pid: number }>('SELECT pid FROM pg_stat_activity WHERE application_name = $1 AND state = $2', [`tidemark-${job}`, state]);
+      return rows[0]?.pid;
+    };
+    const until = async <T>(f: () => Promise<T | undefined>): Promise<T> => {
+      for (let i = 0; i < 500; i++) {
+        const v = await f();
+        if (v !== undefined) return v;
+        await new Promise((r) => setTimeout(r, 10));
+      }
+      throw new Error('timed out');
+    };
+    sink.write([dead(1), dead(2), dead(3)]);
+    // Sent, and the transaction waits for more records or the barrier.
+    const pid = await until(() => backend('idle in transaction'));
+    await admin.query('SELECT pg_terminate_backend($1)', [pid]);
+    await until(async () => ((await backend('idle in transaction')) === undefined ? true : undefined));
+    // Let the client see the connection go.
+    await new Promise((r) => setTimeout(r, 100));
+    if (more) sink.write([dead(4), dead(5)]);
+    t.same(await sink.snapshot(1), { checkpoint: 1 });
+    await sink.close();
+    await admin.end();
+    const got = await readTables(pgs, job, 'idle_');
+    t.same(got.dead.map((d) => d.id), (more ? [1, 2, 3, 4, 5] : [1, 2, 3]).map((i) => `${job}/dlq/${i}`), 'the records of the lost transaction are there too');
+    t.same(got.progress, [{ sink: 'dead', checkpoint_id: '1' }], 'with the progress row of their checkpoint');
+  });
+}
+
 t.test('tidemark demo --sink postgres://… writes the demo windows into PostgreSQL', async (t) => {
   const r = await runCli(['demo', '--duration', '8s', '--rate', '300', '--sink', pgs.url('tidemark', { prefix: 'demo_' })]);
   t.equal(r.code, 0, `exit 0 (stderr: ${r.stderr.slice(-300)})`);
