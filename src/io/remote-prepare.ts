@@ -8,6 +8,7 @@
 import type { Msg, NatsConnection, Subscription } from 'nats';
 import { Opener, Sealer, receive, type ChannelContext, type Checked } from './channel.js';
 import type { CompiledJob, Prepared } from '../runtime/compiled-job.js';
+import { packPayloads, payloadAt } from './payload-pack.js';
 
 /** What the source prepares its batches with: a local pool, or the group's members. */
 export interface Preparer {
@@ -28,7 +29,7 @@ interface PrepareRequest {
   /** index into `d` of each payload's subject */
   s: number[];
   /** input sequence of each payload */
-  q: number[];
+  q: readonly number[];
 }
 
 type PrepareReply = { ok: true; out: Prepared[] } | { ok: false; error: string };
@@ -41,19 +42,13 @@ const PER_MEMBER_INFLIGHT = 4;
 /** The subject a request is answered on, for the seal (reply inboxes differ per request). */
 const replyContext = (subject: string): string => `${subject}.reply`;
 
+/** The request for one batch; sealed (encoded) at once, so its columns may share the caller's arrays. */
 function encodeRequest(payloads: readonly Uint8Array[], subjects: readonly string[], seqs: readonly number[]): PrepareRequest {
-  let total = 0;
-  for (const p of payloads) total += p.length;
-  const b = new Uint8Array(total);
-  const o: number[] = new Array(payloads.length);
+  const { bytes, ends } = packPayloads(payloads);
   const d: string[] = [];
   const index = new Map<string, number>();
   const s: number[] = new Array(payloads.length);
-  let at = 0;
   for (let i = 0; i < payloads.length; i++) {
-    b.set(payloads[i]!, at);
-    at += payloads[i]!.length;
-    o[i] = at;
     const subject = subjects[i]!;
     let k = index.get(subject);
     if (k === undefined) {
@@ -63,7 +58,8 @@ function encodeRequest(payloads: readonly Uint8Array[], subjects: readonly strin
     }
     s[i] = k;
   }
-  return { b, o, d, s, q: seqs.slice() };
+  // The offsets travel as a plain array of numbers, as they always have (not a typed array's bytes).
+  return { b: bytes, o: Array.from(ends), d, s, q: seqs };
 }
 
 /** Shape check of a request (a member trusts the seal, not the body's shape). */
@@ -101,6 +97,8 @@ interface Helper {
   inflight: number;
   /** set after a failure: skipped until then (ms since the epoch) */
   restUntil: number;
+  /** opens its answers (unsequenced, so one serves every request) */
+  opener: Opener;
 }
 
 /**
@@ -122,7 +120,7 @@ export class RemotePreparer implements Preparer {
     /** the request subject of each member that prepares */
     subjects: readonly string[],
     /** the members' senders' ids (who may answer) */
-    private readonly members: (from: number) => boolean,
+    members: (from: number) => boolean,
     sender: number,
     private readonly local: Preparer,
     private readonly timeoutMs: number,
@@ -131,7 +129,7 @@ export class RemotePreparer implements Preparer {
     batchSize = MIN_REMOTE_BATCH,
   ) {
     this.minBatch = Math.min(MIN_REMOTE_BATCH, batchSize);
-    this.helpers = subjects.map((subject) => ({ subject, inflight: 0, restUntil: 0 }));
+    this.helpers = subjects.map((subject) => ({ subject, inflight: 0, restUntil: 0, opener: new Opener(ctx.key, replyContext(subject), members, false) }));
     this.sealer = new Sealer(ctx.key, sender);
     // Batches that may be prepared at once: the source reads ahead this far.
     this.threads = this.helpers.length * PER_MEMBER_INFLIGHT + local.threads;
@@ -150,11 +148,10 @@ export class RemotePreparer implements Preparer {
     }
     helper.inflight++;
     this.counts.remote++;
-    const opener = new Opener(this.ctx.key, replyContext(helper.subject), this.members, false);
     return this.nc
       .request(helper.subject, body, { timeout: this.timeoutMs })
       .then((m: Msg) => {
-        const got = receive(this.ctx, opener, m.data, (v) => checkReply(v, payloads.length));
+        const got = receive(this.ctx, helper.opener, m.data, (v) => checkReply(v, payloads.length));
         if (!got) throw new Error('its answer was refused');
         return got.msg;
       })
@@ -189,27 +186,26 @@ export class RemotePreparer implements Preparer {
 export function servePrepare(nc: NatsConnection, ctx: ChannelContext, subject: string, source: number, sender: number, job: CompiledJob): Subscription {
   const inbox = new Opener(ctx.key, subject, (from) => from === source, false);
   const sealer = new Sealer(ctx.key, sender);
+  const seal = (reply: PrepareReply): Uint8Array => sealer.seal(replyContext(subject), reply);
   return nc.subscribe(subject, {
     callback: (err, m) => {
       if (err || !m.reply) return;
-      const req = receive(ctx, inbox, m.data, checkRequest)?.msg;
-      if (!req) return;
-      let reply: PrepareReply;
+      // Whatever fails here is answered as a failure (the coordinator prepares the batch itself at
+      // once), not thrown into the client's subscription, where the request would wait out its timeout.
       try {
+        const req = receive(ctx, inbox, m.data, checkRequest)?.msg;
+        if (!req) return;
         const out: Prepared[] = new Array(req.o.length);
-        let start = 0;
-        for (let i = 0; i < req.o.length; i++) {
-          const end = req.o[i]!;
-          out[i] = job.prepare(req.b.subarray(start, end), req.d[req.s[i]!]!, req.q[i]!);
-          start = end;
-        }
-        reply = { ok: true, out };
+        for (let i = 0; i < req.o.length; i++) out[i] = job.prepare(payloadAt(req.b, req.o, i), req.d[req.s[i]!]!, req.q[i]!);
+        const sealed = seal({ ok: true, out });
+        m.respond(sealed.length > nc.info!.max_payload ? seal({ ok: false, error: `the prepared batch (${sealed.length} bytes) exceeds the server's max_payload` }) : sealed);
       } catch (e) {
-        reply = { ok: false, error: (e as Error).message };
+        try {
+          m.respond(seal({ ok: false, error: e instanceof Error ? e.message : String(e) }));
+        } catch {
+          // Not even a failure can be sent (the connection is closing): the request times out and the coordinator prepares the batch itself.
+        }
       }
-      const sealed = sealer.seal(replyContext(subject), reply);
-      if (sealed.length > nc.info!.max_payload) m.respond(sealer.seal(replyContext(subject), { ok: false, error: `the prepared batch (${sealed.length} bytes) exceeds the server's max_payload` }));
-      else m.respond(sealed);
     },
   });
 }

@@ -8,11 +8,20 @@ import { fileURLToPath } from 'node:url';
 import type { CompiledJob, Prepared } from '../runtime/compiled-job.js';
 import type { JobSource } from './job-loader.js';
 import type { Preparer } from './remote-prepare.js';
+import { packPayloads } from './payload-pack.js';
 
 const WORKER = new URL('./scoring-worker.js', import.meta.url);
 
 /** Below this many messages a batch is prepared inline: a thread hop would cost more than it saves. */
 const MIN_BATCH_FOR_THREADS = 64;
+
+/** What a worker thread is sent: a packed batch (see payload-pack.ts) with each payload's subject and sequence. */
+export interface WorkerBatch {
+  bytes: Uint8Array<ArrayBuffer>;
+  ends: Uint32Array<ArrayBuffer>;
+  subjects: readonly string[];
+  seqs: readonly number[];
+}
 
 interface Job {
   resolve: (out: Prepared[]) => void;
@@ -63,20 +72,12 @@ export class ScoringPool implements Preparer {
       }
     }
     // One transferable buffer and its offsets: no per-message cloning on the way out.
-    let total = 0;
-    for (const p of payloads) total += p.length;
-    const buf = new Uint8Array(total);
-    const offsets = new Uint32Array(payloads.length + 1);
-    let at = 0;
-    payloads.forEach((p, i) => {
-      buf.set(p, at);
-      at += p.length;
-      offsets[i + 1] = at;
-    });
+    const { bytes, ends } = packPayloads(payloads);
+    const batch: WorkerBatch = { bytes, ends, subjects, seqs };
     const i = this.next++ % this.workers.length;
     return new Promise((resolve, reject) => {
       this.queues[i]!.push({ resolve, reject });
-      this.workers[i]!.postMessage({ buf, offsets, subjects, seqs }, [buf.buffer, offsets.buffer]);
+      this.workers[i]!.postMessage(batch, [bytes.buffer, ends.buffer]);
     });
   }
 

@@ -3,17 +3,17 @@
 
 import { parentPort, workerData } from 'node:worker_threads';
 import { loadCompiledJob, type JobSource } from './job-loader.js';
+import { payloadAt } from './payload-pack.js';
+import type { WorkerBatch } from './scoring-pool.js';
 import type { Prepared } from '../runtime/compiled-job.js';
-
-type Batch = { buf: Uint8Array; offsets: Uint32Array; subjects: string[]; seqs: number[] };
 
 const ready = loadCompiledJob(workerData as JobSource);
 
-parentPort?.on('message', (batch: Batch) => {
+parentPort?.on('message', (batch: WorkerBatch) => {
   void ready.then((job) => {
     const out: Prepared[] = [];
-    const { buf, offsets, subjects, seqs } = batch;
-    for (let i = 0; i + 1 < offsets.length; i++) out.push(job.prepare(buf.subarray(offsets[i]!, offsets[i + 1]!), subjects[i]!, seqs[i]!));
+    const { bytes, ends, subjects, seqs } = batch;
+    for (let i = 0; i < ends.length; i++) out.push(job.prepare(payloadAt(bytes, ends, i), subjects[i]!, seqs[i]!));
     parentPort!.postMessage(out);
   });
 });

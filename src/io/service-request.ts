@@ -36,7 +36,13 @@ export interface StatusAnswer {
   lastCheckpoint: { id: number; ageMs: number; ms: number; bytes: number } | null;
   uptimeMs: number;
   /** a group's generation: instances, roles, window actors and key groups; null for a single instance */
-  group?: { epoch: number; gen: number; instances: Array<{ id: string; host: string; pid: number; roles: string[]; actors: number[]; keyGroups: Array<[number, number]> }> } | null;
+  group?: {
+    epoch: number;
+    gen: number;
+    instances: Array<{ id: string; host: string; pid: number; roles: string[]; actors: number[]; keyGroups: Array<[number, number]> }>;
+    /** --prepare-on-members: this generation's input batches prepared by members, by the coordinator, and sent to a member in vain */
+    preparedBatches?: { remote: number; local: number; failed: number } | null;
+  } | null;
 }
 
 export interface WindowAnswer {

@@ -54,6 +54,9 @@ function instance(job: string, n: number, extra: string[] = [], env: NodeJS.Proc
   return { child, done, waitFor, stderr: () => stderr };
 }
 
+/** Instances 1, 2 and 3 of `job`, each with the same flags, environment and drain. */
+const three = (job: string, extra: string[] = [], env: NodeJS.ProcessEnv = {}, drain = true): Instance[] => [1, 2, 3].map((n) => instance(job, n, extra, env, drain));
+
 const lastLines = (s: string): string => s.split('\n').filter((l) => !/checkpoint complete|"level":20/.test(l)).slice(-30).join('\n');
 
 /** Until one instance logs a generation spanning all three (an instance that never does just leaves it to the others). */
@@ -64,13 +67,51 @@ const threeRunning = async (all: Instance[]): Promise<void> => {
 /** Every process ended with exit 0 (quoting the last log lines of one that did not). */
 const allExitZero = (t: Test, ends: CliResult[], who: string): void => ends.forEach((r, i) => t.equal(r.code, 0, `${who} ${i + 1} exits 0 (${r.code === 0 ? '' : lastLines(r.stderr)})`));
 
-async function setUp(job: string, n: number, seed: number): Promise<ReturnType<typeof referenceRun>> {
-  const payloads = genStream(seed, { n, unit: 60_000, step: 1_000, maxOutOfOrderness: 5_000 });
+/** SIGKILLs `victim`, waits for the other instances to end and checks that each exited 0; their ends. */
+async function survivorsOf(t: Test, all: Instance[], victim: Instance): Promise<CliResult[]> {
+  victim.child.kill('SIGKILL');
+  const ends = await Promise.all(all.filter((i) => i !== victim).map((i) => i.done));
+  allExitZero(t, ends, 'survivor');
+  return ends;
+}
+
+const posts = (n: number, seed: number): string[] => genStream(seed, { n, unit: 60_000, step: 1_000, maxOutOfOrderness: 5_000 });
+
+/** The input stream holding `payloads`, and the streams of the results and late records. */
+async function streams(job: string, payloads: readonly string[]): Promise<void> {
   await fillStream(nc, `IN_${job}`, job, payloads);
   const jsm = await nc.jetstreamManager();
   await jsm.streams.add({ name: `RES_${job}`, subjects: [`res.${job}`] });
   await jsm.streams.add({ name: `LATE_${job}`, subjects: [`late.${job}`] });
+}
+
+/** For a drained run: the input (n posts) in place before the instances start; what the model says of it. */
+async function setUp(job: string, n: number, seed: number): Promise<ReturnType<typeof referenceRun>> {
+  const payloads = posts(n, seed);
+  await streams(job, payloads);
   return referenceRun(payloads, cfg(job));
+}
+
+/** Until the sinks hold as many results and late records as `expected` (a live run: up to 2 minutes). */
+async function untilStored(job: string, expected: ReturnType<typeof referenceRun>): Promise<void> {
+  const jsm = await nc.jetstreamManager();
+  const count = async (stream: string): Promise<number> => (await jsm.streams.info(stream)).state.messages;
+  for (let i = 0; i < 1200 && ((await count(`RES_${job}`)) < expected.results.length || (await count(`LATE_${job}`)) < expected.late.length); i++) await new Promise((r) => setTimeout(r, 100));
+}
+
+/**
+ * Asks the job's status endpoint (any instance answers for the whole group) until `ready` holds of
+ * the answer or `timeoutMs` passed; the last answer. Between two generations the service is briefly
+ * away: asked again.
+ */
+async function statusUntil(job: string, ready: (s: StatusAnswer) => boolean, timeoutMs: number): Promise<StatusAnswer | undefined> {
+  const deadline = Date.now() + timeoutMs;
+  let status: StatusAnswer | undefined;
+  for (;;) {
+    status = ((await callEndpoint(nc, job, 'status', {}).catch(() => undefined)) as StatusAnswer | undefined) ?? status;
+    if ((status && ready(status)) || Date.now() >= deadline) return status;
+    await new Promise((r) => setTimeout(r, 100));
+  }
 }
 
 async function checkExact(t: Test, job: string, expected: ReturnType<typeof referenceRun>): Promise<void> {
@@ -83,10 +124,22 @@ async function checkExact(t: Test, job: string, expected: ReturnType<typeof refe
 
 t.test('three instances form one job; results equal the model', async (t) => {
   const job = 'g1';
-  const expected = await setUp(job, 6000, 7);
-  // Members also prepare (decode, key, score) the coordinator's input batches.
-  const spread = ['--prepare-on-members'];
-  const all = [instance(job, 1, spread), instance(job, 2, spread), instance(job, 3, spread)];
+  // Members also prepare (decode, key, score) the coordinator's input batches. Live (no --drain), the
+  // group formed on an empty stream first: a drain ends where the input stood when the first
+  // coordinator started, so with the input in place one instance could drain most or all of it before
+  // the others joined, and the last generation (the one that reports) could have no batch left for them.
+  await streams(job, []);
+  const all = three(job, ['--prepare-on-members'], {}, false);
+  const formed = await statusUntil(job, (s) => s.group?.instances.length === 3, 60_000);
+  t.equal(formed?.group?.instances.length, 3, 'status shows the three instances in one generation before any input is published');
+  const payloads = posts(6000, 7);
+  await fillStream(nc, `IN_${job}`, job, payloads);
+  const expected = referenceRun(payloads, cfg(job), false);
+  await untilStored(job, expected);
+  const status = await statusUntil(job, (s) => s.input.seq >= payloads.length, 30_000);
+  const prepared = status?.group?.preparedBatches;
+  t.ok(status?.group?.instances.length === 3 && (prepared?.remote ?? 0) >= 1, `members prepared (decoded, keyed, scored) batches of the input (generation of ${status?.group?.instances.length} instances: ${JSON.stringify(prepared)})`);
+  for (const i of all) i.child.kill('SIGTERM');
   const ends = await Promise.all(all.map((i) => i.done));
   allExitZero(t, ends, 'instance');
   const logs = ends.map((r) => r.stderr).join('\n');
@@ -99,22 +152,18 @@ t.test('three instances form one job; results equal the model', async (t) => {
   t.equal(none.code, 1, 'a job that never ran as a group: exit 1');
   t.match(none.stderr, /has no group state in this NATS/, 'with one line saying so');
   t.ok(ends.filter((r) => /member of job g1/.test(r.stderr)).length >= 2, 'two instances hosted window actors as members');
-  t.match(logs, /"batchesPreparedByMembers":[1-9]/, 'members prepared (decoded, keyed, scored) batches of the input');
   await checkExact(t, job, expected);
 });
 
 t.test('the coordinator is SIGKILLed mid-run: a member takes over from the mirror; results exact', async (t) => {
   const job = 'g2';
   const expected = await setUp(job, 8000, 11);
-  const all = [instance(job, 1), instance(job, 2), instance(job, 3)];
+  const all = three(job);
   await threeRunning(all);
   const coordinator = all.find((i) => /coordinator of job g2/.test(i.stderr()))!;
   t.ok(coordinator, 'one instance is the coordinator');
   await coordinator.waitFor((s) => (s.match(/checkpoint complete/g) ?? []).length >= 5, 60_000);
-  coordinator.child.kill('SIGKILL');
-  const rest = all.filter((i) => i !== coordinator);
-  const ends = await Promise.all(rest.map((i) => i.done));
-  allExitZero(t, ends, 'survivor');
+  const ends = await survivorsOf(t, all, coordinator);
   const logs = ends.map((r) => r.stderr).join('\n');
   t.match(logs, /coordinator of job g2/, 'a survivor took the coordinator role');
   t.match(logs, /restored checkpoint \d+ from the group's mirror/, 'it restored from the mirror in NATS');
@@ -125,17 +174,13 @@ t.test('a member is SIGKILLed mid-run: its key groups move; results exact', asyn
   const job = 'g3';
   const expected = await setUp(job, 8000, 13);
   // The member killed may hold input batches it was preparing: the coordinator prepares them itself.
-  const spread = ['--prepare-on-members'];
-  const all = [instance(job, 1, spread), instance(job, 2, spread), instance(job, 3, spread)];
+  const all = three(job, ['--prepare-on-members']);
   await threeRunning(all);
   await Promise.race(all.map((i) => i.waitFor((s) => /member of job g3/.test(s) && !/coordinator of job g3/.test(s), 60_000).catch(() => new Promise(() => undefined))));
   const member = all.find((i) => /member of job g3/.test(i.stderr()) && !/coordinator of job g3/.test(i.stderr()));
   t.ok(member, 'one instance is a member');
   await new Promise((r) => setTimeout(r, 300));
-  member!.child.kill('SIGKILL');
-  const rest = all.filter((i) => i !== member);
-  const ends = await Promise.all(rest.map((i) => i.done));
-  allExitZero(t, ends, 'survivor');
+  const ends = await survivorsOf(t, all, member!);
   t.match(ends.map((r) => r.stderr).join('\n'), /gone \(lease expired or process dead\)/, 'the coordinator noticed the member gone');
   await checkExact(t, job, expected);
 });
@@ -144,7 +189,7 @@ t.test('a member is SIGKILLed mid-run: its key groups move; results exact', asyn
 t.test('a stale coordinator (SIGSTOP past its lease, then SIGCONT) is refused; results exact', async (t) => {
   const job = 'g4';
   const expected = await setUp(job, 9000, 17);
-  const all = [instance(job, 1), instance(job, 2), instance(job, 3)];
+  const all = three(job);
   await threeRunning(all);
   const stale = all.find((i) => /coordinator of job g4/.test(i.stderr()))!;
   await stale.waitFor((s) => (s.match(/checkpoint complete/g) ?? []).length >= 3, 60_000);
@@ -164,21 +209,17 @@ t.test('a dropped batch on an actor channel is noticed and recovered from the ch
   const job = 'g5';
   // Live (no --drain): the group forms on an empty stream first, so the dropped batch belongs to the
   // three-instance generation (a generation ending before the gap shows would hide it).
-  const payloads = genStream(19, { n: 6000, unit: 60_000, step: 1_000, maxOutOfOrderness: 5_000 });
-  await fillStream(nc, `IN_${job}`, job, []);
-  const jsm = await nc.jetstreamManager();
-  await jsm.streams.add({ name: `RES_${job}`, subjects: [`res.${job}`] });
-  await jsm.streams.add({ name: `LATE_${job}`, subjects: [`late.${job}`] });
+  const payloads = posts(6000, 19);
+  await streams(job, []);
   const env = { TIDEMARK_FAULT: 'drop-batch:20' };
   // A lost batch the source waits for (one that fires windows is credited before the next) shows no
   // gap until the checkpoint timeout; either way the job goes back to its checkpoint.
   const extra = ['--checkpoint-timeout', '5s'];
-  const all = [instance(job, 1, extra, env, false), instance(job, 2, extra, env, false), instance(job, 3, extra, env, false)];
+  const all = three(job, extra, env, false);
   await threeRunning(all);
   await fillStream(nc, `IN_${job}`, job, payloads);
   const expected = referenceRun(payloads, cfg(job), false);
-  const count = async (stream: string): Promise<number> => (await jsm.streams.info(stream)).state.messages;
-  for (let i = 0; i < 1200 && ((await count(`RES_${job}`)) < expected.results.length || (await count(`LATE_${job}`)) < expected.late.length); i++) await new Promise((r) => setTimeout(r, 100));
+  await untilStored(job, expected);
   for (const i of all) i.child.kill('SIGTERM');
   const ends = await Promise.all(all.map((i) => i.done));
   allExitZero(t, ends, 'instance');
@@ -191,15 +232,13 @@ t.test('a dropped batch on an actor channel is noticed and recovered from the ch
 t.test('rebalancing: a fourth instance joins, one leaves with SIGTERM; one owner per key group in every checkpoint; results exact', async (t) => {
   const job = 'g6';
   const expected = await setUp(job, 12000, 23);
-  const all = [instance(job, 1), instance(job, 2), instance(job, 3)];
+  const all = three(job);
   await threeRunning(all);
   const fourth = instance(job, 4);
   all.push(fourth);
   await Promise.race(all.map((i) => i.waitFor(/generation \d+: 4 instance\(s\)/, 60_000).catch(() => new Promise(() => undefined))));
   // Any client asks the job's status endpoint: the coordinator answers for the whole group.
-  // (between two generations the service is briefly away: ask again)
-  let status: StatusAnswer | undefined;
-  for (let i = 0; i < 50 && !status?.group; i++) status = (await callEndpoint(nc, job, 'status', {}).catch(() => new Promise((r) => setTimeout(() => r(undefined), 100)))) as StatusAnswer | undefined;
+  const status = await statusUntil(job, (s) => !!s.group, 30_000);
   if (!status) throw new Error('no status answer');
   const instances = status.group?.instances ?? [];
   t.ok(instances.length >= 3, `status lists the group's instances (${instances.length}, generation ${status.group?.gen})`);

@@ -6,7 +6,7 @@ import t from 'tap';
 import { natsFixture } from '../helpers/nats.js';
 import { RemotePreparer, servePrepare, type Preparer } from '../../src/io/remote-prepare.js';
 import { RunKey, Rejections, SENDER, memberSender, Sealer, type ChannelContext } from '../../src/io/channel.js';
-import { compileJob, type Prepared } from '../../src/runtime/compiled-job.js';
+import { compileJob, type CompiledJob, type Prepared } from '../../src/runtime/compiled-job.js';
 import { sentimentJob } from '../../src/runtime/sentiment-job.js';
 import { parseKeySpec } from '../../src/runtime/keys.js';
 import { syntheticPosts } from '../../src/runtime/synthetic.js';
@@ -119,4 +119,25 @@ t.test('no member listening, a forged answer, a member too slow: prepared here, 
   await late.prepare(b.payloads, b.subjects, b.seqs);
   t.equal(late.counts.local, 1, 'the next batch is prepared here, not sent to the silent member');
   t.equal(late.counts.remote, 1);
+});
+
+t.test('a member whose answer cannot be sent answers with the failure at once: prepared here, no wait for the timeout', async (t) => {
+  const key = RunKey.create();
+  // Records the codec cannot encode (an integer beyond 64 bits): sealing the answer throws inside the member's subscription.
+  const unsendable = { prepare: (_p: Uint8Array, _s: string, seq: number) => ({ ok: true, id: `p${seq}`, ts: 0, keys: ['*'], unit: 2n ** 70n }) } as unknown as CompiledJob;
+  const sub = servePrepare(nc, context(key), 'tm.t4.prepare.1', SENDER.source, memberSender(1), unsendable);
+  t.teardown(() => sub.unsubscribe());
+  await nc.flush();
+  const b = batch(200, 5);
+  const reasons: string[] = [];
+  const ctx: ChannelContext = { key, rejects: new Rejections((fields) => reasons.push(String(fields.reason))), fault: () => undefined };
+  const p = new RemotePreparer(nc, ctx, ['tm.t4.prepare.1'], (s) => s === memberSender(1), SENDER.source, localOnly, 20_000, () => undefined);
+  const started = Date.now();
+  t.strictSame(await p.prepare(b.payloads, b.subjects, b.seqs), b.payloads.map((x, k) => job.prepare(x, b.subjects[k]!, b.seqs[k]!)), 'prepared here, same records');
+  t.ok(Date.now() - started < 10_000, `answered long before the 20 s timeout (${Date.now() - started} ms)`);
+  t.equal(p.counts.failed, 1);
+  t.match(reasons[0], /the member could not prepare the batch: .*too large/, 'the member said why');
+  // The subscription survived: the member still answers (and fails the same way).
+  await p.prepare(b.payloads, b.subjects, b.seqs).catch(() => undefined);
+  t.equal(p.counts.remote + p.counts.local, 2);
 });
