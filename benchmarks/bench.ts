@@ -16,7 +16,7 @@ import { runThroughput } from './throughput.js';
 import { ISSUE_LATENCY_RATE, type BareConsumerOutcome, type LatencyOutcome } from './latency.js';
 import { runRecovery } from './recovery.js';
 import { measureWindowMemory } from './memory.js';
-import { measureStateScaling } from './state.js';
+import type { StateRow } from './state.js';
 import { runPostgres } from './postgres.js';
 import { measureScaling, type ScalingOutcome } from './scaling.js';
 import { runOrders } from './orders.js';
@@ -92,16 +92,16 @@ const natsJsVersion = (): string => {
 
 /** Runs every phase and returns the result (nothing written). */
 /** Runs `dist/benchmarks/latency-only.js` with `args` in a process of its own; its one JSON line. */
-function isolated<T>(args: readonly string[]): Promise<T> {
+function isolated<T>(args: readonly string[], script = 'latency-only.js'): Promise<T> {
   return new Promise((resolve, reject) => {
-    execFile(process.execPath, [join(repoRoot(), 'dist', 'benchmarks', 'latency-only.js'), ...args], { maxBuffer: 64 << 20 }, (err, stdout, stderr) => {
-      if (err) return reject(new Error(`latency-only.js ${args.join(' ')} failed: ${err.message}\n${stderr.slice(-2000)}`));
+    execFile(process.execPath, [join(repoRoot(), 'dist', 'benchmarks', script), ...args], { maxBuffer: 64 << 20 }, (err, stdout, stderr) => {
+      if (err) return reject(new Error(`${script} ${args.join(' ')} failed: ${err.message}\n${stderr.slice(-2000)}`));
       const line = stdout.trim().split('\n').pop() ?? '';
       try {
         const { load1: _load, ...outcome } = JSON.parse(line) as Record<string, unknown>;
         resolve(outcome as T);
       } catch {
-        reject(new Error(`latency-only.js ${args.join(' ')} printed no outcome: ${stdout.slice(-500)} ${stderr.slice(-1000)}`));
+        reject(new Error(`${script} ${args.join(' ')} printed no outcome: ${stdout.slice(-500)} ${stderr.slice(-1000)}`));
       }
     });
   });
@@ -193,7 +193,14 @@ export async function runBenchmarks(o: BenchOptions): Promise<BenchResult> {
     const memory = measureWindowMemory(s.memoryWindows);
 
     progress.phase('state size');
-    const stateRows = await measureStateScaling(s.stateSizes, join(o.workDir, 'state'), (f, label) => progress.update(f, label));
+    // Each size in a process of its own (state-only.js), as a job holding that state is: the stall
+    // figures are of a heap holding the windows, not the benchmark's own leftovers besides them.
+    const stateRows: StateRow[] = [];
+    const stateTotal = s.stateSizes.reduce((a, b) => a + b, 0);
+    for (const n of s.stateSizes) {
+      progress.update(stateRows.reduce((a, r) => a + r.windows, 0) / stateTotal, `${n.toLocaleString('en-US')} windows (own process)`);
+      stateRows.push(await isolated<StateRow>([String(n)], 'state-only.js'));
+    }
 
     progress.phase('postgres');
     const postgres = await runPostgres({ rows: s.postgresRows, workDir: o.workDir, onProgress: (f, label) => progress.update(f, label) });
@@ -320,7 +327,7 @@ export async function runBenchmarks(o: BenchOptions): Promise<BenchResult> {
       orders: { ...orders, ordersPerSec: round(orders.ordersPerSec), wallMs: orders.wallMs.map((x) => round(x)), toSentimentThroughput: round(round(orders.ordersPerSec) / round(thr.onPostsPerSec), 3) },
       memory: { ...memory, bytesPerOpenWindow: round(memory.bytesPerOpenWindow), bytesPerPendingWindow: round(memory.bytesPerPendingWindow) },
       state: {
-        method: 'in process, real LevelDB, the actors\' own steps (barrier slices sealed and opened on the msgpack channel, the sink\'s checkpoint entries, the store\'s write and restore, restoreGroups, applyBatch): N live windows (one tumbling minute, one key each); full checkpoint; posts to 1% of the windows and an incremental checkpoint; restore of the chain and of the operator; then the watermark passes every window (results handed on in slices); meanwhile a batch of 100 deltas flows through the channel into another operator every 2 ms; the worst event-loop delay (monitorEventLoopDelay, 5 ms resolution) over all of it, and per phase (delayByPhaseMs)',
+        method: 'each size in a process of its own (dist/benchmarks/state-only.js), real LevelDB, the actors\' own steps (barrier slices sealed and opened on the msgpack channel, the sink\'s checkpoint entries, the store\'s write and restore, restoreGroups, applyBatch): N live windows (one tumbling minute, one key each); full checkpoint; posts to 1% of the windows and an incremental checkpoint; restore of the chain and of the operator; then the watermark passes every window (results handed on in slices); meanwhile a batch of 100 deltas flows through the channel into another operator every 2 ms; the worst event-loop delay (monitorEventLoopDelay, 5 ms resolution) over all of it, and per phase (delayByPhaseMs)',
         maxEventLoopDelayMs: round(stateRows[stateRows.length - 1]?.maxEventLoopDelayMs ?? NaN, 1),
         windowsAtMaxDelay: stateRows[stateRows.length - 1]?.windows ?? 0,
         rows: stateRows.map((r) => ({

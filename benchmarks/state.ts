@@ -284,17 +284,3 @@ export async function measureState(windows: number, dir: string): Promise<StateR
     rmSync(dir, { recursive: true, force: true });
   }
 }
-
-/** Every size in turn (smallest first). */
-export async function measureStateScaling(sizes: readonly number[], dir: string, onProgress?: (f: number, label: string) => void): Promise<StateRow[]> {
-  const rows: StateRow[] = [];
-  const total = sizes.reduce((a, b) => a + b, 0);
-  let done = 0;
-  for (const n of sizes) {
-    onProgress?.(done / total, `${n.toLocaleString('en-US')} windows`);
-    rows.push(await measureState(n, join(dir, `state-${n}`)));
-    done += n;
-  }
-  onProgress?.(1, 'done');
-  return rows;
-}
