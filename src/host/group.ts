@@ -23,6 +23,7 @@ import { Coordinator } from './coordinator.js';
 import { followPlans } from './member.js';
 import { coordinatorGone, deadHere, type CoordinatorLease, type GroupHooks, type RoleContext } from './roles.js';
 import { retryTransient } from '../io/reconnect.js';
+import { streamReplicas } from '../io/jetstream-source.js';
 
 export type { GroupHooks } from './roles.js';
 export { groupView, ownersOf } from './coordinator.js';
@@ -65,11 +66,7 @@ export class GroupInstance implements RoleContext {
   /** Runs until the job ends (drain), or this process is stopped. Resolves with the exit code. */
   async run(): Promise<number> {
     // The group's buckets are replicated like the input stream (R3 on a cluster that replicates it).
-    const replicas = await this.nc
-      .jetstreamManager()
-      .then((jsm) => jsm.streams.info(this.cfg.inputStream))
-      .then((i) => i.config.num_replicas || 1)
-      .catch(() => 1);
+    const replicas = await streamReplicas(this.nc, this.cfg.inputStream);
     // A single instance of this job (one with a jsonl: sink holds the job lock) is not joined.
     const single = await JobLock.holderOf(this.nc, this.cfg.job);
     if (single && !(await holderIsDeadHere(single, this.cfg))) throw alreadyRunning(this.cfg.job, single, DEFAULT_LOCK_TTL);

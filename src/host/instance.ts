@@ -13,6 +13,7 @@ import { JobLock, type LockHolder } from '../io/job-lock.js';
 import type { JobMetrics } from './metrics.js';
 import { subjectsFor } from '../io/subjects.js';
 import { Lease } from '../io/lease.js';
+import { streamReplicas } from '../io/jetstream-source.js';
 import { deadHere } from './roles.js';
 
 /**
@@ -60,7 +61,7 @@ export class Instance {
 
   /** Takes the job lock (or fails with STATE_LOCKED naming the holder) and serves metrics when asked. */
   static async start(nc: NatsConnection, cfg: JobConfig, log: Logger, version: string, onLockLost: (why: string) => void, opts: { lock?: boolean } = {}): Promise<Instance> {
-    const lock = opts.lock === false ? undefined : await JobLock.acquire(nc, JobLock.self(cfg.job, cfg.stateDir, version), { isHolderDead: (h) => holderIsDeadHere(h, cfg), onLost: onLockLost, log });
+    const lock = opts.lock === false ? undefined : await JobLock.acquire(nc, JobLock.self(cfg.job, cfg.stateDir, version), { isHolderDead: (h) => holderIsDeadHere(h, cfg), onLost: onLockLost, log, replicas: await streamReplicas(nc, cfg.inputStream) });
     if (lock) {
       // A group of this job (instances without a jsonl: sink) must not run beside a single instance.
       const coordinator = await groupCoordinator(nc, cfg.job, cfg.leaseTtl);

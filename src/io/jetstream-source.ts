@@ -12,6 +12,19 @@ import { isStreamNotFound } from './nats-errors.js';
 import { inputConsumerName, jsPullSubject } from './subjects.js';
 
 /** Creates the input stream when missing; returns its last sequence now. */
+/**
+ * Replicas of `stream` (1 when it is missing or cannot be read): the job's own buckets (lock,
+ * leases, group state) are replicated like its input, so a cluster that survives losing a node for
+ * the input survives it for them too.
+ */
+export async function streamReplicas(nc: NatsConnection, stream: string): Promise<number> {
+  return nc
+    .jetstreamManager()
+    .then((jsm) => jsm.streams.info(stream))
+    .then((i) => i.config.num_replicas || 1)
+    .catch(() => 1);
+}
+
 export async function ensureStream(jsm: JetStreamManager, name: string, subjects: string[]): Promise<{ lastSeq: number; firstSeq: number; created: boolean }> {
   try {
     const info = await jsm.streams.info(name);

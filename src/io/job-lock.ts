@@ -33,6 +33,8 @@ export interface JobLockOptions {
   isHolderDead?: (holder: LockHolder) => Promise<boolean>;
   /** Called once if the claim is lost (taken over after it expired): the job must stop. */
   onLost?: (why: string) => void;
+  /** Replicas of the lock bucket when this call creates it (a cluster: as many as the input stream has, so losing a node loses no claim). */
+  replicas?: number;
   log?: Logger;
 }
 
@@ -67,7 +69,7 @@ export class JobLock {
   static async acquire(nc: NatsConnection, me: LockHolder, opts: JobLockOptions = {}): Promise<JobLock> {
     let kv: KV;
     try {
-      kv = await nc.jetstream().views.kv(subjectsFor(me.job).lockBucket, { history: 1, ttl: opts.ttl ?? DEFAULT_LOCK_TTL });
+      kv = await nc.jetstream().views.kv(subjectsFor(me.job).lockBucket, { history: 1, ttl: opts.ttl ?? DEFAULT_LOCK_TTL, replicas: opts.replicas ?? 1 });
     } catch (e) {
       throw new TidemarkError('NATS_UNAVAILABLE', `cannot open the job lock bucket ${subjectsFor(me.job).lockBucket}: ${(e as Error).message}`, { cause: e });
     }

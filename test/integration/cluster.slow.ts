@@ -52,6 +52,8 @@ t.test('kill -9 of the node the job is connected to: the job carries on and the 
   const { child, done, waitFor } = spawnCli(args);
   t.teardown(() => void child.kill('SIGKILL'));
   await waitFor((err) => (err.match(/checkpoint complete/g) ?? []).length >= 3, 60_000);
+  // The single-instance lock is replicated like the input: losing a node loses no claim.
+  t.equal((await jsm.streams.info('KV_tidemark_locks')).config.num_replicas, 3, 'the job lock bucket has the input stream\'s 3 replicas');
   const victim = await cluster.nodeOf(`tidemark-${job}`);
   t.ok(victim, 'the job is connected to one of the nodes');
   let stderr = '';
