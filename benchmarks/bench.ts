@@ -45,7 +45,7 @@ export interface Scale {
 }
 
 export const SCALES: Record<Mode, Scale> = {
-  full: { posts: 200_000, reps: 3, baselineReps: 3, transportMessages: 500_000, latencySeconds: 30, latencyWarmupSeconds: 3, recoveryWindows: 100_000, recoveryTagsPerPost: 1000, memoryWindows: 100_000, stateSizes: [10_000, 100_000, 1_000_000], postgresRows: 100_000, scalingPosts: 100_000 },
+  full: { posts: 200_000, reps: 3, baselineReps: 3, transportMessages: 500_000, latencySeconds: 40, latencyWarmupSeconds: 10, recoveryWindows: 100_000, recoveryTagsPerPost: 1000, memoryWindows: 100_000, stateSizes: [10_000, 100_000, 1_000_000], postgresRows: 100_000, scalingPosts: 100_000 },
   quick: { posts: 30_000, reps: 1, baselineReps: 2, transportMessages: 100_000, latencySeconds: 7, latencyWarmupSeconds: 2, recoveryWindows: 100_000, recoveryTagsPerPost: 1000, memoryWindows: 100_000, stateSizes: [10_000, 100_000], postgresRows: 100_000, scalingPosts: 30_000 },
   tiny: { posts: 3_000, reps: 1, baselineReps: 1, transportMessages: 10_000, latencySeconds: 3, latencyWarmupSeconds: 1, recoveryWindows: 2_000, recoveryTagsPerPost: 500, memoryWindows: 5_000, stateSizes: [1_000, 5_000], postgresRows: 5_000, scalingPosts: 0 },
 };

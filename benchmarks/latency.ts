@@ -48,6 +48,13 @@ export interface LatencyOutcome {
   windowMs: number;
   maxOutOfOrdernessMs: number;
   generator: GeneratorOutcome;
+  /**
+   * The same from the first window on, the warm-up included (a job just started or restarted: its
+   * code not yet compiled by the JIT, its heap still growing).
+   */
+  wholeRun: { p50Ms: number; p99Ms: number; maxMs: number; samples: number };
+  /** per sampled window (in trigger order), when its last result arrived (ms after the trigger): where the p99 comes from */
+  lastResultPerWindowMs: number[];
 }
 
 export interface GeneratorOutcome {
@@ -216,15 +223,20 @@ export async function runLatency(nc: NatsConnection, o: LatencyOptions): Promise
     for (const [end, t] of trigger) if (t >= measureFrom) expectedSamples += keysPerEnd.get(end)?.size ?? 0;
 
     const latency = hist();
+    const whole = hist();
     let samples = 0;
+    const lastOf = new Map<number, number>();
     const sub = nc.subscribe(sinkSubject, {
       callback: (_err, m) => {
         const at = epochNow();
         const rec = endAndRevision(m.data);
         if (!rec || rec.revision !== 0) return;
         const t = trigger.get(rec.end);
-        if (t === undefined || t < measureFrom) return;
+        if (t === undefined) return;
+        record(whole, at - t);
+        if (t < measureFrom) return;
         record(latency, at - t);
+        lastOf.set(rec.end, at - t);
         samples++;
       },
     });
@@ -248,6 +260,8 @@ export async function runLatency(nc: NatsConnection, o: LatencyOptions): Promise
       windowMs: o.windowMs,
       maxOutOfOrdernessMs: o.maxOutOfOrdernessMs,
       generator,
+      wholeRun: (({ p50Ms, p99Ms, maxMs }) => ({ p50Ms, p99Ms, maxMs, samples: whole.totalCount }))(percentiles(whole)),
+      lastResultPerWindowMs: [...lastOf].sort(([a], [b]) => a - b).map(([, ms]) => Math.round(ms * 10) / 10),
     };
   } finally {
     await job.stop();

@@ -188,6 +188,7 @@ export function formatTable(r: BenchResult): string {
     ['latency p99.9 (ms)', num(r.latency.p999Ms, 2), '', ''],
     ['latency max (ms)', num(r.latency.maxMs, 2), '', ''],
     ['  samples / expected', `${num(r.latency.samples)} / ${num(r.latency.expectedSamples)}`, '', ''],
+    [`  warm-up included (from the first window, the first ${num(r.latency.warmupMs / 1000)} s too): p50 / p99 / max (ms)`, r.latency.wholeRun ? spread({ ...r.latency.wholeRun, generatorKeptUp: true }) : 'n/a', '', ''],
     [`  at half the throughput, ${num(r.latencyHalfLoad.atPostsPerSec)} posts/s${r.latencyHalfLoad.sameRunAsLatency ? ' (the run above)' : ''}: p50 / p99 / max (ms)${behind(r.latencyHalfLoad)}`, spread(r.latencyHalfLoad), '', ''],
     [`  with ${r.latencyFewKeys.hashtags} keys: p50 / p99 / max (ms)${behind(r.latencyFewKeys)}`, spread(r.latencyFewKeys), '', ''],
     [`  reference, bare JetStream consumer, no job: p50 / p99 / max (ms)${behind(r.latencyReference)}`, spread(r.latencyReference), '', ''],

@@ -40,6 +40,10 @@ const NUMERIC = [
   'latency.expectedSamples',
   'latency.missingSamples',
   'latency.histogramTotalCount',
+  'latency.wholeRun.p50Ms',
+  'latency.wholeRun.p99Ms',
+  'latency.wholeRun.maxMs',
+  'latency.wholeRun.samples',
   'latencyHalfLoad.atPostsPerSec',
   'latencyHalfLoad.p50Ms',
   'latencyHalfLoad.p99Ms',
@@ -123,6 +127,10 @@ t.test('the histogram counts every latency sample', async (t) => {
   const h = decodeFromCompressedBase64(json.latency.histogram);
   t.equal(h.totalCount, json.latency.samples, 'the stored histogram decodes to the same count');
   t.equal(json.latency.missingSamples, json.latency.expectedSamples - json.latency.samples);
+  t.ok(json.latency.wholeRun.samples >= json.latency.samples, 'the whole run (warm-up included) holds at least the sampled results');
+  t.ok(json.latency.wholeRun.maxMs >= json.latency.maxMs, 'and its max is at least the max after the warm-up');
+  t.equal(json.latency.lastResultPerWindowMs.length > 0, json.latency.samples > 0, 'the last result of every sampled window is listed');
+  t.ok(json.latency.lastResultPerWindowMs.every((ms: number) => ms <= json.latency.maxMs + 0.1), 'none after the max');
   const l = json.latency;
   t.ok(l.p50Ms <= l.p90Ms && l.p90Ms <= l.p99Ms && l.p99Ms <= l.p999Ms && l.p999Ms <= l.maxMs, 'percentiles are ordered and bounded by the max');
   t.equal(json.generator.sent, json.generator.scheduled, 'the open-loop generator sent its whole schedule');
