@@ -255,5 +255,5 @@ export function formatStateTable(rows: readonly StateRow[]): string {
   ]);
   const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i]!.length)));
   const line = (cells: string[]): string => cells.map((c, i) => c.padStart(widths[i]!)).join('  ');
-  return ['checkpoint and restore against state size (in process, LevelDB on disk)', line(head), line(widths.map((w) => '─'.repeat(w))), ...body.map(line)].join('\n');
+  return ['checkpoint and restore against state size (each size in a process of its own, LevelDB on disk)', line(head), line(widths.map((w) => '─'.repeat(w))), ...body.map(line)].join('\n');
 }
