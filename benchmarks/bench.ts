@@ -90,8 +90,7 @@ const natsJsVersion = (): string => {
   }
 };
 
-/** Runs every phase and returns the result (nothing written). */
-/** Runs `dist/benchmarks/latency-only.js` with `args` in a process of its own; its one JSON line. */
+/** Runs `dist/benchmarks/<script>` (a latency run by default) with `args` in a process of its own; its one JSON line, without the load average. */
 function isolated<T>(args: readonly string[], script = 'latency-only.js'): Promise<T> {
   return new Promise((resolve, reject) => {
     execFile(process.execPath, [join(repoRoot(), 'dist', 'benchmarks', script), ...args], { maxBuffer: 64 << 20 }, (err, stdout, stderr) => {
@@ -107,6 +106,7 @@ function isolated<T>(args: readonly string[], script = 'latency-only.js'): Promi
   });
 }
 
+/** Runs every phase and returns the result (nothing written). */
 export async function runBenchmarks(o: BenchOptions): Promise<BenchResult> {
   const s: Scale = { ...SCALES[o.mode], ...o.scale };
   const progress = new Progress(PHASES(s), o.progress === false ? undefined : process.stderr);

@@ -11,7 +11,6 @@ import { TidemarkError } from '../errors.js';
 import { isStreamNotFound } from './nats-errors.js';
 import { inputConsumerName, jsPullSubject } from './subjects.js';
 
-/** Creates the input stream when missing; returns its last sequence now. */
 /**
  * Replicas of `stream` (1 when it is missing or cannot be read): the job's own buckets (lock,
  * leases, group state) are replicated like its input, so a cluster that survives losing a node for
@@ -25,6 +24,7 @@ export async function streamReplicas(nc: NatsConnection, stream: string): Promis
     .catch(() => 1);
 }
 
+/** Creates the input stream when missing; returns its last sequence now. */
 export async function ensureStream(jsm: JetStreamManager, name: string, subjects: string[]): Promise<{ lastSeq: number; firstSeq: number; created: boolean }> {
   try {
     const info = await jsm.streams.info(name);

@@ -29,7 +29,7 @@ export function subjectsFor(job: string) {
     prepare: (i: number) => `${base}.prepare.${i}`,
     /** members → coordinator: hello, ready, fault, leave (sealed with the generation's key) */
     control: `${base}.control`,
-    /** KV bucket of leases (entries expire after --lease-ttl): `coordinator`, `member.<id>` */
+    /** KV bucket of leases (no TTL of its own: a lease not renewed for --lease-ttl is taken over, see LeaseObserver): `coordinator`, `member.<id>` */
     leaseBucket: `tidemark_group_${job}`,
     /** KV bucket of the group's durable records: `plan` (the generation), `checkpoint` (the mirror's pointer) */
     groupStateBucket: `tidemark_job_${job}`,
