@@ -893,12 +893,9 @@ export class PostgresSink implements Sink {
           // A transaction lost with its connection (an idle connection can drop between batches):
           // what it held is gone, and the epoch is written again from its first record.
           if (ep.sent > 0) {
-            this.unsent += ep.sent;
-            ep.sent = 0;
-            ep.batches = [];
+            this.resend(ep);
             this.log?.debug({ sink: this.shown, role: this.role, checkpoint: ep.cp ?? null }, 'the open transaction was lost with its connection: writing this checkpoint again');
           }
-          this.txClient = undefined;
           const reset = this.resetPending ? this.targets.map((t) => `DELETE FROM ${t.table} WHERE job = ${pg.escapeLiteral(this.job)}`) : [];
           await c.query(['BEGIN', ...reset].join(';\n'));
           this.txClient = c;
@@ -938,9 +935,7 @@ export class PostgresSink implements Sink {
           // A plain COPY met a row that is there (a replay): this epoch again, with ON CONFLICT.
           this.log?.debug({ sink: this.shown, role: this.role, checkpoint: ep.cp ?? null }, 'rows already in PostgreSQL: writing this checkpoint again with ON CONFLICT');
           ep.safe = true;
-          this.unsent += ep.sent;
-          ep.sent = 0;
-          ep.batches = [];
+          this.resend(ep);
           const c = this.client;
           // The rollback also undid this transaction's staging table and added columns: look again.
           const rolledBack = c ? await c.query('ROLLBACK').then(() => this.reloadColumns(c)).then(() => true, () => false) : false;
@@ -955,13 +950,18 @@ export class PostgresSink implements Sink {
         const c = this.client;
         this.client = undefined;
         void c?.end().catch(() => undefined);
-        this.unsent += ep.sent;
-        ep.sent = 0;
-        ep.batches = [];
+        this.resend(ep);
         this.outage(e, 'writing');
         await sleep(this.backoff());
       }
     }
+  }
+
+  /** The transaction that held `ep`'s records sent so far is gone: they are sent again, from the first. */
+  private resend(ep: Epoch): void {
+    this.unsent += ep.sent;
+    ep.sent = 0;
+    ep.batches = [];
   }
 
   private fail(e: unknown): void {
