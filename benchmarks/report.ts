@@ -162,7 +162,7 @@ const num = (x: number | null | undefined, digits = 0): string =>
 type LatencyLine = { p50Ms: number; p99Ms: number; maxMs: number; generatorKeptUp: boolean };
 
 /** p50 / p99 / max of a latency run. */
-const spread = (l: LatencyLine): string => `${num(l.p50Ms, 1)} / ${num(l.p99Ms, 1)} / ${num(l.maxMs, 1)}`;
+const spread = (l: Pick<LatencyLine, 'p50Ms' | 'p99Ms' | 'maxMs'>): string => `${num(l.p50Ms, 1)} / ${num(l.p99Ms, 1)} / ${num(l.maxMs, 1)}`;
 
 /** The label of a latency run's line, saying so when its generator fell behind its schedule. */
 const behind = (l: LatencyLine): string => (l.generatorKeptUp ? '' : ', generator BEHIND');
@@ -188,7 +188,7 @@ export function formatTable(r: BenchResult): string {
     ['latency p99.9 (ms)', num(r.latency.p999Ms, 2), '', ''],
     ['latency max (ms)', num(r.latency.maxMs, 2), '', ''],
     ['  samples / expected', `${num(r.latency.samples)} / ${num(r.latency.expectedSamples)}`, '', ''],
-    [`  warm-up included (from the first window, the first ${num(r.latency.warmupMs / 1000)} s too): p50 / p99 / max (ms)`, r.latency.wholeRun ? spread({ ...r.latency.wholeRun, generatorKeptUp: true }) : 'n/a', '', ''],
+    [`  warm-up included (from the first window, the first ${num(r.latency.warmupMs / 1000)} s too): p50 / p99 / max (ms)`, r.latency.wholeRun ? spread(r.latency.wholeRun) : 'n/a', '', ''],
     [`  at half the throughput, ${num(r.latencyHalfLoad.atPostsPerSec)} posts/s${r.latencyHalfLoad.sameRunAsLatency ? ' (the run above)' : ''}: p50 / p99 / max (ms)${behind(r.latencyHalfLoad)}`, spread(r.latencyHalfLoad), '', ''],
     [`  with ${r.latencyFewKeys.hashtags} keys: p50 / p99 / max (ms)${behind(r.latencyFewKeys)}`, spread(r.latencyFewKeys), '', ''],
     [`  reference, bare JetStream consumer, no job: p50 / p99 / max (ms)${behind(r.latencyReference)}`, spread(r.latencyReference), '', ''],
