@@ -25,6 +25,8 @@ export interface ScalingRow {
 }
 
 export interface ScalingOutcome {
+  /** `--input-partitions` of the job measured (1: the coordinator reads the whole stream) */
+  inputPartitions: number;
   method: string;
   posts: number;
   cores: number;
@@ -56,10 +58,12 @@ async function status(nc: NatsConnection, job: string): Promise<StatusAnswer | u
   return (await callEndpoint(nc, job, 'status', {}).catch(() => undefined)) as StatusAnswer | undefined;
 }
 
-async function once(o: { url: string; serverPid: number; payloads: Uint8Array[]; workDir: string }, n: number, idx: number): Promise<ScalingRow> {
+async function once(o: { url: string; serverPid: number; payloads: Uint8Array[]; workDir: string; inputPartitions: number }, n: number, idx: number): Promise<ScalingRow> {
   const job = `scl${idx}`;
   const stream = `SCL_${idx}`;
-  const subject = `scl${idx}.in`;
+  const P = o.inputPartitions;
+  // A partitioned input: the subjects as the server's {{partition(P,1)}} mapping stores them, post i on partition i mod P.
+  const subjects = P > 1 ? Array.from({ length: P }, (_, p) => `scl${idx}.in.${p}.u`) : [`scl${idx}.in`];
   const nc = await connect({ servers: o.url });
   const jsm = await nc.jetstreamManager();
   await jsm.streams.add({ name: stream, subjects: [`scl${idx}.>`] });
@@ -67,6 +71,7 @@ async function once(o: { url: string; serverPid: number; payloads: Uint8Array[];
     '--nats', o.url, '--job', job, '--input-stream', stream, '--input-subjects', `scl${idx}.>`,
     '--window', THROUGHPUT_JOB.window, '--max-out-of-orderness', `${THROUGHPUT_JOB.maxOutOfOrdernessMs}ms`, '--keys', THROUGHPUT_JOB.keys,
     '--sink', `nats:bench.${job}.results`, '--state-dir', join(o.workDir, job, `i${i}`), '--checkpoint-interval', '1s', '--log-level', 'info',
+    ...(P > 1 ? ['--input-partitions', String(P)] : []),
   ];
   const procs: JobProcess[] = [];
   try {
@@ -80,7 +85,7 @@ async function once(o: { url: string; serverPid: number; payloads: Uint8Array[];
     const before = { procs: pids.map(cpuSeconds), server: cpuSeconds(o.serverPid), self: selfCpu() };
     const t0 = performance.now();
     for (let i = 0; i < o.payloads.length; i++) {
-      nc.publish(subject, o.payloads[i]);
+      nc.publish(subjects[i % subjects.length]!, o.payloads[i]);
       if (i % 10_000 === 9_999) await nc.flush();
     }
     await nc.flush();
@@ -107,7 +112,8 @@ async function once(o: { url: string; serverPid: number; payloads: Uint8Array[];
 }
 
 /** Measures 1, 2 and 3 instances, `reps` times each in the order 1,2,3,3,2,1,…; the median per count. */
-export async function measureScaling(o: { url: string; serverPid: number; posts: number; reps: number; workDir: string; onProgress?: (f: number, label: string) => void }): Promise<ScalingOutcome> {
+export async function measureScaling(o: { url: string; serverPid: number; posts: number; reps: number; workDir: string; inputPartitions?: number; onProgress?: (f: number, label: string) => void }): Promise<ScalingOutcome> {
+  const inputPartitions = o.inputPartitions ?? 1;
   const payloads = buildWorkload(o.posts).payloads;
   const counts = [1, 2, 3];
   const order: number[] = [];
@@ -116,7 +122,7 @@ export async function measureScaling(o: { url: string; serverPid: number; posts:
   for (let i = 0; i < order.length; i++) {
     const n = order[i]!;
     o.onProgress?.(i / order.length, `${n} instance(s)`);
-    const row = await once({ url: o.url, serverPid: o.serverPid, payloads, workDir: o.workDir }, n, i);
+    const row = await once({ url: o.url, serverPid: o.serverPid, payloads, workDir: o.workDir, inputPartitions }, n, i + (inputPartitions > 1 ? 100 : 0));
     byCount.set(n, [...(byCount.get(n) ?? []), row]);
   }
   const rows = counts.map((n) => {
@@ -125,7 +131,8 @@ export async function measureScaling(o: { url: string; serverPid: number; posts:
   });
   const one = rows[0]!.postsPerSec;
   return {
-    method: 'a group of N `tidemark run` processes formed on an empty stream, then the posts published with core NATS; first publish → the job has read every post (status endpoint, 20 ms polls); CPU from /proc/<pid>/stat over the same interval, in cores; median of the runs per N, runs in the order 1,2,3,3,2,1',
+    inputPartitions,
+    method: `a group of N \`tidemark run\` processes formed on an empty stream${inputPartitions > 1 ? ` with --input-partitions ${inputPartitions} (post i on partition i mod ${inputPartitions}; two or more instances read it partition by partition)` : ''}, then the posts published with core NATS; first publish → the job has read every post (status endpoint, 20 ms polls); CPU from /proc/<pid>/stat over the same interval, in cores; median of the runs per N, runs in the order 1,2,3,3,2,1`,
     posts: o.posts,
     cores: (await import('node:os')).availableParallelism(),
     rows,
@@ -145,7 +152,7 @@ if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) 
   mkdirSync(workDir, { recursive: true });
   const server = await EmbeddedNats.start(join(workDir, 'nats'));
   try {
-    const out = await measureScaling({ url: server.url, serverPid: server.pid ?? 0, posts: num('--posts', 100_000), reps: num('--reps', 1), workDir, onProgress: (f, l) => process.stderr.write(`\r${Math.round(f * 100)}% ${l}      `) });
+    const out = await measureScaling({ url: server.url, serverPid: server.pid ?? 0, posts: num('--posts', 100_000), reps: num('--reps', 1), inputPartitions: num('--input-partitions', 1), workDir, onProgress: (f, l) => process.stderr.write(`\r${Math.round(f * 100)}% ${l}      `) });
     process.stderr.write('\n');
     process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
   } finally {

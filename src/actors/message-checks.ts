@@ -3,7 +3,8 @@
 // than crashing an actor. The envelope and the contents of a batch's ops are checked apart.
 
 import type { Checked as Check } from '../io/channel.js';
-import type { ControlMsg, CreditMsg, OutMsg, PartitionMsg, QueryRequest, RestoreMsg } from './messages.js';
+import { checkPreparedRecords } from '../runtime/compiled-job.js';
+import type { ControlMsg, CreditMsg, InputControlMsg, InputMsg, OutMsg, PartitionMsg, QueryRequest, RestoreMsg } from './messages.js';
 
 const isObj = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 const isInt = (v: unknown): v is number => Number.isSafeInteger(v);
@@ -94,4 +95,32 @@ export function checkControlMsg(v: unknown): Check<ControlMsg> {
   if (v.t === 'fault') return typeof v.why === 'string' ? { ok: true, msg: v as unknown as ControlMsg } : fail('a fault without why');
   if (v.t === 'leave') return typeof v.member === 'string' ? { ok: true, msg: v as unknown as ControlMsg } : fail('a leave without member');
   return fail(`unknown control message ${String(v.t)}`);
+}
+
+/** A message of a partition's source to the merge. */
+export function checkInputMsg(v: unknown): Check<InputMsg> {
+  if (!isObj(v)) return fail('not an object');
+  if (v.t === 'fail') return typeof v.why === 'string' ? { ok: true, msg: v as InputMsg } : fail('a failure without why');
+  if (v.t !== 'in' || !isInt(v.n) || !isInt(v.complete) || !arrays(v, 'q', 'd', 's', 'out', 'bad')) return fail('not an input message {n,complete,q,d,s,out,bad}');
+  const q = v.q as unknown[];
+  const s = v.s as unknown[];
+  const d = v.d as unknown[];
+  const out = v.out as unknown[];
+  if (s.length !== q.length || out.length !== q.length) return fail(`input message ${v.n}: its columns differ in length`);
+  for (let i = 0; i < q.length; i++) {
+    if (!isInt(q[i]) || !isInt(s[i]) || typeof d[s[i] as number] !== 'string') return fail(`input message ${v.n}: a bad entry at ${i}`);
+  }
+  for (const b of v.bad as unknown[]) {
+    if (!Array.isArray(b) || !isInt(b[0]) || !(b[1] instanceof Uint8Array) || (b[0] as number) >= q.length) return fail(`input message ${v.n}: a bad payload entry`);
+  }
+  const bad = checkPreparedRecords(out);
+  return bad ? fail(`input message ${v.n}: ${bad}`) : { ok: true, msg: v as InputMsg };
+}
+
+/** A message of the merge to a partition's source. */
+export function checkInputControlMsg(v: unknown): Check<InputControlMsg> {
+  if (!isObj(v)) return fail('not an object');
+  if (v.t === 'open') return isInt(v.after) && (v.end === undefined || isInt(v.end)) ? { ok: true, msg: v as InputControlMsg } : fail('an open without after');
+  if (v.t === 'credit') return isInt(v.n) ? { ok: true, msg: v as InputControlMsg } : fail('a credit without n');
+  return fail(`unknown message type ${String(v.t)}`);
 }

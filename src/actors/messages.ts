@@ -5,6 +5,35 @@ import type { Op, PersistedWindow, WindowView } from '../runtime/window-operator
 import type { DeadLetterRecord, LateRecord, ResultRecord } from '../runtime/records.js';
 import type { KeyCount } from '../runtime/top-keys.js';
 import type { WatermarkState } from '../runtime/watermark.js';
+import type { Prepared } from '../runtime/compiled-job.js';
+
+/** the coordinator's merge → the source of one input partition (a group's partitioned input) */
+export type InputControlMsg =
+  /** read the partition from after `after`; with `end`, stop once it is complete up to `end` (drain) */
+  | { t: 'open'; after: number; end?: number }
+  /** the merge has taken `n` of the source's messages: it may send up to a window beyond */
+  | { t: 'credit'; n: number };
+
+/** the source of one input partition → the coordinator's merge */
+export type InputMsg =
+  | {
+      t: 'in';
+      /** message number, from 1 */
+      n: number;
+      /** the partition holds nothing else up to this input sequence */
+      complete: number;
+      /** input sequence of each record */
+      q: number[];
+      /** distinct subjects, and the index into them of each record's subject */
+      d: string[];
+      s: number[];
+      /** each record, prepared (decoded, validated, keyed, scored) */
+      out: Prepared[];
+      /** the payloads of records that were not prepared (dead letters carry them): [index, bytes] */
+      bad: Array<[number, Uint8Array]>;
+    }
+  /** the source cannot read its partition (the generation restarts from the last checkpoint) */
+  | { t: 'fail'; why: string };
 
 /** source → partition actor */
 export type PartitionMsg =

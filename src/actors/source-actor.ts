@@ -7,7 +7,7 @@ import { Opener, Sealer, SENDER, receive, type ChannelContext } from '../io/chan
 import { checkCreditMsg } from './message-checks.js';
 import { inputPartitionOf, subjectsFor } from '../io/subjects.js';
 import { ChunkingPublisher } from '../io/framing.js';
-import type { JetStreamSource } from '../io/jetstream-source.js';
+import type { InputSource } from './merged-input.js';
 import type { Preparer } from '../io/remote-prepare.js';
 import { Ingestor, type JobSemantics, type Prepared } from '../runtime/ingest.js';
 import type { CreditMsg, OutMsg, PartitionMsg } from './messages.js';
@@ -32,6 +32,14 @@ export interface SourceOptions {
   checkpointTimeout?: number;
   /** input partitions (`--input-partitions`, default 1) */
   inputPartitions?: number;
+}
+
+/** Messages read and not yet accepted; `prepared` when they came prepared (a group's partitioned input). */
+interface RawBatch {
+  data: Uint8Array[];
+  subjects: string[];
+  seqs: number[];
+  prepared?: Prepared[];
 }
 
 /** Distinct savepoint names that may wait for their turn; beyond, a request is refused at once. */
@@ -68,7 +76,7 @@ export class SourceActor {
   private immediate?: NodeJS.Immediate;
   private stopping = false;
   /** Messages read but not yet handed to preparation. */
-  private raw: { data: Uint8Array[]; subjects: string[]; seqs: number[] } = { data: [], subjects: [], seqs: [] };
+  private raw: RawBatch = { data: [], subjects: [], seqs: [] };
   /** Batches scheduled and not yet published. */
   private readonly outstanding: Promise<void>[] = [];
   private aborted = false;
@@ -87,7 +95,7 @@ export class SourceActor {
 
   constructor(
     private readonly nc: NatsConnection,
-    private readonly source: JetStreamSource,
+    private readonly source: InputSource,
     private readonly pool: Preparer,
     private readonly sem: JobSemantics,
     private readonly opts: SourceOptions,
@@ -164,7 +172,7 @@ export class SourceActor {
     }
     // Journaled decisions applied at restore may have moved the watermark: tell the window actors now.
     if ((this.opts.inputPartitions ?? 1) > 1) this.schedule(false);
-    const batches = await this.source.open(this.seq, Math.max(this.opts.batchSize, 256));
+    const batches = await this.source.open(this.seq, Math.max(this.opts.batchSize, 256), this.opts.endSeq);
     read: for await (const b of batches) {
       // Drain: stop at the sequence the stream held at start (or earlier when its tail was deleted).
       const endAt = this.opts.endSeq !== undefined ? b.endAt(this.opts.endSeq) : -1;
@@ -174,6 +182,7 @@ export class SourceActor {
         this.raw.data.push(b.data[i]!);
         this.raw.subjects.push(b.subjects[i]!);
         this.raw.seqs.push(b.seqs[i]!);
+        if (b.prepared) (this.raw.prepared ??= []).push(b.prepared[i]!);
         if (this.raw.data.length >= this.opts.batchSize) {
           this.schedule(false);
           // Backpressure: as many batches being prepared as the preparer takes at once (one inline)
@@ -290,11 +299,12 @@ export class SourceActor {
     // the batches before it, because the watermark and the routing follow input order.
     const raw = this.raw;
     this.raw = { data: [], subjects: [], seqs: [] };
+    const given = raw.prepared;
     // On worker threads, preparing overlaps the batches before it. Inline, it waits for its turn:
     // a batch held back by the sink's credit (a watermark step firing many windows) costs no CPU
     // while the step's results are on their way.
-    const prepare = (): Promise<Prepared[]> => (raw.data.length ? this.pool.prepare(raw.data, raw.subjects, raw.seqs) : Promise.resolve([]));
-    const early = this.pool.threads > 0 ? prepare() : undefined;
+    const prepare = (): Promise<Prepared[]> => (given ? Promise.resolve(given) : raw.data.length ? this.pool.prepare(raw.data, raw.subjects, raw.seqs) : Promise.resolve([]));
+    const early = this.pool.threads > 0 || given ? prepare() : undefined;
     const done: Promise<void> = this.flushing.then(async () => {
       const ready = await (early ?? prepare());
       if (this.aborted) return;

@@ -12,7 +12,8 @@ import { GroupStore, SupersededError, type GenerationPlan, type MemberInfo, type
 import type { Lease } from '../io/lease.js';
 import { Opener, Rejections, RunKey, Sealer, SENDER, memberSender, receive } from '../io/channel.js';
 import { ChunkingPublisher } from '../io/framing.js';
-import { subjectsFor } from '../io/subjects.js';
+import { partitionFilter, subjectsFor } from '../io/subjects.js';
+import type { JobConfig } from '../runtime/job-config.js';
 import { ensureStream } from '../io/jetstream-source.js';
 import { isTransientNatsError } from '../io/nats-errors.js';
 import { reconnectBackoff } from '../io/reconnect.js';
@@ -62,7 +63,9 @@ export class Coordinator {
         }
         const members = await this.g.liveMembers(store);
         let next = 0;
-        const assigned = members.map((m) => ({ id: m.id, actors: Array.from({ length: m.actors }, () => next++) }));
+        const assigned: GenerationPlan['members'] = members.map((m) => ({ id: m.id, actors: Array.from({ length: m.actors }, () => next++) }));
+        const spreadInput = inputSpread(cfg, assigned.length);
+        if (spreadInput) for (let p = 0; p < cfg.inputPartitions; p++) (assigned[(p + 1) % assigned.length]!.inputs ??= []).push(p);
         const plan: GenerationPlan = { gen: ++gen, epoch, coordinator: this.g.me.id, total: next, members: assigned, run: GroupStore.newRun(), ...(drainSeq !== undefined ? { drainSeq } : {}) };
         const gl = log.child({ gen: plan.gen });
         const control = new ControlChannel(this.g.nc, cfg.job, plan, gl);
@@ -83,6 +86,7 @@ export class Coordinator {
             // --prepare-on-members: every member prepares batches of input (decode, keys, score) for the source.
             ...(!cfg.prepareOnMembers ? {} : { prepare: { subjects: assigned.slice(1).map((_, i) => subjectsFor(cfg.job).prepare(i + 1)), from: (s) => s >= memberSender(1) && s < memberSender(assigned.length) } }),
             ...(drainSeq !== undefined ? { drainSeq } : {}),
+            ...(spreadInput ? { inputs: { local: assigned[0]!.inputs ?? [] } } : {}),
           };
           gl.debug({ members: assigned.map((m) => m.id) }, `starting generation ${plan.gen}`);
           job = await Job.start(cfg, this.g.nc, gl, placement);
@@ -288,6 +292,16 @@ class ControlChannel {
   }
 }
 
+/**
+ * True when a generation of `instances` reads its input partition by partition, each on the
+ * instance the plan names: a partitioned input (`--input-partitions` > 1) whose one input subject
+ * lets a consumer read a partition alone, in a group of two or more. Otherwise the coordinator's
+ * source reads the whole stream (with `--prepare-on-members`, the members prepare it).
+ */
+export function inputSpread(cfg: Pick<JobConfig, 'inputPartitions' | 'inputSubjects'>, instances: number): boolean {
+  return cfg.inputPartitions > 1 && instances > 1 && partitionFilter(cfg.inputSubjects, 0) !== undefined;
+}
+
 /** A generation as `status` shows it: each instance's roles, window actors and key groups. */
 export function groupView(plan: GenerationPlan, members: readonly MemberInfo[], keyGroups: number): GroupView {
   const owners = ownersOf(plan, keyGroups);
@@ -296,8 +310,8 @@ export function groupView(plan: GenerationPlan, members: readonly MemberInfo[], 
     gen: plan.gen,
     instances: plan.members.map((m) => {
       const info = members.find((x) => x.id === m.id);
-      const roles = [...(m.id === plan.coordinator ? ['coordinator', 'source', 'sink'] : []), ...(m.actors.length ? ['window actors'] : [])];
-      return { id: m.id, host: info?.host ?? '?', pid: info?.pid ?? 0, roles, actors: m.actors, keyGroups: owners.filter((o) => o[0] === m.id).map(([, from, to]) => [from, to] as [number, number]) };
+      const roles = [...(m.id === plan.coordinator ? ['coordinator', 'source', 'sink'] : []), ...(m.inputs?.length ? ['input partitions'] : []), ...(m.actors.length ? ['window actors'] : [])];
+      return { id: m.id, host: info?.host ?? '?', pid: info?.pid ?? 0, roles, actors: m.actors, keyGroups: owners.filter((o) => o[0] === m.id).map(([, from, to]) => [from, to] as [number, number]), ...(m.inputs ? { inputs: m.inputs } : {}) };
     }),
   };
 }

@@ -7,7 +7,8 @@ import type { NatsConnection, Subscription } from 'nats';
 import { Opener, Rejections, RunKey, Sealer, SENDER, memberSender, receive, type ChannelContext } from '../io/channel.js';
 import { Reassembler } from '../io/framing.js';
 import { servePrepare } from '../io/remote-prepare.js';
-import { subjectsFor } from '../io/subjects.js';
+import { partitionFilter, subjectsFor } from '../io/subjects.js';
+import { InputReader } from '../actors/input-reader.js';
 import type { GenerationPlan, GroupStore } from '../io/group-store.js';
 import { Lease } from '../io/lease.js';
 import { coordinatorGone, type CoordinatorLease, type RoleContext } from './roles.js';
@@ -20,6 +21,7 @@ import type { ControlMsg } from '../actors/messages.js';
 
 export class MemberActors {
   readonly actors: PartitionActor[] = [];
+  readonly readers: InputReader[] = [];
   private readonly subs: Subscription[] = [];
   private readonly sealer: Sealer;
   private readonly subj: ReturnType<typeof subjectsFor>;
@@ -75,6 +77,18 @@ export class MemberActors {
         }
       })().catch((e: unknown) => m.ctx.fault(`restoring actor ${p}: ${(e as Error).message}`));
     }
+    // A partitioned input: the partitions the plan gives this process are read here and sent, prepared, to the coordinator's merge.
+    const inputs = plan.members[index]!.inputs ?? [];
+    if (inputs.length) {
+      const jsm = await nc.jetstreamManager();
+      for (const p of inputs) {
+        const filter = partitionFilter(cfg.inputSubjects, p);
+        if (!filter) continue;
+        const r = new InputReader(nc, jsm, m.ctx, { job: cfg.job, stream: cfg.inputStream, filter, partition: p, batchSize: cfg.batchSize, compiled: cfg.compiled });
+        r.listen();
+        m.readers.push(r);
+      }
+    }
     // The order-free part of the coordinator's intake: batches of input to decode, key and score.
     m.subs.push(servePrepare(nc, m.ctx, m.subj.prepare(index), SENDER.source, memberSender(index), cfg.compiled));
     await nc.flush();
@@ -91,6 +105,7 @@ export class MemberActors {
     this.stopped = true;
     for (const s of this.subs) s.unsubscribe();
     for (const a of this.actors) a.stop();
+    for (const r of this.readers) r.stop();
   }
 
   private send(msg: ControlMsg): void {
@@ -121,7 +136,8 @@ export async function followPlans(g: RoleContext, store: GroupStore, lease: Leas
         return;
       }
       current = await MemberActors.start(g.nc, g.cfg, plan, g.me.id, g.log.child({ gen: plan.gen }));
-      if (current) g.log.info({ gen: plan.gen, actors: plan.members.find((m) => m.id === g.me.id)?.actors }, `member of job ${g.cfg.job}, generation ${plan.gen}`);
+      const mine = plan.members.find((m) => m.id === g.me.id);
+      if (current) g.log.info({ gen: plan.gen, actors: mine?.actors, ...(mine?.inputs ? { inputPartitions: mine.inputs } : {}) }, `member of job ${g.cfg.job}, generation ${plan.gen}`);
     }).catch((e: unknown) => g.log.error({ err: (e as Error).message }, 'could not join the generation'));
   };
   // Plans come by a watch, and are also read at every vacancy check: the watch is an ordered consumer,

@@ -37,6 +37,9 @@ export const SENDER = { source: -1, sink: -2, service: -3, coordinator: -4 } as 
 /** Sender id of the member at index `i` of a generation's plan (its control messages). */
 export const memberSender = (i: number): number => 1_000_000 + i;
 
+/** Sender id of the source reading input partition `p` in a group (its prepared records). */
+export const readerSender = (p: number): number => 2_000_000 + p;
+
 /** Seals the messages one sender publishes, numbering them per subject from 1. */
 export class Sealer {
   private readonly seqs = new Map<string, number>();

@@ -39,7 +39,8 @@ export interface GenerationPlan {
   coordinator: string;
   /** window actors in all; key groups are spread over them in contiguous ranges */
   total: number;
-  members: Array<{ id: string; actors: number[] }>;
+  /** each instance's window actors, and the input partitions it reads (a partitioned input read by the group) */
+  members: Array<{ id: string; actors: number[]; inputs?: number[] }>;
   /** the channel key of this generation (run id and HMAC secret, base64) */
   run: { id: string; secret: string };
   /** drain: the input sequence the job ends at, fixed by the first coordinator */

@@ -10,6 +10,7 @@ import { randomBytes } from 'node:crypto';
 import { TidemarkError } from '../errors.js';
 import { isStreamNotFound } from './nats-errors.js';
 import { inputConsumerName, jsPullSubject } from './subjects.js';
+import type { Prepared } from '../runtime/compiled-job.js';
 
 /**
  * Replicas of `stream` (1 when it is missing or cannot be read): the job's own buckets (lock,
@@ -69,6 +70,8 @@ export interface InputBatch {
   data: Uint8Array[];
   subjects: string[];
   seqs: number[];
+  /** Each message already prepared (a group's partitioned input, prepared where it was read); absent: the source prepares them. */
+  prepared?: Prepared[];
   /**
    * Index of the first message whose sequence is `endSeq` or later, or after which nothing was
    * pending in the stream (the end of a drain); -1 when there is none.
@@ -109,8 +112,8 @@ export class JetStreamSource {
     private readonly nc: NatsConnection,
     private readonly jsm: JetStreamManager,
     private readonly stream: string,
-    /** `heartbeatMs`: how often the server sends a heartbeat while a pull request waits */
-    private readonly opts: { heartbeatMs?: number } = {},
+    /** `heartbeatMs`: how often the server sends a heartbeat while a pull request waits; `filter`: read only the messages on this subject (one input partition) */
+    private readonly opts: { heartbeatMs?: number; filter?: string } = {},
   ) {
     const prefix = jsm.getOptions().apiPrefix ?? '$JS.API';
     this.pullSubject = (consumer) => jsPullSubject(prefix, stream, consumer);
@@ -120,14 +123,35 @@ export class JetStreamSource {
     return this.opts.heartbeatMs ?? HEARTBEAT_MS;
   }
 
-  /** Starts consuming after `afterSeq`; iterate the result. */
-  async open(afterSeq: number, maxMessages = 1000): Promise<AsyncIterable<InputBatch>> {
+  /** Starts consuming after `afterSeq`; iterate the result (a drain's end is found by the batches' endAt). */
+  async open(afterSeq: number, maxMessages = 1000, _endSeq?: number): Promise<AsyncIterable<InputBatch>> {
     this.max = Math.max(1, maxMessages);
     this.lastSeq = afterSeq;
     await this.start();
     this.timer = setInterval(() => this.checkAlive(), this.heartbeatMs);
     this.timer.unref();
     return this.batches();
+  }
+
+  /** Sequence of the last message handed out (or the one reading started after). */
+  get handedOut(): number {
+    return this.lastSeq;
+  }
+
+  /**
+   * With nothing buffered and nothing in flight: the stream's last sequence when every message this
+   * source reads up to it has been handed out (for a filtered source: its partition is complete up
+   * to there), else undefined. The stream's last sequence is read before the consumer's state, so a
+   * message stored in between is counted as pending, never missed.
+   */
+  async caughtUp(): Promise<number | undefined> {
+    const consumer = this.consumer;
+    if (!consumer || this.data.length || this.closed || this.resetting) return undefined;
+    const last = (await this.jsm.streams.info(this.stream)).state.last_seq;
+    const ci = await this.jsm.consumers.info(this.stream, consumer);
+    // (A filtered consumer's delivered stream sequence runs ahead over the messages it skips: its consumer sequence tells what it sent.)
+    if (consumer !== this.consumer || this.data.length || ci.num_pending > 0 || ci.delivered.consumer_seq > this.lastConsumerSeq) return undefined;
+    return Math.max(last, this.lastSeq);
   }
 
   /** Stops consuming. */
@@ -157,6 +181,7 @@ export class JetStreamSource {
       name,
       ack_policy: AckPolicy.None,
       ...(start > 1 ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: start } : { deliver_policy: DeliverPolicy.All }),
+      ...(this.opts.filter ? { filter_subject: this.opts.filter } : {}),
       mem_storage: true,
       num_replicas: 1,
       inactive_threshold: nanos(5 * 60_000),

@@ -8,6 +8,8 @@ import { NatsError } from 'nats';
 export const STREAM_NOT_FOUND = 10059;
 /** JetStream API error: "wrong last sequence" (a KV compare-and-set lost). */
 export const WRONG_LAST_SEQUENCE = 10071;
+/** JetStream API error: "no message found" (a sequence that was deleted, or never stored). */
+export const NO_MESSAGE_FOUND = 10037;
 /** JetStream API errors of a cluster in transition: system temporarily unavailable, no peers, stream offline. */
 const TRANSIENT_API_ERRORS = new Set([10008, 10005, 10074, 10118]);
 /** Client error codes of a request that may succeed when tried again. */

@@ -28,3 +28,21 @@ export function packPayloads(payloads: readonly Uint8Array[]): PackedPayloads {
 export function payloadAt(bytes: Uint8Array, ends: ArrayLike<number>, i: number): Uint8Array {
   return bytes.subarray(i === 0 ? 0 : ends[i - 1]!, ends[i]!);
 }
+
+/** Each message's subject as an index into the distinct subjects (`d`): a batch's subjects on the wire. */
+export function subjectDictionary(subjects: readonly string[], n = subjects.length): { d: string[]; s: number[] } {
+  const d: string[] = [];
+  const index = new Map<string, number>();
+  const s: number[] = new Array(n);
+  for (let i = 0; i < n; i++) {
+    const subject = subjects[i]!;
+    let k = index.get(subject);
+    if (k === undefined) {
+      k = d.length;
+      d.push(subject);
+      index.set(subject, k);
+    }
+    s[i] = k;
+  }
+  return { d, s };
+}

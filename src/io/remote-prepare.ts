@@ -7,8 +7,8 @@
 
 import type { Msg, NatsConnection, Subscription } from 'nats';
 import { Opener, Sealer, receive, type ChannelContext, type Checked } from './channel.js';
-import type { CompiledJob, Prepared } from '../runtime/compiled-job.js';
-import { packPayloads, payloadAt } from './payload-pack.js';
+import { checkPreparedRecords, type CompiledJob, type Prepared } from '../runtime/compiled-job.js';
+import { packPayloads, payloadAt, subjectDictionary } from './payload-pack.js';
 
 /** What the source prepares its batches with: a local pool, or the group's members. */
 export interface Preparer {
@@ -45,19 +45,7 @@ const replyContext = (subject: string): string => `${subject}.reply`;
 /** The request for one batch; sealed (encoded) at once, so its columns may share the caller's arrays. */
 function encodeRequest(payloads: readonly Uint8Array[], subjects: readonly string[], seqs: readonly number[]): PrepareRequest {
   const { bytes, ends } = packPayloads(payloads);
-  const d: string[] = [];
-  const index = new Map<string, number>();
-  const s: number[] = new Array(payloads.length);
-  for (let i = 0; i < payloads.length; i++) {
-    const subject = subjects[i]!;
-    let k = index.get(subject);
-    if (k === undefined) {
-      k = d.length;
-      d.push(subject);
-      index.set(subject, k);
-    }
-    s[i] = k;
-  }
+  const { d, s } = subjectDictionary(subjects, payloads.length);
   // The offsets travel as a plain array of numbers, as they always have (not a typed array's bytes).
   return { b: bytes, o: Array.from(ends), d, s, q: seqs };
 }
@@ -83,11 +71,8 @@ function checkReply(v: unknown, n: number): Checked<Prepared[]> {
   if (!r || typeof r.ok !== 'boolean') return { ok: false, reason: 'not a prepare reply' };
   if (!r.ok) return { ok: false, reason: `the member could not prepare the batch: ${String(r.error)}` };
   if (!Array.isArray(r.out) || r.out.length !== n) return { ok: false, reason: `a prepare reply with ${Array.isArray(r.out) ? r.out.length : 'no'} records for ${n} messages` };
-  for (const p of r.out as unknown[]) {
-    const x = p as Partial<Prepared> | null;
-    if (!x || typeof x.ok !== 'boolean') return { ok: false, reason: 'a prepare reply with a malformed record' };
-    if (x.ok && (typeof x.id !== 'string' || typeof x.ts !== 'number' || !Array.isArray(x.keys))) return { ok: false, reason: 'a prepare reply with a malformed record' };
-  }
+  const bad = checkPreparedRecords(r.out as unknown[]);
+  if (bad) return { ok: false, reason: `a prepare reply with a malformed record (${bad})` };
   return { ok: true, msg: r.out as Prepared[] };
 }
 

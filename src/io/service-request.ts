@@ -39,7 +39,9 @@ export interface StatusAnswer {
   group?: {
     epoch: number;
     gen: number;
-    instances: Array<{ id: string; host: string; pid: number; roles: string[]; actors: number[]; keyGroups: Array<[number, number]> }>;
+    instances: Array<{ id: string; host: string; pid: number; roles: string[]; actors: number[]; keyGroups: Array<[number, number]>; inputs?: number[] }>;
+    /** a partitioned input read partition by partition: the merge's position, how far each partition's source is complete, records waiting for the slowest, and sequences no partition delivered (deleted, or on no partition's subject) */
+    inputMerge?: { position: number; complete: number[]; buffered: number; strays: { deleted: number; found: number } } | null;
     /** --prepare-on-members: this generation's input batches prepared by members, by the coordinator, and sent to a member in vain */
     preparedBatches?: { remote: number; local: number; failed: number } | null;
   } | null;

@@ -27,6 +27,10 @@ export function subjectsFor(job: string) {
     restore: (p: number) => `${base}.part.${p}.restore`,
     /** coordinator → member `i` of a generation: batches of input to prepare (decode, keys, score), answered in a reply */
     prepare: (i: number) => `${base}.prepare.${i}`,
+    /** the source reading input partition p (on any instance of a group) → the coordinator's merge: prepared records, in order */
+    input: (p: number) => `${base}.input.${p}`,
+    /** the coordinator's merge → the source reading input partition p: where to start, credits */
+    inputControl: (p: number) => `${base}.input.${p}.control`,
     /** members → coordinator: hello, ready, fault, leave (sealed with the generation's key) */
     control: `${base}.control`,
     /** KV bucket of leases (no TTL of its own: a lease not renewed for --lease-ttl is taken over, see LeaseObserver): `coordinator`, `member.<id>` */
@@ -94,6 +98,16 @@ export function partitionMappings(inputSubjects: readonly string[], partitions: 
 export function mappingsConfig(mappings: Record<string, string>): string {
   const lines = Object.entries(mappings).map(([from, to]) => `  ${JSON.stringify(from)}: ${JSON.stringify(to)}`);
   return `mappings = {\n${lines.join('\n')}\n}\n`;
+}
+
+/**
+ * The subject filter that reads input partition `p` alone: `<base>.in.<p>.*` for the one input
+ * subject `<base>.>`; undefined when the input has several subjects (a consumer of nats-server 2.9
+ * takes one filter), or one that does not end in `.>`.
+ */
+export function partitionFilter(inputSubjects: readonly string[], p: number): string | undefined {
+  if (inputSubjects.length !== 1 || !inputSubjects[0]!.endsWith('.>')) return undefined;
+  return `${inputSubjects[0]!.slice(0, -2)}.in.${p}.*`;
 }
 
 /** The subject a producer publishes a post on for a partitioned input: `<subject>.<key token>`. */

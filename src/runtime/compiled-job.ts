@@ -15,6 +15,16 @@ export type Prepared =
   | { ok: false; reason: string; error?: string }
   | { ok: false; reason: 'fatal'; error: string; at: { fn: string; key: string; recordId: string; ts: number } };
 
+/** Records prepared elsewhere (a member's answer, a partition's source): undefined when each is one, else why not. */
+export function checkPreparedRecords(out: readonly unknown[]): string | undefined {
+  for (let i = 0; i < out.length; i++) {
+    const x = out[i] as Record<string, unknown> | null;
+    if (typeof x !== 'object' || x === null || typeof x.ok !== 'boolean') return `record ${i} is malformed`;
+    if (x.ok ? typeof x.id !== 'string' || typeof x.ts !== 'number' || !Array.isArray(x.keys) : typeof x.reason !== 'string') return `record ${i} is malformed`;
+  }
+  return undefined;
+}
+
 /** The engine's view of a job. */
 export interface CompiledJob {
   readonly def: AnyJobDefinition;

@@ -8,6 +8,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { connect, type NatsConnection } from 'nats';
 import { EmbeddedNats } from '../../src/io/nats-server.js';
+import { callEndpoint, type StatusAnswer } from '../../src/io/service-request.js';
 
 const up2 = fileURLToPath(new URL('../..', import.meta.url));
 /** The project's root, also when these helpers run compiled from dist/ (scripts/soak.ts). */
@@ -86,4 +87,32 @@ export async function fillStream(nc: NatsConnection, stream: string, subject: st
   const js = nc.jetstream();
   const enc = new TextEncoder();
   for (let i = 0; i < payloads.length; i += 500) await Promise.all(payloads.slice(i, i + 500).map((p) => js.publish(`${subject}.in`, enc.encode(p))));
+}
+
+/** Every record a JetStream sink's stream holds, decoded (deleted sequences skipped). */
+export async function storedResults(conn: NatsConnection, stream: string): Promise<Array<{ id: string }>> {
+  const jsm = await conn.jetstreamManager();
+  const info = await jsm.streams.info(stream);
+  const dec = new TextDecoder();
+  const out: Array<{ id: string }> = [];
+  for (let seq = info.state.first_seq; seq <= info.state.last_seq && info.state.messages > 0; seq++) {
+    const m = await jsm.streams.getMessage(stream, { seq }).catch(() => undefined);
+    if (m) out.push(JSON.parse(dec.decode(m.data)) as { id: string });
+  }
+  return out;
+}
+
+/**
+ * Asks the job's status endpoint (in a group any instance answers for the whole job) until `ready`
+ * holds of the answer or `timeoutMs` passed; the last answer. Between two generations the service is
+ * briefly away: asked again.
+ */
+export async function statusUntil(conn: NatsConnection, job: string, ready: (s: StatusAnswer) => boolean, timeoutMs: number): Promise<StatusAnswer | undefined> {
+  const deadline = Date.now() + timeoutMs;
+  let status: StatusAnswer | undefined;
+  for (;;) {
+    status = ((await callEndpoint(conn, job, 'status', {}).catch(() => undefined)) as StatusAnswer | undefined) ?? status;
+    if ((status && ready(status)) || Date.now() >= deadline) return status;
+    await new Promise((r) => setTimeout(r, 100));
+  }
 }

@@ -6,30 +6,17 @@
 import t, { type Test } from 'tap';
 import { join } from 'node:path';
 import type { ChildProcess } from 'node:child_process';
-import type { NatsConnection } from 'nats';
-import { natsFixture, spawnCli, runCli, fillStream, type CliResult } from '../helpers/nats.js';
+import { natsFixture, spawnCli, runCli, fillStream, storedResults, statusUntil, type CliResult } from '../helpers/nats.js';
 import { CheckpointStore } from '../../src/io/checkpoint-store.js';
 import { checkpointDir } from '../../src/actors/job.js';
-import { callEndpoint, type StatusAnswer } from '../../src/io/service-request.js';
 import { genStream } from '../helpers/streams.js';
 import { referenceRun, type RefConfig } from '../helpers/reference.js';
 
 const { scratch, nats, nc, children } = await natsFixture(t, 'tidemark-group-');
-const dec = new TextDecoder();
 const sorted = <T extends { id: string }>(xs: T[]): T[] => [...xs].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
 
 const cfg = (job: string): RefConfig => ({ job, window: { kind: 'tumbling', size: 60_000 }, maxOutOfOrderness: 5_000, lateness: 30_000, keys: { hashtags: true, all: true, keywords: [] }, emit: 'updates' });
 
-async function storedResults(conn: NatsConnection, stream: string): Promise<Array<{ id: string }>> {
-  const jsm = await conn.jetstreamManager();
-  const info = await jsm.streams.info(stream);
-  const out: Array<{ id: string }> = [];
-  for (let seq = info.state.first_seq; seq <= info.state.last_seq && info.state.messages > 0; seq++) {
-    const m = await jsm.streams.getMessage(stream, { seq }).catch(() => undefined);
-    if (m) out.push(JSON.parse(dec.decode(m.data)) as { id: string });
-  }
-  return out;
-}
 
 interface Instance {
   child: ChildProcess;
@@ -99,20 +86,6 @@ async function untilStored(job: string, expected: ReturnType<typeof referenceRun
   for (let i = 0; i < 1200 && ((await count(`RES_${job}`)) < expected.results.length || (await count(`LATE_${job}`)) < expected.late.length); i++) await new Promise((r) => setTimeout(r, 100));
 }
 
-/**
- * Asks the job's status endpoint (any instance answers for the whole group) until `ready` holds of
- * the answer or `timeoutMs` passed; the last answer. Between two generations the service is briefly
- * away: asked again.
- */
-async function statusUntil(job: string, ready: (s: StatusAnswer) => boolean, timeoutMs: number): Promise<StatusAnswer | undefined> {
-  const deadline = Date.now() + timeoutMs;
-  let status: StatusAnswer | undefined;
-  for (;;) {
-    status = ((await callEndpoint(nc, job, 'status', {}).catch(() => undefined)) as StatusAnswer | undefined) ?? status;
-    if ((status && ready(status)) || Date.now() >= deadline) return status;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 async function checkExact(t: Test, job: string, expected: ReturnType<typeof referenceRun>): Promise<void> {
   const results = await storedResults(nc, `RES_${job}`);
@@ -130,13 +103,13 @@ t.test('three instances form one job; results equal the model', async (t) => {
   // the others joined, and the last generation (the one that reports) could have no batch left for them.
   await streams(job, []);
   const all = three(job, ['--prepare-on-members'], {}, false);
-  const formed = await statusUntil(job, (s) => s.group?.instances.length === 3, 60_000);
+  const formed = await statusUntil(nc, job, (s) => s.group?.instances.length === 3, 60_000);
   t.equal(formed?.group?.instances.length, 3, 'status shows the three instances in one generation before any input is published');
   const payloads = posts(6000, 7);
   await fillStream(nc, `IN_${job}`, job, payloads);
   const expected = referenceRun(payloads, cfg(job), false);
   await untilStored(job, expected);
-  const status = await statusUntil(job, (s) => s.input.seq >= payloads.length, 30_000);
+  const status = await statusUntil(nc, job, (s) => s.input.seq >= payloads.length, 30_000);
   const prepared = status?.group?.preparedBatches;
   t.ok(status?.group?.instances.length === 3 && (prepared?.remote ?? 0) >= 1, `members prepared (decoded, keyed, scored) batches of the input (generation of ${status?.group?.instances.length} instances: ${JSON.stringify(prepared)})`);
   for (const i of all) i.child.kill('SIGTERM');
@@ -238,7 +211,7 @@ t.test('rebalancing: a fourth instance joins, one leaves with SIGTERM; one owner
   all.push(fourth);
   await Promise.race(all.map((i) => i.waitFor(/generation \d+: 4 instance\(s\)/, 60_000).catch(() => new Promise(() => undefined))));
   // Any client asks the job's status endpoint: the coordinator answers for the whole group.
-  const status = await statusUntil(job, (s) => !!s.group, 30_000);
+  const status = await statusUntil(nc, job, (s) => !!s.group, 30_000);
   if (!status) throw new Error('no status answer');
   const instances = status.group?.instances ?? [];
   t.ok(instances.length >= 3, `status lists the group's instances (${instances.length}, generation ${status.group?.gen})`);

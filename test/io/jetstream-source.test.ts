@@ -92,3 +92,30 @@ t.test('a consumer deleted under the reader: it reads on from the last message h
   t.equal(deletions, 3);
   t.same(seqs, Array.from({ length: N }, (_, k) => k + 1));
 });
+
+t.test('a filtered source (one input partition): only its messages, and how far its partition is complete', async (t) => {
+  await jsm.streams.add({ name: 'PART1', subjects: ['part1.>'] });
+  const js = nc.jetstream();
+  for (let i = 1; i <= 40; i++) await js.publish(`part1.in.${i % 4}.u`, enc.encode(`m${i}`));
+  const src = new JetStreamSource(nc, jsm, 'PART1', { filter: 'part1.in.1.*' });
+  const it = (await src.open(0, 100))[Symbol.asyncIterator]();
+  const seqs: number[] = [];
+  while (seqs.length < 10) seqs.push(...(await it.next()).value!.seqs);
+  t.same(seqs, [1, 5, 9, 13, 17, 21, 25, 29, 33, 37], 'the partition\'s messages, with their stream sequences');
+  t.equal(src.handedOut, 37);
+  // Its last message is 37, the stream's 40: the consumer's stream position ran ahead over 38-40, which are not its.
+  t.equal(await src.caughtUp(), 40, 'complete up to the stream\'s last sequence, past messages of other partitions');
+  await js.publish('part1.in.1.u', enc.encode('m41'));
+  await js.publish('part1.in.2.u', enc.encode('m42'));
+  // 41 is its own and not handed out yet: not complete beyond 40 until it is.
+  let upTo: number | undefined;
+  for (let i = 0; i < 50 && upTo === undefined; i++) {
+    upTo = await src.caughtUp();
+    if (upTo === undefined) {
+      t.same((await it.next()).value!.seqs, [41], 'its next message');
+      upTo = await src.caughtUp();
+    }
+  }
+  t.equal(upTo, 42, 'then complete up to 42');
+  await src.close();
+});

@@ -1,0 +1,183 @@
+// The source of one input partition in a group (`--input-partitions` > 1, two or more instances):
+// on whichever instance the generation's plan puts it, it reads its partition of the input stream
+// (a filtered consumer), prepares each post (decode, validate, keys, score: most of a post's cost)
+// and sends the prepared records, in order, to the coordinator's merge (merged-input.ts), which puts
+// the partitions back into the input's order. It says how far its partition is complete with every
+// message, and when its partition is quiet, by asking JetStream (caughtUp), so that the merge never
+// waits on a partition that has nothing to send.
+
+import type { JetStreamManager, NatsConnection, Subscription } from 'nats';
+import { Opener, Sealer, SENDER, readerSender, receive, type ChannelContext } from '../io/channel.js';
+import { ChunkingPublisher } from '../io/framing.js';
+import { subjectDictionary } from '../io/payload-pack.js';
+import { JetStreamSource } from '../io/jetstream-source.js';
+import { subjectsFor } from '../io/subjects.js';
+import type { CompiledJob, Prepared } from '../runtime/compiled-job.js';
+import { checkInputControlMsg } from './message-checks.js';
+import type { InputMsg } from './messages.js';
+
+/** Messages a partition's source may send beyond the merge's credit. */
+export const INPUT_WINDOW = 8;
+/** How often a quiet partition's source asks JetStream how far its partition is complete (ms). */
+export const PROGRESS_MS = 50;
+
+export interface InputReaderOptions {
+  job: string;
+  stream: string;
+  /** the subject filter that reads this partition alone */
+  filter: string;
+  partition: number;
+  batchSize: number;
+  compiled: CompiledJob;
+}
+
+export class InputReader {
+  private readonly subj: ReturnType<typeof subjectsFor>;
+  private readonly sealer: Sealer;
+  private readonly pub: ChunkingPublisher;
+  private sub?: Subscription;
+  private source?: JetStreamSource;
+  private sent = 0;
+  private credit = 0;
+  private creditWaiter?: () => void;
+  /** The partition holds nothing else up to here, as sent. */
+  private complete = 0;
+  /** Sequence of the last record sent. */
+  private lastSent = 0;
+  private asking = false;
+  private timer?: NodeJS.Timeout;
+  private stopped = false;
+  private end?: number;
+  /** Records sent (status). */
+  records = 0;
+
+  constructor(
+    private readonly nc: NatsConnection,
+    private readonly jsm: JetStreamManager,
+    private readonly ctx: ChannelContext,
+    private readonly opts: InputReaderOptions,
+  ) {
+    this.subj = subjectsFor(opts.job);
+    this.sealer = new Sealer(ctx.key, readerSender(opts.partition));
+    this.pub = new ChunkingPublisher(nc);
+  }
+
+  /** Waits for the merge's `open` (where to start); call before the generation's hello. */
+  listen(): void {
+    const subject = this.subj.inputControl(this.opts.partition);
+    const inbox = new Opener(this.ctx.key, subject, (from) => from === SENDER.source);
+    this.sub = this.nc.subscribe(subject, {
+      callback: (err, m) => {
+        if (err || this.stopped) return;
+        const msg = receive(this.ctx, inbox, m.data, checkInputControlMsg)?.msg;
+        if (!msg) return;
+        if (msg.t === 'credit') {
+          this.credit = Math.max(this.credit, msg.n);
+          this.creditWaiter?.();
+        } else if (!this.source) {
+          this.run(msg.after, msg.end).catch((e: unknown) => this.fail(`input partition ${this.opts.partition}: ${(e as Error).message}`));
+        }
+      },
+    });
+  }
+
+  stop(): void {
+    this.stopped = true;
+    clearInterval(this.timer);
+    this.sub?.unsubscribe();
+    this.creditWaiter?.();
+    void this.source?.close();
+  }
+
+  private fail(why: string): void {
+    if (this.stopped) return;
+    this.publish({ t: 'fail', why });
+    this.stop();
+  }
+
+  private async run(after: number, end?: number): Promise<void> {
+    this.complete = after;
+    this.lastSent = after;
+    this.end = end;
+    const source = new JetStreamSource(this.nc, this.jsm, this.opts.stream, { filter: this.opts.filter });
+    this.source = source;
+    const batches = await source.open(after, Math.max(this.opts.batchSize, 256));
+    this.timer = setInterval(() => this.progress(), PROGRESS_MS);
+    this.timer.unref();
+    for await (const b of batches) {
+      if (this.stopped) return;
+      let n = b.data.length;
+      let done = false;
+      if (end !== undefined) {
+        // Drain: the records up to `end`; a partition with nothing pending is complete up to there.
+        const i = b.endAt(end);
+        if (i >= 0) {
+          n = b.seqs[i]! > end ? i : i + 1;
+          done = true;
+        }
+      }
+      const q = b.seqs.slice(0, n);
+      const { d, s } = subjectDictionary(b.subjects, n);
+      const out: Prepared[] = new Array(n);
+      const bad: Array<[number, Uint8Array]> = [];
+      for (let i = 0; i < n; i++) {
+        const p = this.opts.compiled.prepare(b.data[i]!, b.subjects[i]!, q[i]!);
+        out[i] = p;
+        if (!p.ok) bad.push([i, b.data[i]!]);
+      }
+      const complete = done ? Math.max(end!, q[n - 1] ?? 0, this.complete) : (q[n - 1] ?? this.complete);
+      await this.window();
+      if (this.stopped) return;
+      this.send(q, d, s, out, bad, complete);
+      if (done) return this.finish();
+    }
+  }
+
+  /** Waits until a message may be sent within the merge's credit. */
+  private async window(): Promise<void> {
+    while (!this.stopped && this.sent - this.credit >= INPUT_WINDOW) await new Promise<void>((r) => (this.creditWaiter = r));
+  }
+
+  private send(q: number[], d: string[], s: number[], out: Prepared[], bad: Array<[number, Uint8Array]>, complete: number): void {
+    this.complete = Math.max(this.complete, complete);
+    if (q.length) this.lastSent = q[q.length - 1]!;
+    this.records += q.length;
+    this.publish({ t: 'in', n: ++this.sent, complete: this.complete, q, d, s, out, bad });
+  }
+
+  private publish(msg: InputMsg): void {
+    const subject = this.subj.input(this.opts.partition);
+    this.pub.publish(subject, this.sealer.seal(subject, msg));
+  }
+
+  private finish(): void {
+    clearInterval(this.timer);
+    void this.source?.close();
+  }
+
+  /** A quiet partition: how far is it complete now? Sent only when nothing read is still unsent. */
+  private progress(): void {
+    const source = this.source;
+    if (this.asking || this.stopped || !source || this.sent - this.credit >= INPUT_WINDOW) return;
+    if (source.handedOut !== this.lastSent) return;
+    this.asking = true;
+    source
+      .caughtUp()
+      .then((upTo) => {
+        this.asking = false;
+        // Checked again at once before sending: a batch handed out meanwhile and not sent yet holds
+        // records at or below `upTo`, and the merge must have them before it hears "complete".
+        if (upTo === undefined || this.stopped || source.handedOut !== this.lastSent || this.sent - this.credit >= INPUT_WINDOW) return;
+        const end = this.end;
+        const bound = end !== undefined ? Math.min(upTo, end) : upTo;
+        if (bound <= this.complete) return;
+        this.send([], [], [], [], [], bound);
+        if (end !== undefined && bound >= end) this.finish();
+      })
+      .catch((e: unknown) => {
+        this.asking = false;
+        // A NATS hiccup while asking: ask again at the next tick; the consumer itself reports real failures.
+        void e;
+      });
+  }
+}

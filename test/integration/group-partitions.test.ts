@@ -1,0 +1,179 @@
+// A group reading a partitioned input partition by partition: `--input-partitions 4` on three
+// `tidemark run --group` processes over a real nats-server. Each input partition is read, decoded and
+// scored by the instance the generation's plan names (a filtered consumer), and the coordinator merges
+// the prepared records back into the input's order. The `jetstream:` results, late records and dead
+// letters (messages on no partition's subject among them, which no partition's source reads) equal the
+// reference model of the partitioned input record by record — without faults, and with an instance
+// that reads partitions SIGKILLed mid-run.
+
+import t, { type Test } from 'tap';
+import { join } from 'node:path';
+import type { ChildProcess } from 'node:child_process';
+import { natsFixture, spawnCli, storedResults, statusUntil, type CliResult } from '../helpers/nats.js';
+import type { StatusAnswer } from '../../src/io/service-request.js';
+import { genStream } from '../helpers/streams.js';
+import { referencePartitionedRun, type RefConfig, type RefMessage } from '../helpers/reference.js';
+
+const { scratch, nats, nc, children } = await natsFixture(t, 'tidemark-gparts-');
+const enc = new TextEncoder();
+const P = 4;
+const sorted = <T extends { id: string }>(xs: T[]): T[] => [...xs].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+
+const cfg = (job: string): RefConfig => ({ job, window: { kind: 'tumbling', size: 60_000 }, maxOutOfOrderness: 5_000, lateness: 30_000, keys: { hashtags: true, all: true, keywords: [] }, emit: 'updates' });
+
+/** Deterministic pseudo-random numbers in [0, 1). */
+function rng(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => {
+    s = (s * 1_103_515_245 + 12_345) >>> 0;
+    return s / 2 ** 32;
+  };
+}
+
+/**
+ * `n` posts on the 4 input partitions (subjects as the server's mapping stores them,
+ * `<job>.in.<p>.<key>`; partition 3 gets few), and now and then a message on a subject that names no
+ * partition (`<job>.stray`).
+ */
+function input(job: string, n: number, seed: number): RefMessage[] {
+  const random = rng(seed);
+  return genStream(seed, { n, unit: 60_000, step: 1_000, maxOutOfOrderness: 5_000 }).map((payload, i) => {
+    if (i % 997 === 500) return { payload, partition: -1, subject: `${job}.stray` };
+    const r = random();
+    const partition = r < 0.05 ? 3 : Math.floor(r * 3);
+    return { payload, partition, subject: `${job}.in.${partition}.u${i % 50}` };
+  });
+}
+
+/** The job's input, result, late and dead-letter streams, empty. */
+async function streams(job: string): Promise<void> {
+  const jsm = await nc.jetstreamManager();
+  for (const [name, subject] of [[`IN_${job}`, `${job}.>`], [`RES_${job}`, `res.${job}`], [`LATE_${job}`, `late.${job}`], [`DLQ_${job}`, `dlq.${job}`]] as const) await jsm.streams.add({ name, subjects: [subject] });
+}
+
+/** Publishes `msgs` to the input stream, in order. */
+async function publish(msgs: readonly RefMessage[]): Promise<void> {
+  const js = nc.jetstream();
+  for (let i = 0; i < msgs.length; i += 500) await Promise.all(msgs.slice(i, i + 500).map((m) => js.publish(m.subject, enc.encode(m.payload))));
+}
+
+
+interface Instance {
+  child: ChildProcess;
+  done: Promise<CliResult>;
+  waitFor: (what: RegExp | ((stderr: string) => boolean), timeoutMs?: number) => Promise<void>;
+  stderr: () => string;
+}
+
+function instance(job: string, n: number, drain = false): Instance {
+  const dir = join(scratch.dir, job, `i${n}`);
+  const args = [
+    'run', '--group', '--nats', nats.url, '--job', job, '--input-stream', `IN_${job}`, '--input-subjects', `${job}.>`, '--input-partitions', String(P),
+    '--window', 'tumbling:1m', '--max-out-of-orderness', '5s', '--allowed-lateness', '30s', '--keys', 'hashtags,all',
+    '--sink', `jetstream:RES_${job}:res.${job}`, '--late-sink', `jetstream:LATE_${job}:late.${job}`, '--dlq-sink', `jetstream:DLQ_${job}:dlq.${job}`,
+    '--state-dir', dir, ...(drain ? ['--drain'] : []), '--batch-size', '20', '--checkpoint-interval', '100ms', '--lease-ttl', '3s', '--partitions', '2', '--log-level', 'debug',
+  ];
+  const { child, done, waitFor } = spawnCli(args);
+  children.add(child);
+  let stderr = '';
+  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+  return { child, done, waitFor, stderr: () => stderr };
+}
+
+
+/** Until the sinks hold as many records as `expected` (up to 2 minutes). */
+async function untilStored(job: string, expected: ReturnType<typeof referencePartitionedRun>): Promise<void> {
+  const jsm = await nc.jetstreamManager();
+  const count = async (stream: string): Promise<number> => (await jsm.streams.info(stream)).state.messages;
+  for (let i = 0; i < 1200; i++) {
+    if ((await count(`RES_${job}`)) >= expected.results.length && (await count(`LATE_${job}`)) >= expected.late.length && (await count(`DLQ_${job}`)) >= expected.dead.length) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+async function checkExact(t: Test, job: string, expected: ReturnType<typeof referencePartitionedRun>): Promise<void> {
+  const results = await storedResults(nc, `RES_${job}`);
+  t.equal(new Set(results.map((r) => r.id)).size, results.length, 'no result twice in the JetStream sink');
+  t.same(sorted(results), sorted(expected.results), `results equal the reference model (${expected.results.length})`);
+  t.same(sorted(await storedResults(nc, `LATE_${job}`)), sorted(expected.late), `late records equal the model (${expected.late.length})`);
+  // (the model names a reason by its code, a record says it in words: the message itself is compared)
+  const dead = (await storedResults(nc, `DLQ_${job}`)) as unknown as Array<{ id: string; subject: string; seq: number }>;
+  t.same(
+    sorted(dead).map((d) => [d.id, d.subject, d.seq]),
+    sorted(expected.dead).map((d) => [d.id, d.subject, d.seq]),
+    `dead letters equal the model (${expected.dead.length}, ${expected.dead.filter((d) => d.reason === 'no_input_partition').length} on no partition's subject)`,
+  );
+}
+
+const lastLines = (s: string): string => s.split('\n').filter((l) => !/checkpoint complete|"level":20/.test(l)).slice(-30).join('\n');
+const allExitZero = (t: Test, ends: CliResult[], who: string): void => ends.forEach((r, i) => t.equal(r.code, 0, `${who} ${i + 1} exits 0 (${r.code === 0 ? '' : lastLines(r.stderr)})`));
+
+/** The instance that is not the coordinator and reads input partitions in the generation `status` shows. */
+function readerIn(all: Instance[], status: StatusAnswer | undefined): Instance | undefined {
+  const coordinator = status?.group?.instances.find((i) => i.roles.includes('coordinator'));
+  const reader = status?.group?.instances.find((i) => i !== coordinator && (i.inputs ?? []).length > 0);
+  return all.find((i) => i.child.pid === reader?.pid);
+}
+
+const threeFormed = (job: string): Promise<StatusAnswer | undefined> => statusUntil(nc, job, (s) => s.group?.instances.length === 3, 60_000);
+
+t.test('three instances each read input partitions; the merge keeps input order; results equal the model', async (t) => {
+  const job = 'gp1';
+  // Live, the group formed on an empty stream first, so every post goes through the partitions' sources and the merge.
+  await streams(job);
+  const all = [1, 2, 3].map((n) => instance(job, n));
+  const formed = await threeFormed(job);
+  t.equal(formed?.group?.instances.length, 3, 'status shows three instances in one generation before any input is published');
+  const readers = formed?.group?.instances.filter((i) => (i.inputs ?? []).length > 0) ?? [];
+  t.same(readers.flatMap((i) => i.inputs ?? []).sort(), [0, 1, 2, 3], `every input partition has one source (${readers.map((i) => `${i.roles.join('+')}: ${(i.inputs ?? []).join(',')}`).join(' | ')})`);
+  t.ok(readers.length >= 2, 'on more than one instance');
+  const msgs = input(job, 6000, 21);
+  await publish(msgs);
+  const expected = referencePartitionedRun(msgs, cfg(job), P, [], false);
+  await untilStored(job, expected);
+  const status = await statusUntil(nc, job, (s) => s.input.seq >= msgs.length, 30_000);
+  const strays = msgs.filter((m) => m.partition < 0).length;
+  t.equal(status?.group?.inputMerge?.strays.found, strays, `the merge looked up the ${strays} messages on no partition's subject (no source reads them)`);
+  t.equal(status?.group?.inputMerge?.position, msgs.length, `the merge has passed the whole input (${JSON.stringify(status?.group?.inputMerge)})`);
+  for (const i of all) i.child.kill('SIGTERM');
+  const ends = await Promise.all(all.map((i) => i.done));
+  allExitZero(t, ends, 'instance');
+  await checkExact(t, job, expected);
+});
+
+t.test('an instance reading input partitions is SIGKILLed mid-run: its partitions move; results exact', async (t) => {
+  const job = 'gp2';
+  await streams(job);
+  const all = [1, 2, 3].map((n) => instance(job, n));
+  const victim = readerIn(all, await threeFormed(job));
+  t.ok(victim, 'a member reads input partitions');
+  const msgs = input(job, 8000, 23);
+  const expected = referencePartitionedRun(msgs, cfg(job), P, [], false);
+  await publish(msgs.slice(0, 4000));
+  await statusUntil(nc, job, (s) => s.input.seq >= 2000, 30_000);
+  victim!.child.kill('SIGKILL');
+  await publish(msgs.slice(4000));
+  await untilStored(job, expected);
+  const survivors = all.filter((i) => i !== victim);
+  const status = await statusUntil(nc, job, (s) => s.input.seq >= msgs.length && s.group?.instances.length === 2, 60_000);
+  t.same(status?.group?.instances.flatMap((i) => i.inputs ?? []).sort(), [0, 1, 2, 3], 'the two survivors read every input partition');
+  for (const i of survivors) i.child.kill('SIGTERM');
+  const ends = await Promise.all(survivors.map((i) => i.done));
+  allExitZero(t, ends, 'survivor');
+  t.match(ends.map((r) => r.stderr).join('\n'), /gone \(lease expired or process dead\)/, 'the coordinator noticed the instance gone');
+  await checkExact(t, job, expected);
+});
+
+t.test('--drain on a group reading partition by partition: every instance exits 0 once the input present at start is in the sinks', async (t) => {
+  const job = 'gp3';
+  await streams(job);
+  const msgs = input(job, 12_000, 29);
+  await publish(msgs);
+  const expected = referencePartitionedRun(msgs, cfg(job), P, []);
+  const all = [1, 2, 3].map((n) => instance(job, n, true));
+  const ends = await Promise.all(all.map((i) => i.done));
+  allExitZero(t, ends, 'instance');
+  const logs = ends.map((r) => r.stderr).join('\n');
+  t.match(logs, /"inputPartitions":\[[0-9,]+\]/, 'a generation of two or more read the input partition by partition (each source stops at the drain\'s end)');
+  await checkExact(t, job, expected);
+});
