@@ -79,7 +79,7 @@ const PHASES = (s: Scale): PhaseSpec[] => [
   { name: 'memory', weight: 0.5 + s.memoryWindows / 50_000 },
   { name: 'state size', weight: s.stateSizes.reduce((a, b) => a + b, 0) / 25_000 },
   { name: 'postgres', weight: 2 + s.postgresRows / 8_000 },
-  { name: 'scaling', weight: s.scalingPosts ? 3 * (8 + s.scalingPosts / 20_000) : 0.01 },
+  { name: 'scaling', weight: s.scalingPosts ? 6 * (8 + s.scalingPosts / 20_000) : 0.01 },
 ];
 
 const natsJsVersion = (): string => {
@@ -206,7 +206,12 @@ export async function runBenchmarks(o: BenchOptions): Promise<BenchResult> {
     const postgres = await runPostgres({ rows: s.postgresRows, workDir: o.workDir, onProgress: (f, label) => progress.update(f, label) });
     progress.phase('scaling');
     let scaling: ScalingOutcome | undefined;
-    if (s.scalingPosts > 0) scaling = await measureScaling({ url: server.url, serverPid: server.pid ?? 0, posts: s.scalingPosts, reps: 1, workDir: join(o.workDir, 'scaling'), onProgress: (f, label) => progress.update(f, label) });
+    let scalingPartitioned: ScalingOutcome | undefined;
+    if (s.scalingPosts > 0) {
+      scaling = await measureScaling({ url: server.url, serverPid: server.pid ?? 0, posts: s.scalingPosts, reps: 1, workDir: join(o.workDir, 'scaling'), onProgress: (f, label) => progress.update(f / 2, label) });
+      // The same with a partitioned input, which two or more instances read partition by partition.
+      scalingPartitioned = await measureScaling({ url: server.url, serverPid: server.pid ?? 0, posts: s.scalingPosts, reps: 1, inputPartitions: 4, workDir: join(o.workDir, 'scaling-p'), onProgress: (f, label) => progress.update(0.5 + f / 2, `--input-partitions 4, ${label}`) });
+    }
     progress.done();
 
     env.loadAvg1mAfter = loadavg()[0] ?? 0;
@@ -324,6 +329,7 @@ export async function runBenchmarks(o: BenchOptions): Promise<BenchResult> {
       },
       postgres,
       ...(scaling ? { scaling } : {}),
+      ...(scalingPartitioned ? { scalingPartitioned } : {}),
       orders: { ...orders, ordersPerSec: round(orders.ordersPerSec), wallMs: orders.wallMs.map((x) => round(x)), toSentimentThroughput: round(round(orders.ordersPerSec) / round(thr.onPostsPerSec), 3) },
       memory: { ...memory, bytesPerOpenWindow: round(memory.bytesPerOpenWindow), bytesPerPendingWindow: round(memory.bytesPerPendingWindow) },
       state: {

@@ -104,6 +104,8 @@ export interface BenchResult {
   state: { method: string; rows: StateRow[]; /** the largest row's worst event-loop delay */ maxEventLoopDelayMs: number; windowsAtMaxDelay: number };
   /** one job on 1, 2 and 3 processes of a group, with CPU shares (issue 11); absent at the tiny scale */
   scaling?: ScalingOutcome;
+  /** the same with `--input-partitions 4`: two or more instances read the input partition by partition */
+  scalingPartitioned?: ScalingOutcome;
   /** the orders example (a user job) beside the sentiment job's throughput */
   orders: OrdersOutcome & { toSentimentThroughput: number };
   targets: TargetRow[];
@@ -216,6 +218,17 @@ export function formatTable(r: BenchResult): string {
             '',
           ]),
           ['ratio 2 processes / 1 process, same run', num(r.scaling.twoToOne, 3), ...target('scaling.twoToOne')] as [string, string, string, string],
+        ]
+      : []),
+    ...(r.scalingPartitioned
+      ? [
+          ...r.scalingPartitioned.rows.map((row): [string, string, string, string] => [
+            `  --input-partitions ${r.scalingPartitioned!.inputPartitions}, group of ${row.instances} (posts/s; CPU: ${row.cpu.instances.map((c) => c.cores.toFixed(2)).join(' + ')} instances, ${row.cpu.natsServer.toFixed(2)} nats-server)`,
+            num(row.postsPerSec),
+            '',
+            '',
+          ]),
+          [`  --input-partitions ${r.scalingPartitioned.inputPartitions}: ratio 2 processes / 1 process, same run`, num(r.scalingPartitioned.twoToOne, 3), '', ''] as [string, string, string, string],
         ]
       : []),
   ];

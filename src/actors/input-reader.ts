@@ -45,6 +45,8 @@ export class InputReader {
   /** Sequence of the last record sent. */
   private lastSent = 0;
   private asking = false;
+  /** When the last batch of the partition's messages arrived (ms): a partition that has them asks nothing. */
+  private lastBatchAt = 0;
   private timer?: NodeJS.Timeout;
   private stopped = false;
   private end?: number;
@@ -106,6 +108,7 @@ export class InputReader {
     this.timer.unref();
     for await (const b of batches) {
       if (this.stopped) return;
+      this.lastBatchAt = Date.now();
       let n = b.data.length;
       let done = false;
       if (end !== undefined) {
@@ -159,7 +162,9 @@ export class InputReader {
   private progress(): void {
     const source = this.source;
     if (this.asking || this.stopped || !source || this.sent - this.credit >= INPUT_WINDOW) return;
-    if (source.handedOut !== this.lastSent) return;
+    // A partition whose messages keep coming says how far it is complete with each of them; asking
+    // JetStream costs the server a count over the stream for the filter, so only a quiet one asks.
+    if (source.handedOut !== this.lastSent || Date.now() - this.lastBatchAt < PROGRESS_MS) return;
     this.asking = true;
     source
       .caughtUp()

@@ -64,8 +64,9 @@ export class Coordinator {
         const members = await this.g.liveMembers(store);
         let next = 0;
         const assigned: GenerationPlan['members'] = members.map((m) => ({ id: m.id, actors: Array.from({ length: m.actors }, () => next++) }));
+        // A partitioned input's sources go to the members, round robin: the coordinator merges what they read (its serial part).
         const spreadInput = inputSpread(cfg, assigned.length);
-        if (spreadInput) for (let p = 0; p < cfg.inputPartitions; p++) (assigned[(p + 1) % assigned.length]!.inputs ??= []).push(p);
+        if (spreadInput) for (let p = 0; p < cfg.inputPartitions; p++) (assigned[1 + (p % (assigned.length - 1))]!.inputs ??= []).push(p);
         const plan: GenerationPlan = { gen: ++gen, epoch, coordinator: this.g.me.id, total: next, members: assigned, run: GroupStore.newRun(), ...(drainSeq !== undefined ? { drainSeq } : {}) };
         const gl = log.child({ gen: plan.gen });
         const control = new ControlChannel(this.g.nc, cfg.job, plan, gl);

@@ -12,7 +12,7 @@ import type { ChildProcess } from 'node:child_process';
 import { natsFixture, spawnCli, storedResults, statusUntil, type CliResult } from '../helpers/nats.js';
 import type { StatusAnswer } from '../../src/io/service-request.js';
 import { genStream } from '../helpers/streams.js';
-import { referencePartitionedRun, type RefConfig, type RefMessage } from '../helpers/reference.js';
+import { referencePartitionedRun, type RefConfig, type RefIdle, type RefMessage } from '../helpers/reference.js';
 
 const { scratch, nats, nc, children } = await natsFixture(t, 'tidemark-gparts-');
 const enc = new TextEncoder();
@@ -65,13 +65,14 @@ interface Instance {
   stderr: () => string;
 }
 
-function instance(job: string, n: number, drain = false): Instance {
+function instance(job: string, n: number, drain = false, extra: string[] = []): Instance {
   const dir = join(scratch.dir, job, `i${n}`);
   const args = [
     'run', '--group', '--nats', nats.url, '--job', job, '--input-stream', `IN_${job}`, '--input-subjects', `${job}.>`, '--input-partitions', String(P),
     '--window', 'tumbling:1m', '--max-out-of-orderness', '5s', '--allowed-lateness', '30s', '--keys', 'hashtags,all',
     '--sink', `jetstream:RES_${job}:res.${job}`, '--late-sink', `jetstream:LATE_${job}:late.${job}`, '--dlq-sink', `jetstream:DLQ_${job}:dlq.${job}`,
     '--state-dir', dir, ...(drain ? ['--drain'] : []), '--batch-size', '20', '--checkpoint-interval', '100ms', '--lease-ttl', '3s', '--partitions', '2', '--log-level', 'debug',
+    ...extra,
   ];
   const { child, done, waitFor } = spawnCli(args);
   children.add(child);
@@ -176,4 +177,41 @@ t.test('--drain on a group reading partition by partition: every instance exits 
   const logs = ends.map((r) => r.stderr).join('\n');
   t.match(logs, /"inputPartitions":\[[0-9,]+\]/, 'a generation of two or more read the input partition by partition (each source stops at the drain\'s end)');
   await checkExact(t, job, expected);
+});
+
+t.test('--idle-timeout in a group: the quiet partition goes idle at the merge, windows fire, exactly as the model given the journal', async (t) => {
+  const job = 'gp4';
+  await streams(job);
+  const all = [1, 2, 3].map((n) => instance(job, n, false, ['--idle-timeout', '1s']));
+  t.equal((await threeFormed(job))?.group?.instances.length, 3, 'three instances in one generation');
+  const T0 = 1_764_000_000_000;
+  const msgs: RefMessage[] = [];
+  const js = nc.jetstream();
+  const post = async (p: number, offsetMs: number, text: string): Promise<void> => {
+    const m = { payload: JSON.stringify({ id: `i${msgs.length}`, ts: T0 + offsetMs, text }), partition: p, subject: `${job}.in.${p}.u${msgs.length % 7}` };
+    msgs.push(m);
+    await js.publish(m.subject, enc.encode(m.payload));
+  };
+  // Partition 3 posts once; partitions 0-2 go on, 20 s of event time every 100 ms (window: 1 minute).
+  await post(3, 1000, '#quiet');
+  for (let k = 0; k < 40; k++) {
+    for (let p = 0; p < 3; p++) await post(p, 20_000 * k + 100 * p, k % 3 ? '#busy good' : 'bad day');
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  const idle = await statusUntil(nc, job, (s) => s.input.seq >= msgs.length && !!s.inputs.find((i) => i.partition === '3')?.idle && s.resultsOut > 0, 60_000);
+  t.ok(idle?.inputs.find((i) => i.partition === '3')?.idle, 'status shows input partition 3 idle');
+  t.ok((idle?.resultsOut ?? 0) > 0, 'windows fired past the quiet partition');
+  for (const i of all) i.child.kill('SIGTERM');
+  const ends = await Promise.all(all.map((i) => i.done));
+  allExitZero(t, ends, 'instance');
+  // The decisions every coordinator logged (each once it was durable), once each.
+  const journal: RefIdle[] = [];
+  for (const line of ends.map((r) => r.stderr).join('\n').split('\n')) {
+    if (!line.includes('is idle after input sequence')) continue;
+    const d = JSON.parse(line) as { inputPartition: string; seq: number };
+    if (!journal.some((j) => j.seq === d.seq && j.partition === Number(d.inputPartition))) journal.push({ seq: d.seq, partition: Number(d.inputPartition) });
+  }
+  t.ok(journal.some((d) => d.partition === 3 && d.seq > 0), `partition 3 was declared idle after its post (${JSON.stringify(journal)})`);
+  journal.sort((a, b) => a.seq - b.seq);
+  await checkExact(t, job, referencePartitionedRun(msgs, cfg(job), P, journal, false));
 });
