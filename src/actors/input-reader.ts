@@ -12,6 +12,7 @@ import { ChunkingPublisher } from '../io/framing.js';
 import { subjectDictionary } from '../io/payload-pack.js';
 import { JetStreamSource } from '../io/jetstream-source.js';
 import { subjectsFor } from '../io/subjects.js';
+import { faultDrop } from '../io/fault.js';
 import type { CompiledJob, Prepared } from '../runtime/compiled-job.js';
 import { checkInputControlMsg } from './message-checks.js';
 import type { InputMsg } from './messages.js';
@@ -20,6 +21,8 @@ import type { InputMsg } from './messages.js';
 export const INPUT_WINDOW = 8;
 /** How often a quiet partition's source asks JetStream how far its partition is complete (ms). */
 export const PROGRESS_MS = 50;
+/** A source that has sent nothing for this long sends an empty message: the merge hears it is alive, and a lost message shows as a gap. */
+export const KEEPALIVE_MS = 1000;
 
 export interface InputReaderOptions {
   job: string;
@@ -47,6 +50,8 @@ export class InputReader {
   private asking = false;
   /** When the last batch of the partition's messages arrived (ms): a partition that has them asks nothing. */
   private lastBatchAt = 0;
+  /** When the last message went to the merge (ms). */
+  private lastSentAt = 0;
   private timer?: NodeJS.Timeout;
   private stopped = false;
   private end?: number;
@@ -145,12 +150,16 @@ export class InputReader {
     this.complete = Math.max(this.complete, complete);
     if (q.length) this.lastSent = q[q.length - 1]!;
     this.records += q.length;
+    this.lastSentAt = Date.now();
     this.publish({ t: 'in', n: ++this.sent, complete: this.complete, q, d, s, out, bad });
   }
 
   private publish(msg: InputMsg): void {
     const subject = this.subj.input(this.opts.partition);
-    this.pub.publish(subject, this.sealer.seal(subject, msg));
+    const sealed = this.sealer.seal(subject, msg);
+    // Fault point of the channel tests: the message is sealed (numbered) but never sent.
+    if (msg.t === 'in' && faultDrop('drop-input')) return;
+    this.pub.publish(subject, sealed);
   }
 
   private finish(): void {
@@ -175,7 +184,10 @@ export class InputReader {
         if (upTo === undefined || this.stopped || source.handedOut !== this.lastSent || this.sent - this.credit >= INPUT_WINDOW) return;
         const end = this.end;
         const bound = end !== undefined ? Math.min(upTo, end) : upTo;
-        if (bound <= this.complete) return;
+        if (bound <= this.complete) {
+          if (Date.now() - this.lastSentAt >= KEEPALIVE_MS) this.send([], [], [], [], [], this.complete);
+          return;
+        }
         this.send([], [], [], [], [], bound);
         if (end !== undefined && bound >= end) this.finish();
       })

@@ -246,7 +246,7 @@ export class Job {
       });
       for (const r of readers) r.listen();
       const intake = placement?.inputs
-        ? new MergedInput(nc, jsm, cfg.inputStream, cfg.inputPartitions, channel, cfg.job, (payload, subject, seq) => cfg.compiled.prepare(payload, subject, seq))
+        ? new MergedInput(nc, jsm, cfg.inputStream, cfg.inputPartitions, channel, cfg.job, (payload, subject, seq) => cfg.compiled.prepare(payload, subject, seq), cfg.checkpointTimeout)
         : new JetStreamSource(nc, jsm, cfg.inputStream);
       const source = new SourceActor(
         nc,

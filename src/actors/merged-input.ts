@@ -12,6 +12,7 @@ import { ChunkingPublisher, Reassembler } from '../io/framing.js';
 import type { InputBatch } from '../io/jetstream-source.js';
 import { NO_MESSAGE_FOUND, apiErrorCode } from '../io/nats-errors.js';
 import { subjectsFor } from '../io/subjects.js';
+import { faultDrop } from '../io/fault.js';
 import { InputMerge } from '../runtime/input-merge.js';
 import type { Prepared } from '../runtime/compiled-job.js';
 import { checkInputMsg } from './message-checks.js';
@@ -49,6 +50,9 @@ export class MergedInput implements InputSource {
   private merge?: InputMerge<Item>;
   private waiter?: () => void;
   private closed = false;
+  /** When each partition's source was last heard (ms), and the watch on it. */
+  private readonly heard: number[];
+  private watch?: NodeJS.Timeout;
   /** Messages looked up because no partition delivered them: deleted, and on no partition's subject. */
   readonly strays = { deleted: 0, found: 0 };
 
@@ -61,11 +65,14 @@ export class MergedInput implements InputSource {
     job: string,
     /** prepares a message no partition's source read (it is dead-lettered or, on a subject that still names a partition, accepted) */
     private readonly prepare: (payload: Uint8Array, subject: string, seq: number) => Prepared,
+    /** a source holding the merge back that sends nothing this long (ms: a lost message, a cut-off instance) restarts the job from its checkpoint; 0 = never */
+    private readonly silenceMs = 0,
   ) {
     this.subj = subjectsFor(job);
     this.sealer = new Sealer(ctx.key, SENDER.source);
     this.pub = new ChunkingPublisher(nc);
     this.lanes = Array.from({ length: partitions }, () => ({ completes: [], taken: 0 }));
+    this.heard = new Array<number>(partitions).fill(0);
   }
 
   /** How far each partition is complete, and the merge's position (status). */
@@ -97,6 +104,7 @@ export class MergedInput implements InputSource {
             if (!data) return;
             const msg = receive(this.ctx, inbox, data, checkInputMsg)?.msg;
             if (!msg) return;
+            this.heard[p] = Date.now();
             if (msg.t === 'fail') {
               this.ctx.fault(`the source of input partition ${p} failed: ${msg.why}`);
               return;
@@ -117,20 +125,39 @@ export class MergedInput implements InputSource {
       );
     }
     await this.nc.flush();
+    this.heard.fill(Date.now());
     for (let p = 0; p < this.partitions; p++) this.control(p, { t: 'open', after, ...(endSeq !== undefined ? { end: endSeq } : {}) });
+    // A source sends at least a keepalive every second; one that the merge waits for and that has
+    // gone silent lost a message (or its instance is cut off): no later message would show the gap.
+    if (this.silenceMs > 0) {
+      this.watch = setInterval(() => {
+        const now = Date.now();
+        for (let p = 0; p < this.partitions; p++) {
+          if (merge.completeOf(p) > merge.position || now - this.heard[p]! <= this.silenceMs) continue;
+          clearInterval(this.watch);
+          this.ctx.fault(`the source of input partition ${p} sent nothing for ${this.silenceMs} ms while the merge waited for it (a lost message, or its instance cut off)`);
+          return;
+        }
+      }, Math.min(1000, this.silenceMs));
+      this.watch.unref();
+    }
     return this.batches(endSeq);
   }
 
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    clearInterval(this.watch);
     for (const s of this.subs) s.unsubscribe();
     this.wake();
   }
 
   private control(p: number, msg: InputControlMsg): void {
     const subject = this.subj.inputControl(p);
-    this.pub.publish(subject, this.sealer.seal(subject, msg));
+    const sealed = this.sealer.seal(subject, msg);
+    // Fault point of the channel tests: sealed (numbered) but never sent — the source waits for ever unless its silence is noticed.
+    if (faultDrop('drop-input-control')) return;
+    this.pub.publish(subject, sealed);
   }
 
   private wake(): void {
