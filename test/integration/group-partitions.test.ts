@@ -230,13 +230,15 @@ t.test('--idle-timeout in a group: the quiet partition goes idle at the merge, w
   await checkExact(t, job, referencePartitionedRun(msgs, cfg(job), P, journal, false));
 });
 
-t.test('a message of a partition\'s source lost on the way: noticed (a gap, or its silence), the job goes back to its checkpoint; results exact', async (t) => {
-  const job = 'gp5';
+/**
+ * A pair of instances with a fault injected (`env`), `n` posts published live, every result stored,
+ * then SIGTERM: both exit 0, the log says `noticed` and that the job went back to its checkpoint
+ * (`restarted`), and every record is exact.
+ */
+async function withFault(t: Test, job: string, o: { extra: string[]; env: NodeJS.ProcessEnv; n: number; seed: number; noticed: RegExp; restarted: RegExp }): Promise<void> {
   await streams(job);
-  // The member drops the 5th message its sources send (sealed, numbered, never sent): the next one shows the gap;
-  // had it been the last, the source's keepalive would, or its silence past --checkpoint-timeout.
-  const all = await pairWith(t, job, ['--checkpoint-timeout', '5s'], { TIDEMARK_FAULT: 'drop-input:5' });
-  const msgs = input(job, 6000, 31);
+  const all = await pairWith(t, job, o.extra, o.env);
+  const msgs = input(job, o.n, o.seed);
   await publish(msgs);
   const expected = referencePartitionedRun(msgs, cfg(job), P, [], false);
   await untilStored(job, expected);
@@ -245,27 +247,33 @@ t.test('a message of a partition\'s source lost on the way: noticed (a gap, or i
   const ends = await Promise.all(all.map((i) => i.done));
   allExitZero(t, ends, 'instance');
   const logs = ends.map((r) => r.stderr).join('\n');
-  t.match(logs, /input\.\d+: sequence \d+ after \d+: 1 message\(s\) lost|sent nothing for 5000 ms/, 'the loss was noticed');
-  t.match(logs, /new generation from the last checkpoint/, 'the job went back to its checkpoint');
+  t.match(logs, o.noticed, 'the loss was noticed');
+  t.match(logs, o.restarted, 'the job went back to its checkpoint');
   await checkExact(t, job, expected);
+}
+
+t.test('a message of a partition\'s source lost on the way: noticed (a gap, or its silence), the job goes back to its checkpoint; results exact', async (t) => {
+  // The member drops the 5th message its sources send (sealed, numbered, never sent): the next one shows the gap;
+  // had it been the last, the source's keepalive would, or its silence past --checkpoint-timeout.
+  await withFault(t, 'gp5', {
+    extra: ['--checkpoint-timeout', '5s'],
+    env: { TIDEMARK_FAULT: 'drop-input:5' },
+    n: 6000,
+    seed: 31,
+    noticed: /input\.\d+: sequence \d+ after \d+: 1 message\(s\) lost|sent nothing for 5000 ms/,
+    restarted: /new generation from the last checkpoint/,
+  });
 });
 
 t.test('the coordinator\'s "open" to a partition\'s source lost: the source never starts, its silence is noticed; results exact', async (t) => {
-  const job = 'gp6';
-  await streams(job);
   // The first control message the coordinator's merge sends (an open) is sealed and never sent: the
   // source it was for waits, sends nothing, and the merge waits for it — until --checkpoint-timeout.
-  const all = await pairWith(t, job, ['--checkpoint-timeout', '3s'], { TIDEMARK_FAULT: 'drop-input-control:1' });
-  const msgs = input(job, 3000, 37);
-  await publish(msgs);
-  const expected = referencePartitionedRun(msgs, cfg(job), P, [], false);
-  await untilStored(job, expected);
-  await statusUntil(nc, job, (s) => s.input.seq >= msgs.length, 30_000);
-  for (const i of all) i.child.kill('SIGTERM');
-  const ends = await Promise.all(all.map((i) => i.done));
-  allExitZero(t, ends, 'instance');
-  const logs = ends.map((r) => r.stderr).join('\n');
-  t.match(logs, /the source of input partition \d sent nothing for 3000 ms while the merge waited for it/, 'the silence was noticed');
-  t.match(logs, /new generation from the last checkpoint: the source of input partition/, 'the job went back to its checkpoint');
-  await checkExact(t, job, expected);
+  await withFault(t, 'gp6', {
+    extra: ['--checkpoint-timeout', '3s'],
+    env: { TIDEMARK_FAULT: 'drop-input-control:1' },
+    n: 3000,
+    seed: 37,
+    noticed: /the source of input partition \d sent nothing for 3000 ms while the merge waited for it/,
+    restarted: /new generation from the last checkpoint: the source of input partition/,
+  });
 });
