@@ -57,7 +57,11 @@ export function renderStatus(s: StatusAnswer): string {
   if (s.group) {
     lines.push(`  group      generation ${s.group.gen}, coordinator lease epoch ${s.group.epoch}, ${s.group.instances.length} instance(s)`);
     const ranges = (kg: Array<[number, number]>): string => kg.map(([a, b]) => (b - a === 1 ? `${a}` : `${a}-${b - 1}`)).join(',') || '-';
-    lines.push(table(['    instance', 'host', 'pid', 'roles', 'window actors', 'key groups'], s.group.instances.map((i) => [`    ${i.id}`, i.host, i.pid, i.roles.join(','), i.actors.join(',') || '-', ranges(i.keyGroups)])));
+    const partitioned = s.group.instances.some((i) => i.inputs?.length);
+    const head = ['    instance', 'host', 'pid', 'roles', 'window actors', 'key groups', ...(partitioned ? ['input partitions'] : [])];
+    lines.push(table(head, s.group.instances.map((i) => [`    ${i.id}`, i.host, i.pid, i.roles.join(','), i.actors.join(',') || '-', ranges(i.keyGroups), ...(partitioned ? [i.inputs?.join(',') || '-'] : [])])));
+    const m = s.group.inputMerge;
+    if (m) lines.push(`  merge      input read partition by partition, merged up to sequence ${m.position} (partitions complete up to ${m.complete.join(', ')}; ${m.buffered} records waiting for the slowest${m.strays.found || m.strays.deleted ? `; ${m.strays.found} on no partition's subject, ${m.strays.deleted} deleted` : ''})`);
   }
   return lines.join('\n');
 }

@@ -9,7 +9,7 @@
 import t, { type Test } from 'tap';
 import { join } from 'node:path';
 import type { ChildProcess } from 'node:child_process';
-import { natsFixture, spawnCli, storedResults, statusUntil, type CliResult } from '../helpers/nats.js';
+import { natsFixture, spawnCli, runCli, storedResults, statusUntil, type CliResult } from '../helpers/nats.js';
 import type { StatusAnswer } from '../../src/io/service-request.js';
 import { genStream } from '../helpers/streams.js';
 import { referencePartitionedRun, type RefConfig, type RefIdle, type RefMessage } from '../helpers/reference.js';
@@ -150,6 +150,9 @@ t.test('three instances each read input partitions; the merge keeps input order;
   const strays = msgs.filter((m) => m.partition < 0).length;
   t.equal(status?.group?.inputMerge?.strays.found, strays, `the merge looked up the ${strays} messages on no partition's subject (no source reads them)`);
   t.equal(status?.group?.inputMerge?.position, msgs.length, `the merge has passed the whole input (${JSON.stringify(status?.group?.inputMerge)})`);
+  const text = await runCli(['status', '--nats', nats.url, '--job', job]);
+  t.match(text.stdout, /input partitions\n(.*\n)*.*input partitions.*\s(0,2|1,3)\s*\n/, 'tidemark status shows which instance reads which input partitions');
+  t.match(text.stdout, new RegExp(`merge {6}input read partition by partition, merged up to sequence ${msgs.length} \\(partitions complete up to ${msgs.length}, ${msgs.length}, ${msgs.length}, ${msgs.length}; 0 records waiting for the slowest; ${strays} on no partition's subject, 0 deleted\\)`), 'and the merge\'s progress');
   for (const i of all) i.child.kill('SIGTERM');
   const ends = await Promise.all(all.map((i) => i.done));
   allExitZero(t, ends, 'instance');
