@@ -23,6 +23,8 @@ export const INPUT_WINDOW = 8;
 export const PROGRESS_MS = 50;
 /** A source that has sent nothing for this long sends an empty message: the merge hears it is alive, and a lost message shows as a gap. */
 export const KEEPALIVE_MS = 1000;
+/** A source the merge waits for that is silent this long (ten keepalives missed; at most --checkpoint-timeout) restarts the generation. */
+export const INPUT_SILENCE_MS = 10_000;
 
 export interface InputReaderOptions {
   job: string;

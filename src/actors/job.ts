@@ -23,7 +23,7 @@ import { tuneHeapForWindows } from './heap.js';
 import { PartitionActor, windowsOfGroups } from './partition-actor.js';
 import { SinkActor, type SinkSet } from './sink-actor.js';
 import { SourceActor, type SavepointTaken } from './source-actor.js';
-import { InputReader } from './input-reader.js';
+import { INPUT_SILENCE_MS, InputReader } from './input-reader.js';
 import { MergedInput } from './merged-input.js';
 import { partitionFilter } from '../io/subjects.js';
 import { RunKey, Rejections, SENDER, type ChannelContext } from '../io/channel.js';
@@ -246,7 +246,7 @@ export class Job {
       });
       for (const r of readers) r.listen();
       const intake = placement?.inputs
-        ? new MergedInput(nc, jsm, cfg.inputStream, cfg.inputPartitions, channel, cfg.job, (payload, subject, seq) => cfg.compiled.prepare(payload, subject, seq), cfg.checkpointTimeout)
+        ? new MergedInput(nc, jsm, cfg.inputStream, cfg.inputPartitions, channel, cfg.job, (payload, subject, seq) => cfg.compiled.prepare(payload, subject, seq), cfg.checkpointTimeout > 0 ? Math.min(cfg.checkpointTimeout, INPUT_SILENCE_MS) : 0)
         : new JetStreamSource(nc, jsm, cfg.inputStream);
       const source = new SourceActor(
         nc,

@@ -96,6 +96,15 @@ export class MemberActors {
     return m;
   }
 
+  /**
+   * The NATS connection dropped: messages to or from this member's actors (and its input partitions'
+   * sources) may be lost, and a lost one that nothing follows shows no gap. The coordinator restarts the
+   * generation from its last checkpoint (this fault is sent once NATS is back), as it does for its own.
+   */
+  connectionLost(member: string): void {
+    this.send({ t: 'fault', gen: this.plan.gen, why: `member ${member} lost its NATS connection (messages to or from it may be lost)` });
+  }
+
   /** Asks the coordinator to do without this member from the next generation on. */
   leave(member: string): void {
     this.send({ t: 'leave', gen: this.plan.gen, member });
@@ -157,6 +166,7 @@ export async function followPlans(g: RoleContext, store: GroupStore, lease: Leas
       })
       .catch(() => store.observer.blind());
   }, Math.max(100, Math.floor(g.cfg.leaseTtl / 3)));
+  g.lostConnection = () => current?.connectionLost(g.me.id);
   const onStop = g.stopSignal.then(async () => {
     g.log.info('stopping: leaving the group');
     await lease.update({ ...g.me, leaving: true }).catch(() => undefined);
@@ -168,6 +178,7 @@ export async function followPlans(g: RoleContext, store: GroupStore, lease: Leas
     return await ended;
   } finally {
     void onStop;
+    g.lostConnection = () => undefined;
     clearInterval(vacancy);
     stopWatch();
     await chain;

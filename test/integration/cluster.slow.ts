@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { scratchDir, spawnCli } from '../helpers/nats.js';
 import { NatsCluster } from '../helpers/cluster.js';
 import { genStream } from '../helpers/streams.js';
-import { referenceRun, type RefConfig } from '../helpers/reference.js';
+import { referenceRun, referencePartitionedRun, type RefConfig, type RefMessage } from '../helpers/reference.js';
 import { JetStreamSink } from '../../src/io/sinks.js';
 import { TidemarkError } from '../../src/errors.js';
 import { isTransientNatsError } from '../../src/io/nats-errors.js';
@@ -247,4 +247,71 @@ t.test('a group of three instances on the cluster: coordinator SIGKILLed, a key-
   t.same(sorted(late), sorted(expected.late), 'late records equal the model');
   t.same(sorted(late), sorted(await read('LATE1_CGRP')), 'late records equal the single-process run');
   await end();
+});
+
+t.test('a group of three reading --input-partitions 4 partition by partition on the cluster: the input stream\'s leader node killed and restarted mid-run; results exact', async (t) => {
+  const job = 'cpart';
+  const P = Number(process.env.CPART_P ?? 4);
+  const cfg: RefConfig = { job, window: { kind: 'tumbling', size: 60_000 }, maxOutOfOrderness: 5_000, lateness: 30_000, keys: { hashtags: true, all: true, keywords: [] }, emit: 'updates' };
+  // Subjects as the server's {{partition(4,1)}} mapping stores them; post i on partition i mod 4 but
+  // partition 3 (a few), which the others wait for at the merge.
+  const msgs: RefMessage[] = genStream(47, { n: 20_000, unit: 60_000, step: 1_000, maxOutOfOrderness: 5_000 }).map((payload, i) => {
+    const partition = P === 1 ? 0 : i % 50 === 0 ? 3 : i % 3;
+    return { payload, partition, subject: `cpart.in.${partition}.u${i % 11}` };
+  });
+  await cluster.waitForJetStream();
+  const nc = await cluster.connect();
+  const jsm = await nc.jetstreamManager();
+  await jsm.streams.add({ name: 'IN_CPART', subjects: ['cpart.>'], num_replicas: 3 });
+  for (const s of ['RES_CPART', 'LATE_CPART']) await jsm.streams.add({ name: s, subjects: [`${s.toLowerCase()}.>`], num_replicas: 3 });
+  const js = nc.jetstream();
+  for (let i = 0; i < msgs.length; i += 500) await Promise.all(msgs.slice(i, i + 500).map((m) => js.publish(m.subject, enc.encode(m.payload))));
+  const expected = referencePartitionedRun(msgs, cfg, P, []);
+  const errs: string[] = [];
+  const all = [1, 2, 3].map((n) => {
+    const s = spawnCli([
+      'run', '--nats', cluster.urls, '--job', job, '--input-stream', 'IN_CPART', '--input-subjects', 'cpart.>', '--input-partitions', String(P),
+      '--window', 'tumbling:1m', '--max-out-of-orderness', '5s', '--allowed-lateness', '30s', '--keys', 'hashtags,all',
+      '--sink', 'jetstream:RES_CPART:res_cpart.out', '--late-sink', 'jetstream:LATE_CPART:late_cpart.out', '--dlq-sink', 'nats:cpdlq',
+      '--state-dir', join(scratch.dir, job, `i${n}`), '--drain', '--batch-size', '20', '--checkpoint-interval', '100ms', '--lease-ttl', '3s', '--log-level', 'debug',
+    ]);
+    errs[n - 1] = '';
+    s.child.stderr!.on('data', (d: Buffer) => (errs[n - 1] += d.toString()));
+    if (process.env.KEEP_CLUSTER_SCRATCH) s.child.stderr!.on('data', (d: Buffer) => appendFileSync(join(scratch.dir, `${job}-i${n}.log`), d));
+    t.teardown(() => void s.child.kill('SIGKILL'));
+    return s;
+  });
+  const quiet = (err: string, n: number): string => err.split('\n').filter((l) => !/"level":20/.test(l)).slice(-n).join('\n');
+  // A generation reading partition by partition (a member logs its input partitions), a few checkpoints into it.
+  const deadline = Date.now() + 120_000;
+  const reading = (): boolean => (P === 1 || errs.some((e) => /"inputPartitions":\[[0-9,]+\].*member of job cpart/.test(e))) && errs.some((e) => (e.split(/generation \d+: [23] instance/).slice(1).join('').match(/checkpoint complete/g) ?? []).length >= 5);
+  while (!reading() && Date.now() < deadline && all.every((i) => i.child.exitCode === null)) await new Promise((r) => setTimeout(r, 50));
+  t.ok(reading(), 'a generation of two or more read the input partition by partition and checkpointed');
+  t.notOk(errs.some((e) => /"msg":"job finished"/.test(e)), 'the job is still running when the node is killed');
+  const leader = (await jsm.streams.info('IN_CPART')).cluster?.leader;
+  const victim = cluster.nodes.find((n) => n.name === leader) ?? cluster.nodes.find((n) => n.server)!;
+  await cluster.kill(victim);
+  await new Promise((r) => setTimeout(r, 3000));
+  await cluster.startNode(victim);
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const ends = await Promise.race([Promise.all(all.map((i) => i.done)), new Promise<undefined>((res) => (timer = setTimeout(res, 240_000) as unknown as ReturnType<typeof setTimeout>))]);
+  clearTimeout(timer);
+  if (!ends) {
+    t.fail(`the group did not end within 240 s of the node's restart; last lines:\n${errs.map((e) => quiet(e, 15)).join('\n---\n')}`);
+    await nc.close();
+    return;
+  }
+  ends.forEach((r, i) => t.equal(r.code, 0, `instance ${i + 1} exits 0 (${quiet(r.stderr, 10)})`));
+  await cluster.waitForJetStream();
+  const read = async (stream: string): Promise<Array<{ id: string }>> => {
+    const out: Array<{ id: string }> = [];
+    const info = await jsm.streams.info(stream);
+    for (let seq = info.state.first_seq; seq <= info.state.last_seq && info.state.messages > 0; seq++) out.push(JSON.parse(dec.decode((await jsm.streams.getMessage(stream, { seq })).data)) as { id: string });
+    return out;
+  };
+  const results = await read('RES_CPART');
+  t.equal(new Set(results.map((r) => r.id)).size, results.length, 'JetStream results: no record twice');
+  t.same(sorted(results), sorted(expected.results), `results equal the model of the partitioned input (${expected.results.length})`);
+  t.same(sorted(await read('LATE_CPART')), sorted(expected.late), `late records equal the model (${expected.late.length})`);
+  await nc.close();
 });
