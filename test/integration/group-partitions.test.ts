@@ -280,3 +280,30 @@ t.test('the coordinator\'s "open" to a partition\'s source lost: the source neve
     restarted: /new generation from the last checkpoint: the source of input partition/,
   });
 });
+
+t.test('a stale member reading partitions (SIGSTOP past its lease, then SIGCONT): its partitions move, it rejoins; results exact', async (t) => {
+  const job = 'gp7';
+  await streams(job);
+  const all = [1, 2, 3].map((n) => instance(job, n));
+  const stale = readerIn(all, await threeFormed(job));
+  t.ok(stale, 'a member reads input partitions');
+  const msgs = input(job, 8000, 41);
+  const expected = referencePartitionedRun(msgs, cfg(job), P, [], false);
+  await publish(msgs.slice(0, 3000));
+  await statusUntil(nc, job, (s) => s.input.seq >= 1500, 30_000);
+  stale!.child.kill('SIGSTOP');
+  // Its lease runs out (3 s): a generation of the two others reads every partition; the rest of the input comes meanwhile.
+  const moved = await statusUntil(nc, job, (s) => s.group?.instances.length === 2 && s.group.instances.flatMap((i) => i.inputs ?? []).length === P, 60_000);
+  t.same(moved?.group?.instances.flatMap((i) => i.inputs ?? []).sort(), [0, 1, 2, 3], 'the two others read every input partition');
+  await publish(msgs.slice(3000, 6000));
+  stale!.child.kill('SIGCONT');
+  await publish(msgs.slice(6000));
+  await untilStored(job, expected);
+  const back = await statusUntil(nc, job, (s) => s.input.seq >= msgs.length && s.group?.instances.length === 3, 60_000);
+  t.equal(back?.group?.instances.length, 3, 'the stale member rejoined: a generation of three again');
+  for (const i of all) i.child.kill('SIGTERM');
+  const ends = await Promise.all(all.map((i) => i.done));
+  allExitZero(t, ends, 'instance');
+  t.match(ends.map((r) => r.stderr).join('\n'), /gone \(lease expired or process dead\)/, 'the coordinator noticed the stopped member gone');
+  await checkExact(t, job, expected);
+});
