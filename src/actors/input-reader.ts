@@ -13,7 +13,8 @@ import { subjectDictionary } from '../io/payload-pack.js';
 import { JetStreamSource } from '../io/jetstream-source.js';
 import { subjectsFor } from '../io/subjects.js';
 import { faultDrop } from '../io/fault.js';
-import type { CompiledJob, Prepared } from '../runtime/compiled-job.js';
+import type { Prepared } from '../runtime/compiled-job.js';
+import type { Preparer } from '../io/remote-prepare.js';
 import { checkInputControlMsg } from './message-checks.js';
 import type { InputMsg } from './messages.js';
 
@@ -33,7 +34,8 @@ export interface InputReaderOptions {
   filter: string;
   partition: number;
   batchSize: number;
-  compiled: CompiledJob;
+  /** prepares the partition's posts (decode, validate, keys, score): inline or on the process's worker threads (`--scoring-threads`) */
+  preparer: Preparer;
 }
 
 export class InputReader {
@@ -59,6 +61,9 @@ export class InputReader {
   private end?: number;
   /** Records sent (status). */
   records = 0;
+  /** Batches read and being prepared, oldest first: each is sent once it and those before it are. */
+  private readonly outstanding: Promise<void>[] = [];
+  private sending: Promise<void> = Promise.resolve();
 
   constructor(
     private readonly nc: NatsConnection,
@@ -127,20 +132,31 @@ export class InputReader {
         }
       }
       const q = b.seqs.slice(0, n);
-      const { d, s } = subjectDictionary(b.subjects, n);
-      const out: Prepared[] = new Array(n);
-      const bad: Array<[number, Uint8Array]> = [];
-      for (let i = 0; i < n; i++) {
-        const p = this.opts.compiled.prepare(b.data[i]!, b.subjects[i]!, q[i]!);
-        out[i] = p;
-        if (!p.ok) bad.push([i, b.data[i]!]);
-      }
+      const subjects = b.subjects.slice(0, n);
+      const data = b.data.slice(0, n);
+      // Preparing starts now (on a worker thread when the process has them) while the next batch is
+      // read; sending keeps the order: each batch goes once those before it have.
+      const prepared = n ? this.opts.preparer.prepare(data, subjects, q) : Promise.resolve<Prepared[]>([]);
       const complete = done ? Math.max(end!, q[n - 1] ?? 0, this.complete) : (q[n - 1] ?? this.complete);
-      await this.window();
-      if (this.stopped) return;
-      this.send(q, d, s, out, bad, complete);
-      if (done) return this.finish();
+      const sent = (this.sending = this.sending.then(async () => {
+        const out = await prepared;
+        await this.window();
+        if (this.stopped) return;
+        const { d, s } = subjectDictionary(subjects);
+        const bad: Array<[number, Uint8Array]> = [];
+        for (let i = 0; i < out.length; i++) if (!out[i]!.ok) bad.push([i, data[i]!]);
+        this.send(q, d, s, out, bad, complete);
+      }));
+      this.outstanding.push(sent);
+      void sent.finally(() => this.outstanding.splice(this.outstanding.indexOf(sent), 1)).catch(() => undefined);
+      if (done) {
+        await this.sending;
+        return this.finish();
+      }
+      // As many batches being prepared as the preparer takes at once (one inline), no more.
+      while (this.outstanding.length > Math.max(1, this.opts.preparer.threads) && !this.stopped) await this.outstanding[0];
     }
+    await this.sending;
   }
 
   /** Waits until a message may be sent within the merge's credit. */

@@ -108,6 +108,16 @@ export interface Placement {
   inputs?: { local: readonly number[] };
 }
 
+/** The worker threads (`--scoring-threads`) that prepare a job's input: they build the same job from its module (or key spec); a definition object stays inline. */
+export function scoringPoolFor(cfg: JobConfig): ScoringPool {
+  const jobSource: JobSource | undefined = cfg.jobModule
+    ? { module: pathToFileURL(resolve(cfg.jobModule)).href, stream: cfg.inputStream }
+    : cfg.keys
+      ? { keys: cfg.keys, examples: cfg.examples === true, stream: cfg.inputStream }
+      : undefined;
+  return new ScoringPool(cfg.scoringThreads, cfg.compiled, jobSource);
+}
+
 /** A group's generation as status shows it. */
 export interface GroupView {
   epoch: number;
@@ -227,13 +237,7 @@ export class Job {
       if (placement) await placement.remote(windowsOf, restored?.meta.watermark.wm ?? -Infinity);
       restoredWindows = undefined;
       const endSeq = placement?.drainSeq ?? (cfg.drain ? input.lastSeq : undefined);
-      // Threads build the same job from its module (or key spec); a definition object stays inline.
-      const jobSource: JobSource | undefined = cfg.jobModule
-        ? { module: pathToFileURL(resolve(cfg.jobModule)).href, stream: cfg.inputStream }
-        : cfg.keys
-          ? { keys: cfg.keys, examples: cfg.examples === true, stream: cfg.inputStream }
-          : undefined;
-      const threads = new ScoringPool(cfg.scoringThreads, cfg.compiled, jobSource);
+      const threads = scoringPoolFor(cfg);
       const spread = placement?.prepare;
       const pool: Preparer = spread?.subjects.length
         ? new RemotePreparer(nc, channel, spread.subjects, spread.from, SENDER.source, threads, REMOTE_PREPARE_TIMEOUT_MS, (why) => log.warn({ why }, `a member did not prepare a batch (${why})`), cfg.batchSize)
@@ -242,7 +246,7 @@ export class Job {
       const readers = (placement?.inputs?.local ?? []).map((p) => {
         const filter = partitionFilter(cfg.inputSubjects, p);
         if (!filter) throw new TidemarkError('BAD_CONFIG', `input partition ${p} cannot be read on its own from ${cfg.inputSubjects.join(',')}`);
-        return new InputReader(nc, jsm, channel, { job: cfg.job, stream: cfg.inputStream, filter, partition: p, batchSize: cfg.batchSize, compiled: cfg.compiled });
+        return new InputReader(nc, jsm, channel, { job: cfg.job, stream: cfg.inputStream, filter, partition: p, batchSize: cfg.batchSize, preparer: threads });
       });
       for (const r of readers) r.listen();
       const intake = placement?.inputs

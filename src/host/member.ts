@@ -9,6 +9,8 @@ import { Reassembler } from '../io/framing.js';
 import { servePrepare } from '../io/remote-prepare.js';
 import { partitionFilter, subjectsFor } from '../io/subjects.js';
 import { InputReader } from '../actors/input-reader.js';
+import { scoringPoolFor } from '../actors/job.js';
+import type { ScoringPool } from '../io/scoring-pool.js';
 import type { GenerationPlan, GroupStore } from '../io/group-store.js';
 import { Lease } from '../io/lease.js';
 import { coordinatorGone, type CoordinatorLease, type RoleContext } from './roles.js';
@@ -22,6 +24,8 @@ import type { ControlMsg } from '../actors/messages.js';
 export class MemberActors {
   readonly actors: PartitionActor[] = [];
   readonly readers: InputReader[] = [];
+  /** The worker threads its input partitions' sources prepare on. */
+  private pool?: ScoringPool;
   private readonly subs: Subscription[] = [];
   private readonly sealer: Sealer;
   private readonly subj: ReturnType<typeof subjectsFor>;
@@ -81,10 +85,13 @@ export class MemberActors {
     const inputs = plan.members[index]!.inputs ?? [];
     if (inputs.length) {
       const jsm = await nc.jetstreamManager();
+      // Its posts are prepared on this process's worker threads (--scoring-threads), as the coordinator's source would.
+      const pool = scoringPoolFor(cfg);
+      m.pool = pool;
       for (const p of inputs) {
         const filter = partitionFilter(cfg.inputSubjects, p);
         if (!filter) continue;
-        const r = new InputReader(nc, jsm, m.ctx, { job: cfg.job, stream: cfg.inputStream, filter, partition: p, batchSize: cfg.batchSize, compiled: cfg.compiled });
+        const r = new InputReader(nc, jsm, m.ctx, { job: cfg.job, stream: cfg.inputStream, filter, partition: p, batchSize: cfg.batchSize, preparer: pool });
         r.listen();
         m.readers.push(r);
       }
@@ -115,6 +122,7 @@ export class MemberActors {
     for (const s of this.subs) s.unsubscribe();
     for (const a of this.actors) a.stop();
     for (const r of this.readers) r.stop();
+    void this.pool?.close();
   }
 
   private send(msg: ControlMsg): void {

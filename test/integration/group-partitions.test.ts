@@ -135,8 +135,9 @@ async function pairWith(t: Test, job: string, extra: string[], env: NodeJS.Proce
 t.test('three instances each read input partitions; the merge keeps input order; results equal the model', async (t) => {
   const job = 'gp1';
   // Live, the group formed on an empty stream first, so every post goes through the partitions' sources and the merge.
+  // The members prepare on a worker thread each (--scoring-threads 1), batches in flight while the next is read.
   await streams(job);
-  const all = [1, 2, 3].map((n) => instance(job, n));
+  const all = [1, 2, 3].map((n) => instance(job, n, false, ['--scoring-threads', '1']));
   const formed = await threeFormed(job);
   t.equal(formed?.group?.instances.length, 3, 'status shows three instances in one generation before any input is published');
   const readers = formed?.group?.instances.filter((i) => (i.inputs ?? []).length > 0) ?? [];
