@@ -59,8 +59,6 @@ export class InputReader {
   private timer?: NodeJS.Timeout;
   private stopped = false;
   private end?: number;
-  /** Records sent (status). */
-  records = 0;
   /** Batches read and being prepared, oldest first: each is sent once it and those before it are. */
   private readonly outstanding: Promise<void>[] = [];
   private sending: Promise<void> = Promise.resolve();
@@ -167,7 +165,6 @@ export class InputReader {
   private send(q: number[], d: string[], s: number[], out: Prepared[], bad: Array<[number, Uint8Array]>, complete: number): void {
     this.complete = Math.max(this.complete, complete);
     if (q.length) this.lastSent = q[q.length - 1]!;
-    this.records += q.length;
     this.lastSentAt = Date.now();
     this.publish({ t: 'in', n: ++this.sent, complete: this.complete, q, d, s, out, bad });
   }

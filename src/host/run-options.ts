@@ -35,7 +35,7 @@ export const RUN_OPTIONS: OptionDef[] = [
   { flag: '--window', key: 'window', kind: 'string', arg: 'SPEC', help: 'tumbling:SIZE | sliding:SIZE,SLIDE | session:GAP (required)' },
   { flag: '--max-out-of-orderness', key: 'maxOutOfOrderness', kind: 'dur', arg: 'DUR', help: 'watermark = max event time seen minus this bound', default: '5s' },
   { flag: '--allowed-lateness', key: 'lateness', kind: 'dur', arg: 'DUR', help: 'how long after firing a window still accepts late posts', default: '0s' },
-  { flag: '--input-partitions', key: 'inputPartitions', kind: 'int', arg: 'N', help: 'input partitions: the token before the last of a post\'s subject (set by the server mapping {{partition(N,1)}}); the watermark is the minimum over partitions that are not idle; fixed for the life of the state', default: '1' },
+  { flag: '--input-partitions', key: 'inputPartitions', kind: 'int', arg: 'N', help: 'input partitions: the token before the last of a post\'s subject (set by the server mapping {{partition(N,1)}}); the watermark is the minimum over partitions that are not idle; in a group of two or more, each partition is read on a member and merged back into input order; fixed for the life of the state', default: '1' },
   { flag: '--idle-timeout', key: 'idleTimeout', kind: 'dur', arg: 'DUR', help: 'an input partition with no post for this long stops holding the watermark back (0 = never)', default: '0s' },
   { flag: '--job-module', key: 'jobModule', kind: 'string', arg: 'FILE', help: 'run your own job: an ES module whose default export is a job definition (defineJob)' },
   { flag: '--keys', key: 'keys', kind: 'string', arg: 'LIST', help: 'sentiment job: comma-separated: hashtags, all, keyword:WORD', default: 'hashtags' },
