@@ -23,9 +23,8 @@ import { tuneHeapForWindows } from './heap.js';
 import { PartitionActor, windowsOfGroups } from './partition-actor.js';
 import { SinkActor, type SinkSet } from './sink-actor.js';
 import { SourceActor, type SavepointTaken } from './source-actor.js';
-import { INPUT_SILENCE_MS, InputReader } from './input-reader.js';
+import { INPUT_SILENCE_MS } from './input-reader.js';
 import { MergedInput } from './merged-input.js';
-import { partitionFilter } from '../io/subjects.js';
 import { RunKey, Rejections, SENDER, type ChannelContext } from '../io/channel.js';
 
 /**
@@ -101,11 +100,10 @@ export interface Placement {
   /** The input sequence a group's --drain ends at (fixed by its first coordinator). */
   drainSeq?: number;
   /**
-   * A group's partitioned input: every input partition has a source of its own on some instance,
-   * and the source actor here merges their prepared records back into input order. `local`: the
-   * partitions this process reads.
+   * A group's partitioned input: every input partition has a source of its own on a member
+   * (input-reader.ts), and the source actor here reads the merge of their prepared records.
    */
-  inputs?: { local: readonly number[] };
+  mergedInput?: boolean;
 }
 
 /** The worker threads (`--scoring-threads`) that prepare a job's input: they build the same job from its module (or key spec); a definition object stays inline. */
@@ -140,8 +138,7 @@ export class Job {
   actors: number;
   /** In a group: the generation, its instances and their roles (for status). */
   group?: GroupView;
-  /** In a group with a partitioned input: the sources of the partitions this process reads, and the merge (coordinator). */
-  readers: InputReader[] = [];
+  /** In a group with a partitioned input: the merge of the partitions' sources (coordinator). */
   merged?: MergedInput;
   private runPromise?: Promise<number>;
   /** Resolves (with the reason) when the job must restart from its last checkpoint. */
@@ -242,15 +239,8 @@ export class Job {
       const pool: Preparer = spread?.subjects.length
         ? new RemotePreparer(nc, channel, spread.subjects, spread.from, SENDER.source, threads, REMOTE_PREPARE_TIMEOUT_MS, (why) => log.warn({ why }, `a member did not prepare a batch (${why})`), cfg.batchSize)
         : threads;
-      // A group's partitioned input: this process's partition sources listen before the merge opens them.
-      const readers = (placement?.inputs?.local ?? []).map((p) => {
-        const filter = partitionFilter(cfg.inputSubjects, p);
-        if (!filter) throw new TidemarkError('BAD_CONFIG', `input partition ${p} cannot be read on its own from ${cfg.inputSubjects.join(',')}`);
-        return new InputReader(nc, jsm, channel, { job: cfg.job, stream: cfg.inputStream, filter, partition: p, batchSize: cfg.batchSize, preparer: threads });
-      });
-      for (const r of readers) r.listen();
-      const intake = placement?.inputs
-        ? new MergedInput(nc, jsm, cfg.inputStream, cfg.inputPartitions, channel, cfg.job, (payload, subject, seq) => cfg.compiled.prepare(payload, subject, seq), cfg.checkpointTimeout > 0 ? Math.min(cfg.checkpointTimeout, INPUT_SILENCE_MS) : 0)
+      const intake = placement?.mergedInput
+        ? new MergedInput(nc, jsm, cfg.inputStream, cfg.inputPartitions, channel, cfg.job, cfg.compiled, cfg.checkpointTimeout > 0 ? Math.min(cfg.checkpointTimeout, INPUT_SILENCE_MS) : 0)
         : new JetStreamSource(nc, jsm, cfg.inputStream);
       const source = new SourceActor(
         nc,
@@ -297,7 +287,6 @@ export class Job {
       );
       const job = new Job(cfg, nc, store, parts, sink, source, meta, endSeq, pool, channel, faulted);
       job.actors = total;
-      job.readers = readers;
       if (intake instanceof MergedInput) job.merged = intake;
       return job;
     } catch (e) {
@@ -343,7 +332,6 @@ export class Job {
 
   /** Failure (e.g. NATS connection lost): stop every actor at once, keep the last checkpoint. */
   async abort(): Promise<void> {
-    for (const r of this.readers) r.stop();
     this.source.abort();
     this.sink.abort();
     for (const p of this.partitions) p.stop();
@@ -354,8 +342,6 @@ export class Job {
 
   /** Releases the state store and subscriptions. */
   async close(): Promise<void> {
-    for (const r of this.readers) r.stop();
-    void this.merged?.close();
     for (const p of this.partitions) p.stop();
     this.sink.stop();
     // The state store is released whatever the sinks do, so a restart in this process can open it.

@@ -14,7 +14,7 @@ import { NO_MESSAGE_FOUND, apiErrorCode } from '../io/nats-errors.js';
 import { subjectsFor } from '../io/subjects.js';
 import { faultDrop } from '../io/fault.js';
 import { InputMerge } from '../runtime/input-merge.js';
-import type { Prepared } from '../runtime/compiled-job.js';
+import type { CompiledJob, Prepared } from '../runtime/compiled-job.js';
 import { checkInputMsg } from './message-checks.js';
 import type { InputControlMsg } from './messages.js';
 
@@ -64,7 +64,7 @@ export class MergedInput implements InputSource {
     private readonly ctx: ChannelContext,
     job: string,
     /** prepares a message no partition's source read (it is dead-lettered or, on a subject that still names a partition, accepted) */
-    private readonly prepare: (payload: Uint8Array, subject: string, seq: number) => Prepared,
+    private readonly compiled: Pick<CompiledJob, 'prepare'>,
     /** a source holding the merge back that sends nothing this long (ms: a lost message, a cut-off instance) restarts the job from its checkpoint; 0 = never */
     private readonly silenceMs = 0,
   ) {
@@ -75,10 +75,10 @@ export class MergedInput implements InputSource {
     this.heard = new Array<number>(partitions).fill(0);
   }
 
-  /** How far each partition is complete, and the merge's position (status). */
-  get progress(): { position: number; complete: number[]; buffered: number } | undefined {
+  /** The merge's position, how far each partition is complete, records waiting, and the strays looked up (status). */
+  get progress(): { position: number; complete: number[]; buffered: number; strays: { deleted: number; found: number } } | undefined {
     const m = this.merge;
-    return m && { position: m.position, complete: this.lanes.map((_, p) => m.completeOf(p)), buffered: m.buffered };
+    return m && { position: m.position, complete: this.lanes.map((_, p) => m.completeOf(p)), buffered: m.buffered, strays: { ...this.strays } };
   }
 
   async open(afterSeq: number, _maxMessages: number, endSeq?: number): Promise<AsyncIterable<InputBatch>> {
@@ -205,7 +205,7 @@ export class MergedInput implements InputSource {
         try {
           const m = await this.jsm.streams.getMessage(this.stream, { seq });
           this.strays.found++;
-          out.push({ seq, item: { prepared: this.prepare(m.data, m.subject, seq), subject: m.subject, payload: m.data } });
+          out.push({ seq, item: { prepared: this.compiled.prepare(m.data, m.subject, seq), subject: m.subject, payload: m.data } });
         } catch (e) {
           if (apiErrorCode(e) !== NO_MESSAGE_FOUND) throw e;
           this.strays.deleted++;

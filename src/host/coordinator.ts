@@ -87,7 +87,7 @@ export class Coordinator {
             // --prepare-on-members: every member prepares batches of input (decode, keys, score) for the source.
             ...(!cfg.prepareOnMembers ? {} : { prepare: { subjects: assigned.slice(1).map((_, i) => subjectsFor(cfg.job).prepare(i + 1)), from: (s) => s >= memberSender(1) && s < memberSender(assigned.length) } }),
             ...(drainSeq !== undefined ? { drainSeq } : {}),
-            ...(spreadInput ? { inputs: { local: assigned[0]!.inputs ?? [] } } : {}),
+            ...(spreadInput ? { mergedInput: true } : {}),
           };
           gl.debug({ members: assigned.map((m) => m.id) }, `starting generation ${plan.gen}`);
           job = await Job.start(cfg, this.g.nc, gl, placement);
@@ -299,7 +299,7 @@ class ControlChannel {
  * lets a consumer read a partition alone, in a group of two or more. Otherwise the coordinator's
  * source reads the whole stream (with `--prepare-on-members`, the members prepare it).
  */
-export function inputSpread(cfg: Pick<JobConfig, 'inputPartitions' | 'inputSubjects'>, instances: number): boolean {
+function inputSpread(cfg: Pick<JobConfig, 'inputPartitions' | 'inputSubjects'>, instances: number): boolean {
   return cfg.inputPartitions > 1 && instances > 1 && partitionFilter(cfg.inputSubjects, 0) !== undefined;
 }
 

@@ -81,7 +81,7 @@ export function jobStatus(job: Job, now = Date.now()): Record<string, unknown> {
     lastCheckpoint: src.lastCheckpoint ? { id: src.lastCheckpoint.cp, ageMs: now - src.lastCheckpoint.at, ms: Math.round(src.lastCheckpoint.ms), bytes: src.lastCheckpoint.bytes } : null,
     startedAt: new Date(src.startedAt).toISOString(),
     uptimeMs: now - src.startedAt,
-    group: job.group ? { ...job.group, preparedBatches: job.prepared ?? null, inputMerge: job.merged?.progress ? { ...job.merged.progress, strays: { ...job.merged.strays } } : null } : null,
+    group: job.group ? { ...job.group, preparedBatches: job.prepared ?? null, inputMerge: job.merged?.progress ?? null } : null,
   };
 }
 

@@ -124,7 +124,7 @@ export class JetStreamSource {
   }
 
   /** Starts consuming after `afterSeq`; iterate the result (a drain's end is found by the batches' endAt). */
-  async open(afterSeq: number, maxMessages = 1000, _endSeq?: number): Promise<AsyncIterable<InputBatch>> {
+  async open(afterSeq: number, maxMessages = 1000): Promise<AsyncIterable<InputBatch>> {
     this.max = Math.max(1, maxMessages);
     this.lastSeq = afterSeq;
     await this.start();

@@ -34,10 +34,15 @@ export interface CliResult {
 }
 
 /** Spawns the CLI; `done` resolves when it exits; `waitFor` resolves once stderr or stdout matches. */
-export function spawnCli(
-  args: string[],
-  opts: { cwd?: string; env?: NodeJS.ProcessEnv } = {},
-): { child: ChildProcess; done: Promise<CliResult>; waitFor: (what: RegExp | ((stderr: string) => boolean), timeoutMs?: number) => Promise<void> } {
+/** A CLI process the test runs: its end, a wait for a line it logs, and its stderr so far. */
+export interface CliProcess {
+  child: ChildProcess;
+  done: Promise<CliResult>;
+  waitFor: (what: RegExp | ((stderr: string) => boolean), timeoutMs?: number) => Promise<void>;
+  stderr: () => string;
+}
+
+export function spawnCli(args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): CliProcess {
   const child = spawn(process.execPath, [CLI, ...args], { cwd: opts.cwd ?? ROOT, env: { ...process.env, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
@@ -52,7 +57,7 @@ export function spawnCli(
       await new Promise((r) => setTimeout(r, 20));
     }
   };
-  return { child, done, waitFor };
+  return { child, done, waitFor, stderr: () => stderr };
 }
 
 /** Runs the CLI to completion. */

@@ -8,8 +8,7 @@
 
 import t, { type Test } from 'tap';
 import { join } from 'node:path';
-import type { ChildProcess } from 'node:child_process';
-import { natsFixture, spawnCli, runCli, storedResults, statusUntil, type CliResult } from '../helpers/nats.js';
+import { natsFixture, spawnCli, runCli, storedResults, statusUntil, type CliProcess, type CliResult } from '../helpers/nats.js';
 import type { StatusAnswer } from '../../src/io/service-request.js';
 import { genStream } from '../helpers/streams.js';
 import { referencePartitionedRun, type RefConfig, type RefIdle, type RefMessage } from '../helpers/reference.js';
@@ -58,12 +57,7 @@ async function publish(msgs: readonly RefMessage[]): Promise<void> {
 }
 
 
-interface Instance {
-  child: ChildProcess;
-  done: Promise<CliResult>;
-  waitFor: (what: RegExp | ((stderr: string) => boolean), timeoutMs?: number) => Promise<void>;
-  stderr: () => string;
-}
+type Instance = CliProcess;
 
 function instance(job: string, n: number, drain = false, extra: string[] = [], env: NodeJS.ProcessEnv = {}): Instance {
   const dir = join(scratch.dir, job, `i${n}`);
@@ -74,11 +68,9 @@ function instance(job: string, n: number, drain = false, extra: string[] = [], e
     '--state-dir', dir, ...(drain ? ['--drain'] : []), '--batch-size', '20', '--checkpoint-interval', '100ms', '--lease-ttl', '3s', '--partitions', '2', '--log-level', 'debug',
     ...extra,
   ];
-  const { child, done, waitFor } = spawnCli(args, { env });
-  children.add(child);
-  let stderr = '';
-  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
-  return { child, done, waitFor, stderr: () => stderr };
+  const run = spawnCli(args, { env });
+  children.add(run.child);
+  return run;
 }
 
 

@@ -5,8 +5,7 @@
 
 import t, { type Test } from 'tap';
 import { join } from 'node:path';
-import type { ChildProcess } from 'node:child_process';
-import { natsFixture, spawnCli, runCli, fillStream, storedResults, statusUntil, type CliResult } from '../helpers/nats.js';
+import { natsFixture, spawnCli, runCli, fillStream, storedResults, statusUntil, type CliProcess, type CliResult } from '../helpers/nats.js';
 import { CheckpointStore } from '../../src/io/checkpoint-store.js';
 import { checkpointDir } from '../../src/actors/job.js';
 import { genStream } from '../helpers/streams.js';
@@ -18,12 +17,7 @@ const sorted = <T extends { id: string }>(xs: T[]): T[] => [...xs].sort((a, b) =
 const cfg = (job: string): RefConfig => ({ job, window: { kind: 'tumbling', size: 60_000 }, maxOutOfOrderness: 5_000, lateness: 30_000, keys: { hashtags: true, all: true, keywords: [] }, emit: 'updates' });
 
 
-interface Instance {
-  child: ChildProcess;
-  done: Promise<CliResult>;
-  waitFor: (what: RegExp | ((stderr: string) => boolean), timeoutMs?: number) => Promise<void>;
-  stderr: () => string;
-}
+type Instance = CliProcess;
 
 function instance(job: string, n: number, extra: string[] = [], env: NodeJS.ProcessEnv = {}, drain = true): Instance {
   const dir = join(scratch.dir, job, `i${n}`);
@@ -34,11 +28,9 @@ function instance(job: string, n: number, extra: string[] = [], env: NodeJS.Proc
     '--state-dir', dir, ...(drain ? ['--drain'] : []), '--batch-size', '20', '--checkpoint-interval', '100ms', '--lease-ttl', '3s', '--partitions', '2', '--log-level', 'debug',
     ...extra,
   ];
-  const { child, done, waitFor } = spawnCli(args, { env });
-  children.add(child);
-  let stderr = '';
-  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
-  return { child, done, waitFor, stderr: () => stderr };
+  const run = spawnCli(args, { env });
+  children.add(run.child);
+  return run;
 }
 
 /** Instances 1, 2 and 3 of `job`, each with the same flags, environment and drain. */
