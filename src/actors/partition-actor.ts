@@ -1,5 +1,5 @@
 // A partition actor: the per-key actors of one key range. It subscribes to its partition
-// subject, applies batches to its window operator (one xstate actor per window) and
+// subject, applies batches to its window operator (each window stepped by its machine) and
 // publishes results, late records and checkpoint barriers to the sink actor.
 
 import type { NatsConnection, Subscription } from 'nats';

@@ -26,7 +26,7 @@ export interface WindowContext {
 }
 
 /** The actions that emit records or count revisions (the transitions a job's settings give them). */
-type Emits = 'emitFiring' | 'emitRevision' | 'emitClosing' | 'nextRevision';
+type Emits = WindowEmit | 'nextRevision';
 
 export type WindowEvent =
   | { type: 'ADD'; delta: unknown }
@@ -50,12 +50,59 @@ export interface WindowEmitted {
  *
  * A FIRE whose watermark is already at or past end + lateness closes the window in the same step.
  */
-export function createWindowMachine(job: Pick<CompiledJob, 'merge' | 'result'>, s: WindowSettings) {
+export type WindowGuard = 'closesAtOnce';
+export type WindowAssign = 'accumulate' | 'accumulateLate' | 'nextRevision';
+export type WindowEmit = 'emitFiring' | 'emitRevision' | 'emitClosing';
+
+/**
+ * The machine's guards and actions as plain functions of (context, event): the xstate machine is
+ * built from them (`assign` takes an assigner's partial context, `emit` an emitter's event), and
+ * the compiled stepper (window-step.ts) runs the same functions along the machine's own transitions.
+ */
+export interface WindowLogic {
+  guards: Record<WindowGuard, (c: WindowContext, e: WindowEvent) => boolean>;
+  assigns: Record<WindowAssign, (c: WindowContext, e: WindowEvent) => Partial<WindowContext>>;
+  emits: Record<WindowEmit, (c: WindowContext, e: WindowEvent) => WindowEmitted>;
+}
+
+export function windowLogic(job: Pick<CompiledJob, 'merge' | 'result'>, s: WindowSettings): WindowLogic {
   const updates = s.mode === 'updates';
   const result = (c: WindowContext, revision: number, final: boolean, watermark: number): WindowEmitted => ({
     type: 'result',
     record: resultRecord(s.job, c.key, { start: c.start, end: c.end }, job.result(c.acc, c), revision, final, watermark),
   });
+  const watermarkOf = (e: WindowEvent): number => (e as { watermark: number }).watermark;
+  return {
+    guards: {
+      // A window fired by a watermark at or past end + lateness closes in the same step.
+      closesAtOnce: (c, e) => e.type === 'FIRE' && e.watermark >= c.end + s.lateness,
+    },
+    assigns: {
+      accumulate: (c, e) => (e.type === 'ADD' ? { acc: job.merge(c.acc, e.delta, c) } : {}),
+      accumulateLate: (c, e) => (e.type === 'LATE' ? { acc: job.merge(c.acc, e.delta, { key: c.key, start: c.start, end: c.end, recordId: e.recordId }) } : {}),
+      nextRevision: (c) => ({ revision: c.revision + 1 }),
+    },
+    emits: {
+      emitFiring: (c, e) => result(c, c.revision, s.lateness === 0, watermarkOf(e)),
+      emitRevision: (c, e) => result(c, c.revision, false, watermarkOf(e)),
+      emitClosing: (c, e) => result(c, updates ? c.revision : 0, true, watermarkOf(e)),
+    },
+  };
+}
+
+/**
+ * The window lifecycle machine of a job (its aggregate does the arithmetic). The emit mode and the
+ * lateness are the same for every window of a job, so they shape the machine's transitions rather
+ * than being tested on every step:
+ *
+ * - updates mode: FIRE emits revision 0 (final when there is no lateness), each LATE the next
+ *   revision, CLOSE a last record with `final: true` (when there is lateness);
+ * - final mode: nothing before CLOSE, which emits the one record (revision 0, final).
+ *
+ * A FIRE whose watermark is already at or past end + lateness closes the window in the same step.
+ */
+export function createWindowMachine(job: Pick<CompiledJob, 'merge' | 'result'>, s: WindowSettings, logic: WindowLogic = windowLogic(job, s)) {
+  const updates = s.mode === 'updates';
   // Firing emits revision 0 in updates mode; with no lateness it is also the final record.
   const firing: Emits[] = updates ? ['emitFiring', 'nextRevision'] : [];
   // Closing emits the last record: final:true in updates mode with lateness, the only one in final mode.
@@ -64,6 +111,7 @@ export function createWindowMachine(job: Pick<CompiledJob, 'merge' | 'result'>, 
   // Firing and closing in one step: no revision is counted after the last record (a closed window
   // emits nothing more), which spares the step a context update.
   const firesAndCloses: Emits[] = closing.length ? [...firing, ...closing] : firing.filter((a) => a !== 'nextRevision');
+  const { guards: g, assigns: a, emits: e } = logic;
   return setup({
     types: {
       context: {} as WindowContext,
@@ -72,16 +120,15 @@ export function createWindowMachine(job: Pick<CompiledJob, 'merge' | 'result'>, 
       emitted: {} as WindowEmitted,
     },
     guards: {
-      // A window fired by a watermark at or past end + lateness closes in the same step.
-      closesAtOnce: ({ context, event }) => event.type === 'FIRE' && event.watermark >= context.end + s.lateness,
+      closesAtOnce: ({ context, event }) => g.closesAtOnce(context, event),
     },
     actions: {
-      accumulate: assign(({ context, event }) => (event.type === 'ADD' ? { acc: job.merge(context.acc, event.delta, context) } : {})),
-      accumulateLate: assign(({ context, event }) => (event.type === 'LATE' ? { acc: job.merge(context.acc, event.delta, { key: context.key, start: context.start, end: context.end, recordId: event.recordId }) } : {})),
-      emitFiring: emit(({ context, event }) => result(context, context.revision, s.lateness === 0, (event as { watermark: number }).watermark)),
-      emitRevision: emit(({ context, event }) => result(context, context.revision, false, (event as { watermark: number }).watermark)),
-      emitClosing: emit(({ context, event }) => result(context, updates ? context.revision : 0, true, (event as { watermark: number }).watermark)),
-      nextRevision: assign({ revision: ({ context }) => context.revision + 1 }),
+      accumulate: assign(({ context, event }) => a.accumulate(context, event)),
+      accumulateLate: assign(({ context, event }) => a.accumulateLate(context, event)),
+      nextRevision: assign(({ context, event }) => a.nextRevision(context, event)),
+      emitFiring: emit(({ context, event }) => e.emitFiring(context, event)),
+      emitRevision: emit(({ context, event }) => e.emitRevision(context, event)),
+      emitClosing: emit(({ context, event }) => e.emitClosing(context, event)),
     },
   }).createMachine({
     id: 'window',

@@ -6,8 +6,8 @@ import { lateRecord, type LateRecord, type ResultRecord } from './records.js';
 import { fixedWindows, type Window, type WindowSpec } from './windows.js';
 import { lifecycleAt } from './lateness.js';
 import { TimerHeap } from './timer-heap.js';
-import { createWindowMachine, type EmitMode, type WindowEvent, type WindowState } from './window-machine.js';
-import { WindowStepper } from './window-step.js';
+import type { EmitMode, WindowEvent, WindowState } from './window-machine.js';
+import { windowStepper, type StepEngine, type Stepper } from './window-step.js';
 import type { CompiledJob } from './compiled-job.js';
 
 /**
@@ -48,6 +48,8 @@ export interface OperatorConfig {
   lateness: number;
   mode: EmitMode;
   compiled: CompiledJob;
+  /** how windows are stepped (default: `TIDEMARK_WINDOW_STEP`, else the compiled table) */
+  stepEngine?: StepEngine;
 }
 
 /** A window as it goes to and comes back from a checkpoint: its machine state and record count. */
@@ -140,7 +142,7 @@ export class WindowOperator {
   private pendingCount = 0;
   /** Windows the watermark has fired or closed so far (the budget of `applySome` counts them). */
   private stepped = 0;
-  private readonly stepper: WindowStepper;
+  private readonly stepper: Stepper;
   private readonly job: CompiledJob;
   private readonly windowSize: number;
   results: ResultRecord[] = [];
@@ -148,7 +150,7 @@ export class WindowOperator {
 
   constructor(private readonly cfg: OperatorConfig) {
     this.job = cfg.compiled;
-    this.stepper = new WindowStepper(createWindowMachine(cfg.compiled, { job: cfg.job, lateness: cfg.lateness, mode: cfg.mode }), (r) => this.results.push(r));
+    this.stepper = windowStepper(cfg.compiled, { job: cfg.job, lateness: cfg.lateness, mode: cfg.mode }, (r) => this.results.push(r), cfg.stepEngine);
     this.windowSize = cfg.window.kind === 'session' ? 0 : cfg.window.size;
   }
 
