@@ -1,6 +1,6 @@
 // Checkpoint and restore cost against state size, in process: the job's own WindowOperator,
 // partition and sink actor steps (the same functions the actors run: sendSnapshot, the sealed
-// msgpack channel, checkpointEntries, CheckpointStore.write/restore, restoreGroups, applyBatch) on
+// msgpack channel, CheckpointAssembly, CheckpointStore.write/restore, restoreGroups, applyBatch) on
 // a real LevelDB directory, without NATS in between. For each size N:
 //   - a full checkpoint of N live windows (time of the LevelDB batch, bytes);
 //   - 1% of the windows receive posts, then an incremental checkpoint (time, bytes);
@@ -20,7 +20,8 @@ import { sentimentJob } from '../src/runtime/sentiment-job.js';
 import { DEFAULT_KEY_GROUPS } from '../src/runtime/key-groups.js';
 import { yieldToLoop } from '../src/actors/slices.js';
 import { applyBatch, restoreGroups, sendSnapshot } from '../src/actors/partition-actor.js';
-import { checkpointEntries } from '../src/actors/sink-actor.js';
+import { CheckpointAssembly } from '../src/actors/sink-actor.js';
+import { mirrorObjectParts } from '../src/io/group-store.js';
 import { tuneHeapForWindows } from '../src/actors/heap.js';
 import { checkOutMsg, checkPartitionMsg } from '../src/actors/message-checks.js';
 import type { OutMsg } from '../src/actors/messages.js';
@@ -159,14 +160,23 @@ function startFlow(ch: Channels): { stop: () => number } {
 
 /** A checkpoint as the actors take it: the partition's barrier slices through the channel, the sink's entries, one LevelDB batch. */
 async function checkpoint(live: WindowOperator, ch: Channels, store: CheckpointStore, m: ReturnType<typeof meta>): Promise<CheckpointMeta> {
-  const slices: Array<Extract<OutMsg, { t: 'barrier' | 'barrier-part' }>> = [];
+  // As the sink actor: each slice goes into the store's batch as it arrives.
+  const entries = new CheckpointAssembly(store.begin(m.id), DEFAULT_KEY_GROUPS);
   await sendSnapshot(live, 0, { t: 'barrier', cp: m.id, full: m.full }, (msg) =>
     ch.out(msg, (got) => {
-      if (got.t === 'barrier' || got.t === 'barrier-part') slices.push(got);
+      if (got.t === 'barrier' || got.t === 'barrier-part') entries.add(got);
     }),
   );
   await ch.delivered();
-  return store.write({ meta: m, ...checkpointEntries(slices, DEFAULT_KEY_GROUPS) }, yieldToLoop);
+  const written = await entries.finish(m);
+  // As a group's sink (the default with --nats) then mirrors it: the checkpoint read back from
+  // LevelDB chunk by chunk and encoded as the mirror object's records, a turn of the loop between
+  // records, as the object store takes them (the upload to NATS itself is not part of this).
+  for await (const part of mirrorObjectParts(written, store.chunksOf(written))) {
+    if (part.length === 0) throw new Error('an empty mirror record');
+    await new Promise<void>((r) => setImmediate(r));
+  }
+  return written;
 }
 
 /** Measures one state size in `dir` (created and removed). */

@@ -6,7 +6,7 @@ import { pathToFileURL } from 'node:url';
 import type { NatsConnection, JetStreamManager } from 'nats';
 import { TidemarkError } from '../errors.js';
 import { FINGERPRINT_DEFAULTS, stateFingerprint, type JobConfig } from '../runtime/job-config.js';
-import { CheckpointStore, type CheckpointMeta, type CheckpointWrite, type GroupStamp } from '../io/checkpoint-store.js';
+import { CheckpointStore, type CheckpointMeta, type CheckpointWrite, type EntryChunk, type GroupStamp } from '../io/checkpoint-store.js';
 import { ensureStream, JetStreamSource } from '../io/jetstream-source.js';
 import { createSink } from '../io/sinks.js';
 import { groupProblems, waysOut } from '../io/state-damage.js';
@@ -90,7 +90,7 @@ export interface Placement {
   /** Hands every actor hosted elsewhere its windows; resolves once each is listening for batches. */
   remote: (windowsOf: (actor: number) => Iterable<PersistedWindow>, watermark: number) => Promise<void>;
   /** Stores each complete checkpoint in NATS too (after LevelDB, before it counts as taken). */
-  mirror?: (w: CheckpointWrite, meta: CheckpointMeta) => Promise<void>;
+  mirror?: (meta: CheckpointMeta, chunks: AsyncIterable<EntryChunk>) => Promise<void>;
   /** The checkpoint the mirror's chain ends at (0: none): a delta may only continue that one. */
   mirrorHead?: number;
   /** Stamped on every checkpoint of this generation. */

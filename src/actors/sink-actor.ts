@@ -9,13 +9,12 @@ import { checkOutMsg } from './message-checks.js';
 import { Reassembler } from '../io/framing.js';
 import { subjectsFor } from '../io/subjects.js';
 import type { Sink, SinkProgress } from '../io/sinks.js';
-import type { CheckpointStore, CheckpointMeta, CheckpointWrite, GroupStamp } from '../io/checkpoint-store.js';
+import type { CheckpointStore, CheckpointMeta, CheckpointWrite, CheckpointWriter, EntryChunk, GroupStamp } from '../io/checkpoint-store.js';
 import type { Logger } from '../log.js';
 import type { CreditMsg, OutMsg } from './messages.js';
 import type { PersistedWindow } from '../runtime/window-operator.js';
 import { faultPoint } from '../io/fault.js';
 import { isTransientNatsError } from '../io/nats-errors.js';
-import { yieldToLoop } from './slices.js';
 import { SupersededError } from '../io/group-store.js';
 
 export interface SinkSet {
@@ -24,45 +23,52 @@ export interface SinkSet {
   dead: Sink;
 }
 
-type Barrier = Extract<OutMsg, { t: 'barrier' | 'barrier-part' }>;
-
 interface Alignment {
   cp: number;
   arrived: Map<number, Extract<OutMsg, { t: 'barrier' | 'source-barrier' }>>;
-  /** every partition's slices of this barrier (its parts, then the barrier itself) */
-  slices: Barrier[];
 }
 
 /**
- * A checkpoint's window entries from the partitions' barrier slices, by key group (entries are
- * stored by key group, so that a key group's slice moves as a unit whichever actor owns it in the
- * next run). Lazy: a window's key is hashed when the store takes it, so the store's write, which
- * pauses every few thousand entries, never hashes the whole state in one go.
+ * A checkpoint's window entries, taken as the partitions' barrier slices arrive: each slice's
+ * windows go into the store's pending batch at once, under their key group (entries are stored by
+ * key group, so that a key group's slice moves as a unit whichever actor owns it in the next run).
+ * A full checkpoint of 1M windows is never held decoded until its last barrier: each slice is
+ * garbage once it is in the batch (a group's mirror reads the written checkpoint back from LevelDB).
  */
-export function checkpointEntries(slices: readonly Barrier[], keyGroups: number): Pick<CheckpointWrite, 'upserts' | 'deletes'> {
-  return {
-    upserts: {
-      *[Symbol.iterator]() {
-        for (const m of slices) {
-          const byGroup = new Map<number, PersistedWindow[]>();
-          for (const w of m.upserts) {
-            const kg = keyGroupOf(w.key, keyGroups);
-            let list = byGroup.get(kg);
-            if (!list) byGroup.set(kg, (list = []));
-            list.push(w);
-          }
-          yield* byGroup;
-        }
-      },
-    },
-    deletes: {
-      *[Symbol.iterator]() {
-        for (const m of slices) for (const d of m.deletes) yield [keyGroupOf(keyOfWindowId(d), keyGroups), d] as const;
-      },
-    },
-  };
-}
+export class CheckpointAssembly {
+  private failure?: { error: unknown };
 
+  constructor(
+    readonly writer: CheckpointWriter,
+    private readonly keyGroups: number,
+  ) {}
+
+  /** One barrier slice's windows and removals (a window's key is hashed to its key group here). */
+  add(slice: { upserts: readonly PersistedWindow[]; deletes: readonly string[] }): void {
+    if (this.failure) return;
+    try {
+      for (const w of slice.upserts) this.writer.upsert(keyGroupOf(w.key, this.keyGroups), w);
+      for (const d of slice.deletes) this.writer.remove(keyGroupOf(keyOfWindowId(d), this.keyGroups), d);
+    } catch (e) {
+      // Reported when the checkpoint is written (as a failed checkpoint), not in the middle of the channel.
+      this.failure = { error: e };
+    }
+  }
+
+  /** Writes the checkpoint with `meta` (or throws what a slice failed with; nothing is written then). */
+  async finish(meta: CheckpointWrite['meta']): Promise<CheckpointMeta> {
+    if (this.failure) {
+      await this.writer.discard();
+      throw this.failure.error;
+    }
+    return this.writer.finish(meta);
+  }
+
+  /** The checkpoint will not be written. */
+  discard(): Promise<void> {
+    return this.writer.discard();
+  }
+}
 
 export interface CheckpointEvent {
   meta: CheckpointMeta;
@@ -76,8 +82,8 @@ export class SinkActor {
   private credit = 0;
   private aligning?: Alignment;
   private held: OutMsg[] = [];
-  /** Slices of the partitions' next barriers, received before the barriers themselves. */
-  private parts: Barrier[] = [];
+  /** Checkpoints whose barrier slices are arriving (their entries go into the store's batch as they come). */
+  private readonly assemblies = new Map<number, CheckpointAssembly>();
   private ended = new Set<number>();
   private lastCheckpoint: number;
   private aborted = false;
@@ -87,7 +93,7 @@ export class SinkActor {
   counts = { results: 0, late: 0, dead: 0 };
   onCheckpoint?: (e: CheckpointEvent) => void;
   /** A group's copy of each complete checkpoint in NATS: written after LevelDB, before the checkpoint counts as taken. */
-  mirror?: (w: CheckpointWrite, meta: CheckpointMeta) => Promise<void>;
+  mirror?: (meta: CheckpointMeta, chunks: AsyncIterable<EntryChunk>) => Promise<void>;
   /** A group's generation, stamped on its checkpoints. */
   stamp?: GroupStamp;
   onResults?: (n: number) => void;
@@ -153,6 +159,9 @@ export class SinkActor {
         if (this.ended.size === this.partitions) break;
       }
       await this.writing;
+      // Checkpoints whose barriers did not all arrive are never written.
+      for (const a of this.assemblies.values()) await a.discard();
+      this.assemblies.clear();
       if (!this.aborted) for (const [, s] of SinkActor.progressKeys(this.sinks)) await s.flush();
     })();
   }
@@ -186,16 +195,11 @@ export class SinkActor {
     if (msg.t === 'out') {
       await this.write(msg);
     } else if (msg.t === 'barrier-part') {
-      this.parts.push(msg);
+      // A partition's parts come before its barrier (one channel, in order), each into its checkpoint's batch.
+      this.assembly(msg.cp).add(msg);
     } else if (msg.t === 'barrier' || msg.t === 'source-barrier') {
-      this.aligning ??= { cp: msg.cp, arrived: new Map(), slices: [] };
-      if (msg.t === 'barrier') {
-        // This partition's parts came before its barrier (one channel, in order); other partitions'
-        // parts may already be here too, and stay for their own barriers.
-        const mine = this.parts.filter((p) => p.from === msg.from);
-        if (mine.length) this.parts = this.parts.filter((p) => p.from !== msg.from);
-        this.aligning.slices.push(...mine, msg);
-      }
+      this.aligning ??= { cp: msg.cp, arrived: new Map() };
+      if (msg.t === 'barrier') this.assembly(msg.cp).add(msg);
       this.aligning.arrived.set(msg.from, msg);
       if (this.aligning.arrived.size === this.partitions + 1) {
         const a = this.aligning;
@@ -208,6 +212,13 @@ export class SinkActor {
     } else {
       this.ended.add(msg.from);
     }
+  }
+
+  /** The entries of checkpoint `cp` taken so far (started with its first slice). */
+  private assembly(cp: number): CheckpointAssembly {
+    let a = this.assemblies.get(cp);
+    if (!a) this.assemblies.set(cp, (a = new CheckpointAssembly(this.store.begin(cp), this.keyGroups)));
+    return a;
   }
 
   private async write(msg: Extract<OutMsg, { t: 'out' }>): Promise<void> {
@@ -253,17 +264,18 @@ export class SinkActor {
     });
     let windows = 0;
     for (const [, m] of a.arrived) if (m.t === 'barrier') windows += m.windows;
-    const { upserts, deletes } = checkpointEntries(a.slices, this.keyGroups);
+    const entries = this.assembly(a.cp);
+    this.assemblies.delete(a.cp);
     const counters = { ...src.counters, results: this.counts.results, late: this.counts.late, dead: this.counts.dead };
     const parent = src.full ? 0 : this.lastCheckpoint;
     this.lastCheckpoint = a.cp;
     this.writing = this.writing.then(async () => {
-      if (this.aborted) return;
+      if (this.aborted) return void (await entries.discard());
       try {
         const sinks: Record<string, SinkProgress> = {};
         for (const [key, p] of progress) sinks[key] = await p;
         faultPoint('checkpoint-before-write');
-        const write: CheckpointWrite = {
+        const write: Pick<CheckpointWrite, 'meta'> = {
           meta: {
             id: a.cp,
             time: Date.now(),
@@ -279,19 +291,18 @@ export class SinkActor {
             ...(src.savepoint ? { savepoint: src.savepoint } : {}),
             ...(this.stamp ? { group: this.stamp } : {}),
           },
-          // The entries are read once as the batch is built; a group's mirror needs them again.
-          upserts: this.mirror ? [...upserts] : upserts,
-          deletes: this.mirror ? [...deletes] : deletes,
         };
-        const meta = await this.store.write(write, yieldToLoop);
+        const meta = await entries.finish(write.meta);
         faultPoint('checkpoint-after-write');
-        if (this.mirror) await this.mirror(write, meta);
+        // A group's mirror copies the checkpoint as LevelDB now holds it, a few thousand entries at a time.
+        if (this.mirror) await this.mirror(meta, this.store.chunksOf(meta));
         await this.store.prune(this.retain);
         const ms = performance.now() - t0;
         this.log.debug({ checkpoint: a.cp, seq: src.seq, entries: meta.entries, bytes: meta.bytes, ms: Math.round(ms) }, 'checkpoint complete');
         this.onCheckpoint?.({ meta, ms });
         this.reply({ t: 'checkpointed', cp: a.cp, ms, bytes: meta.bytes, entries: meta.entries });
       } catch (e) {
+        await entries.discard();
         if (e instanceof SupersededError) {
           // A newer coordinator owns the job's checkpoints: this one's writes stop here.
           this.log.warn({ err: e.message, checkpoint: a.cp }, 'checkpoint refused: superseded');

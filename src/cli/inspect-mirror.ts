@@ -42,8 +42,10 @@ export async function inspectMirror(opts: RawOptions, job: string): Promise<numb
       // The chain applied in order: the full checkpoint, then each delta's upserts and deletes.
       const live = new Map<string, PersistedWindow>();
       for (const w of chain) {
-        for (const [, ws] of w.upserts) for (const x of ws) live.set(x.id ?? windowId(x.key, x.start, x.end), x);
-        for (const [, id] of w.deletes) live.delete(id);
+        for (const c of w.chunks()) {
+          for (const [, ws] of c.u) for (const x of ws) live.set(x.id ?? windowId(x.key, x.start, x.end), x);
+          for (const [, id] of c.d) live.delete(id);
+        }
       }
       printKeyWindows(`checkpoint ${p.value.cp} (NATS mirror, epoch ${p.value.epoch})`, p.value.cp, opts.key, live.values(), opts.json === true);
       return 0;

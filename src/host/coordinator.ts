@@ -18,7 +18,7 @@ import { ensureStream } from '../io/jetstream-source.js';
 import { isTransientNatsError } from '../io/nats-errors.js';
 import { reconnectBackoff } from '../io/reconnect.js';
 import { checkControlMsg } from '../actors/message-checks.js';
-import { forEachSlice } from '../actors/slices.js';
+import { forEachSlice, yieldToLoop } from '../actors/slices.js';
 import { SNAPSHOT_SLICE } from '../actors/partition-actor.js';
 import type { ControlMsg } from '../actors/messages.js';
 import type { PersistedWindow } from '../runtime/window-operator.js';
@@ -80,8 +80,8 @@ export class Coordinator {
             key: control.key,
             remote: (windowsOf, wm) => control.handOut(windowsOf, wm, (id) => this.g.suspects.add(id)),
             mirrorHead: pointer?.cp ?? 0,
-            mirror: async (w, meta) => {
-              pointer = await store.mirror(w, meta.hash, epoch, pointer);
+            mirror: async (meta, chunks) => {
+              pointer = await store.mirror({ meta, chunks }, epoch, pointer);
             },
             stamp: { epoch, gen: plan.gen, owners: ownersOf(plan, cfg.keyGroups) },
             // --prepare-on-members: every member prepares batches of input (decode, keys, score) for the source.
@@ -216,7 +216,21 @@ export class Coordinator {
       if (mine && mine.hash === pointer.hash && mine.seq === pointer.seq && local.maxId === pointer.cp) return;
       const chain = await store.fetchChain(pointer);
       await local.reset();
-      for (const w of chain) await local.write(w);
+      for (const m of chain) {
+        // Chunk by chunk into the checkpoint's batch, a turn of the event loop between chunks.
+        const w = local.begin(m.meta.id);
+        try {
+          for (const c of m.chunks()) {
+            for (const [kg, ws] of c.u) for (const win of ws) w.upsert(kg, win);
+            for (const [kg, id] of c.d) w.remove(kg, id);
+            await yieldToLoop();
+          }
+        } catch (e) {
+          await w.discard();
+          throw e;
+        }
+        await w.finish(m.meta);
+      }
       this.g.log.info({ checkpoint: pointer.cp, chain: chain.length }, `restored checkpoint ${pointer.cp} from the group's mirror in NATS (${chain.length} checkpoint(s) in its chain)`);
     } finally {
       await local.close();

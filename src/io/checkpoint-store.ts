@@ -56,6 +56,12 @@ export interface CheckpointWrite {
   deletes: Iterable<readonly [number, string]>;
 }
 
+/** Some of a checkpoint's entries as LevelDB holds them: windows by key group, and removed ids with their key group. */
+export interface EntryChunk {
+  u: Array<[number, PersistedWindow[]]>;
+  d: Array<[number, string]>;
+}
+
 export interface Restored {
   meta: CheckpointMeta;
   /** partition → windows */
@@ -239,6 +245,67 @@ export async function mergeChain(chain: readonly Pick<Verdict, 'windows' | 'dele
 }
 
 /** The checkpoints of one job, in LevelDB under the state directory, with a manifest beside it. */
+/**
+ * A checkpoint being written (`CheckpointStore.begin`): entries go into its batch as they come,
+ * with their count, bytes and content hash; `finish` writes the batch and records the checkpoint,
+ * `discard` drops it. Nothing of it is written before `finish`.
+ */
+export class CheckpointWriter {
+  private bytes = 0;
+  private count = 0;
+  /** The sum of the entries' own hashes: independent of order, so the entries need no sorting. */
+  private hash = 0;
+  private done = false;
+
+  constructor(
+    readonly id: number,
+    private readonly batch: ReturnType<Level<string, Uint8Array>['batch']>,
+    private readonly codec: WindowCodec,
+    private readonly commit: (meta: CheckpointMeta, batch: ReturnType<Level<string, Uint8Array>['batch']>) => Promise<void>,
+  ) {}
+
+  /** Entries added so far. */
+  get entries(): number {
+    return this.count;
+  }
+
+  /** A window of key group `p` as it stands at the checkpoint. */
+  upsert(p: number, w: PersistedWindow): void {
+    this.put(deltaKey(this.id, p, w.id ?? windowId(w.key, w.start, w.end)), this.codec.encode(w));
+  }
+
+  /** A window of key group `p` removed since the checkpoint's parent. */
+  remove(p: number, windowId: string): void {
+    this.put(deltaKey(this.id, p, windowId), EMPTY);
+  }
+
+  private put(key: string, value: Uint8Array): void {
+    if (this.done) throw new Error(`checkpoint ${this.id} is already finished or discarded`);
+    this.batch.put(key, value);
+    this.bytes += key.length + value.length;
+    this.hash = (this.hash + entryHash(key, value)) >>> 0;
+    this.count++;
+  }
+
+  /** Writes the checkpoint (entries, shapes, meta) in one atomic batch and records it in the manifest (fsynced). */
+  async finish(m: CheckpointWrite['meta']): Promise<CheckpointMeta> {
+    if (this.done) throw new Error(`checkpoint ${this.id} is already finished or discarded`);
+    if (m.id !== this.id) throw new Error(`checkpoint writer ${this.id} was given the meta of checkpoint ${m.id}`);
+    this.done = true;
+    const meta: CheckpointMeta = { ...m, entries: this.count, hash: this.hash, bytes: this.bytes };
+    meta.bytes += encode(meta).length;
+    await this.commit(meta, this.batch);
+    return meta;
+  }
+
+  /** Drops the checkpoint: nothing of it was written. */
+  async discard(): Promise<void> {
+    if (this.done) return;
+    this.done = true;
+    await this.batch.close().catch(() => undefined);
+  }
+}
+
 export class CheckpointStore {
   /** Set once LevelDB has failed reading its own files: the state needs `tidemark inspect --repair`. */
   levelDamage?: string;
@@ -398,43 +465,50 @@ export class CheckpointStore {
   }
 
   /**
+   * Starts checkpoint `id`: its entries go into one LevelDB chained batch as they are given (the
+   * batch is native memory; nothing is written, nor visible, until `finish`). A sink hands each
+   * barrier slice over as it arrives, so a full checkpoint of a large state is never held decoded.
+   */
+  begin(id: number): CheckpointWriter {
+    return new CheckpointWriter(id, this.db.batch(), this.codec, (meta, batch) => this.commit(meta, batch));
+  }
+
+  /**
    * Writes one checkpoint in one atomic batch, then records it in the manifest (fsynced). The
    * entries go into a LevelDB chained batch in slices, with `pause()` awaited between them (a yield
    * to the event loop for a large state).
    */
   async write(cp: CheckpointWrite, pause?: () => Promise<void>): Promise<CheckpointMeta> {
-    const batch = this.db.batch();
-    let bytes = 0;
-    let entries = 0;
-    // The content hash is the sum of the entries' own hashes: independent of order, so the
-    // entries need no sorting here (LevelDB sorts them anyway).
-    let hash = 0;
-    const add = async (key: string, value: Uint8Array): Promise<void> => {
-      batch.put(key, value);
-      bytes += key.length + value.length;
-      hash = (hash + entryHash(key, value)) >>> 0;
-      if (++entries % WRITE_SLICE === 0 && pause) await pause();
-    };
+    const w = this.begin(cp.meta.id);
     try {
-      for (const [p, ws] of cp.upserts) for (const w of ws) await add(deltaKey(cp.meta.id, p, w.id ?? windowId(w.key, w.start, w.end)), this.codec.encode(w));
-      for (const [p, id] of cp.deletes) await add(deltaKey(cp.meta.id, p, id), EMPTY);
+      for (const [p, ws] of cp.upserts) {
+        for (const win of ws) {
+          w.upsert(p, win);
+          if (w.entries % WRITE_SLICE === 0 && pause) await pause();
+        }
+      }
+      for (const [p, id] of cp.deletes) {
+        w.remove(p, id);
+        if (w.entries % WRITE_SLICE === 0 && pause) await pause();
+      }
     } catch (e) {
-      await batch.close().catch(() => undefined);
+      await w.discard();
       throw e;
     }
-    const meta: CheckpointMeta = { ...cp.meta, entries, hash, bytes };
-    meta.bytes += encode(meta).length;
-    const metaBytes = encode(meta);
+    return w.finish(cp.meta);
+  }
+
+  /** Writes a finished writer's batch with the codec's shapes and the meta, then records it in the manifest. */
+  private async commit(meta: CheckpointMeta, batch: ReturnType<Level<string, Uint8Array>['batch']>): Promise<void> {
     try {
       for (const [k, v] of this.codec.shapeEntries()) batch.put(k, v);
-      batch.put(metaKey(meta.id), metaBytes);
+      batch.put(metaKey(meta.id), encode(meta));
       await batch.write();
-      await this.manifest.add([manifestEntry(meta, metaBytes)]);
+      await this.manifest.add([manifestEntry(meta, encode(meta))]);
     } catch (e) {
       const hint = isLevelDamage(e) ? `: LevelDB reports damage in ${this.dir} (LevelDB: ${levelText(e)}); ${waysOut(this.ref, { repair: true })}` : `: ${(e as Error).message}`;
       throw new TidemarkError('STATE_WRITE_FAILED', `checkpoint ${meta.id} could not be written${hint}`, { cause: e });
     }
-    return meta;
   }
 
   /** The highest checkpoint id ever written here (new ids continue after it, never reusing one). */
@@ -515,6 +589,35 @@ export class CheckpointStore {
     } finally {
       await it.close();
     }
+  }
+
+  /**
+   * A written checkpoint's own entries, decoded a few thousand at a time as LevelDB hands them over
+   * (a group's mirror copies a checkpoint this way, holding no more than one chunk of it). Ends with
+   * an error when the entries are not those the meta counted and hashed.
+   */
+  async *chunksOf(meta: CheckpointMeta): AsyncGenerator<EntryChunk> {
+    const at = deltaPrefix(meta.id).length;
+    let n = 0;
+    let hash = 0;
+    for await (const entries of this.scan(deltaPrefix(meta.id))) {
+      const byGroup = new Map<number, PersistedWindow[]>();
+      const d: EntryChunk['d'] = [];
+      for (const [key, value] of entries) {
+        n++;
+        hash = (hash + entryHash(key, value)) >>> 0;
+        const { p, wid } = entryOf(key, at);
+        if (value.length === 0) {
+          d.push([p, wid]);
+          continue;
+        }
+        let list = byGroup.get(p);
+        if (!list) byGroup.set(p, (list = []));
+        list.push(this.codec.decode(wid, value));
+      }
+      yield { u: [...byGroup], d };
+    }
+    if (n !== meta.entries || hash !== meta.hash) throw new TidemarkError('STATE_CORRUPT', `checkpoint ${meta.id} read back ${n} entries (hash ${hash.toString(16)}) where it wrote ${meta.entries} (hash ${meta.hash.toString(16)})`);
   }
 
   /**

@@ -11,6 +11,84 @@ import { subjectsFor } from './subjects.js';
 import { apiErrorCode, boundedNats, WRONG_LAST_SEQUENCE } from './nats-errors.js';
 import { Lease, LeaseObserver, readJsonEntry, writeJsonEntry } from './lease.js';
 import type { CheckpointWrite } from './checkpoint-store.js';
+import type { CheckpointMeta, EntryChunk } from './checkpoint-store.js';
+
+/** One slice of a mirrored checkpoint's entries: windows by key group, and removed ids with their key group. */
+export type MirrorChunk = EntryChunk;
+
+/** A checkpoint read back from the mirror; `chunks()` decodes its entries one chunk at a time. */
+export interface MirroredCheckpoint {
+  meta: CheckpointWrite['meta'];
+  chunks(): Iterable<MirrorChunk>;
+}
+
+/**
+ * "TMC2": a mirror object of records, each a u32 length and msgpack: the checkpoint's meta first,
+ * then its entries a chunk at a time (so that neither writing nor reading a large checkpoint is one
+ * encoding on the event loop). Objects written before are one msgpack CheckpointWrite.
+ */
+const MIRROR_MAGIC = [0x54, 0x4d, 0x43, 0x32];
+
+/** One record of a mirror object: its length, then its bytes. */
+function mirrorRecord(value: unknown, first = false): Uint8Array {
+  const body = encode(value);
+  const head = first ? 8 : 4;
+  const out = new Uint8Array(head + body.length);
+  if (first) out.set(MIRROR_MAGIC);
+  new DataView(out.buffer).setUint32(head - 4, body.length);
+  out.set(body, head);
+  return out;
+}
+
+/** The bytes of a mirror object, in parts as they are made: magic and meta, then each chunk. */
+export async function* mirrorObjectParts(meta: CheckpointWrite['meta'], chunks: AsyncIterable<MirrorChunk> | Iterable<MirrorChunk>): AsyncGenerator<Uint8Array> {
+  yield mirrorRecord(meta, true);
+  for await (const c of chunks) yield mirrorRecord(c);
+}
+
+/** Reads a mirror object (either format); `name` only names it in an error. */
+export function readMirrorObject(bytes: Uint8Array, name: string): MirroredCheckpoint {
+  if (!MIRROR_MAGIC.every((b, i) => bytes[i] === b)) {
+    // Written by a version before chunked mirrors: one CheckpointWrite with its entries as arrays.
+    const w = decode<{ meta: CheckpointWrite['meta']; upserts: MirrorChunk['u']; deletes: MirrorChunk['d'] }>(bytes);
+    return { meta: w.meta, chunks: () => [{ u: w.upserts, d: w.deletes }] };
+  }
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  // Every record's place, checked before anything is decoded: a cut object is refused whole.
+  const records: Array<[number, number]> = [];
+  for (let at = 4; at < bytes.length; ) {
+    const start = at + 4;
+    const end = start + (start <= bytes.length ? view.getUint32(at) : 0);
+    if (start > bytes.length || end > bytes.length) {
+      throw new TidemarkError('STATE_CORRUPT', `the checkpoint mirror's object ${name} is damaged (a record runs past its end); restore from a state directory, or --reset-state`);
+    }
+    records.push([start, end]);
+    at = end;
+  }
+  if (records.length === 0) throw new TidemarkError('STATE_CORRUPT', `the checkpoint mirror's object ${name} is damaged (no checkpoint in it); restore from a state directory, or --reset-state`);
+  const [m0, m1] = records[0]!;
+  return {
+    meta: decode<CheckpointWrite['meta']>(bytes.subarray(m0, m1)),
+    *chunks() {
+      for (const [a, b] of records.slice(1)) yield decode<MirrorChunk>(bytes.subarray(a, b));
+    },
+  };
+}
+
+/** The parts as a stream the object store reads, one part per event-loop turn (it hashes each as it reads it). */
+function partsStream(parts: AsyncIterator<Uint8Array>): ReadableStream<Uint8Array> {
+  return new ReadableStream<Uint8Array>({
+    pull: async (controller) => {
+      await new Promise<void>((r) => setImmediate(r));
+      const next = await parts.next();
+      if (next.done) controller.close();
+      else controller.enqueue(next.value);
+    },
+    cancel: async () => {
+      await parts.return?.(undefined);
+    },
+  });
+}
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
@@ -198,9 +276,10 @@ export class GroupStore {
    * Stores a complete checkpoint in the mirror and moves the pointer to it (revision-checked: a writer
    * whose epoch was superseded gets SupersededError and nothing changes for the others).
    */
-  async mirror(write: CheckpointWrite, hash: number, epoch: number, previous: MirrorPointer | undefined): Promise<MirrorPointer> {
+  async mirror(write: { meta: CheckpointMeta; chunks: AsyncIterable<MirrorChunk> }, epoch: number, previous: MirrorPointer | undefined): Promise<MirrorPointer> {
     const name = `cp-${write.meta.id}-e${epoch}`;
-    await this.objects.putBlob({ name }, encode(write));
+    const hash = write.meta.hash;
+    await this.objects.put({ name }, partsStream(mirrorObjectParts(write.meta, write.chunks)));
     // A delta continues the mirror's chain only from its own base; anything else would leave a delta
     // whose base a new coordinator cannot import (the job starts such a chain with a full checkpoint).
     if (!write.meta.full && previous?.cp !== write.meta.parent) throw new Error(`checkpoint ${write.meta.id} is a delta on ${write.meta.parent}, but the mirror ends at ${previous?.cp ?? 'nothing'}`);
@@ -219,13 +298,13 @@ export class GroupStore {
   }
 
   /** The checkpoint writes of the pointer's chain, full checkpoint first. */
-  async fetchChain(p: MirrorPointer): Promise<CheckpointWrite[]> {
-    const out: CheckpointWrite[] = [];
+  async fetchChain(p: MirrorPointer): Promise<MirroredCheckpoint[]> {
+    const out: MirroredCheckpoint[] = [];
     for (const name of p.chain) {
       // An object is read by an ordered consumer: bounded (a failover can leave it waiting for ever).
       const bytes = await boundedNats(this.objects.getBlob(name), FETCH_BOUND_MS, `reading ${name} of the checkpoint mirror`);
       if (!bytes) throw new TidemarkError('STATE_CORRUPT', `the checkpoint mirror of job ${this.job} lacks ${name} (its pointer names checkpoint ${p.cp}); restore from a state directory, or --reset-state`);
-      out.push(decode<CheckpointWrite>(bytes));
+      out.push(readMirrorObject(bytes, name));
     }
     return out;
   }

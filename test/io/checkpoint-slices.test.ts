@@ -1,6 +1,6 @@
 // Large state in slices, checked for exactness: a barrier's windows and removed ids leave the
 // partition in bounded slices (sendSnapshot) and reach LevelDB by key group through the sink's
-// lazy grouping (checkpointEntries); a chain restored with pauses (mergeChain) holds exactly the
+// grouping as each slice arrives (CheckpointAssembly, straight into the store's batch); a chain restored with pauses (mergeChain) holds exactly the
 // windows of its full checkpoint and deltas applied in order; a watermark step that emits nothing
 // (final mode) still stops after its budget of windows.
 
@@ -8,14 +8,30 @@ import t from 'tap';
 import fc from 'fast-check';
 import { join } from 'node:path';
 import { scratchDir } from '../helpers/nats.js';
-import { CheckpointStore, fnvUtf8 } from '../../src/io/checkpoint-store.js';
+import { CheckpointStore, fnvUtf8, type CheckpointMeta } from '../../src/io/checkpoint-store.js';
 import { WindowCodec } from '../../src/io/window-codec.js';
 import { WindowOperator, windowId, type DeltaItem, type Op, type PersistedWindow } from '../../src/runtime/window-operator.js';
 import { compileJob } from '../../src/runtime/compiled-job.js';
 import { sentimentJob } from '../../src/runtime/sentiment-job.js';
 import { keyGroupOf } from '../../src/runtime/key-groups.js';
 import { OUTPUT_SLICE, SNAPSHOT_SLICE, applyBatch, sendSnapshot } from '../../src/actors/partition-actor.js';
-import { checkpointEntries } from '../../src/actors/sink-actor.js';
+import { CheckpointAssembly } from '../../src/actors/sink-actor.js';
+import { mirrorObjectParts, readMirrorObject, type MirrorChunk } from '../../src/io/group-store.js';
+import { encode } from '../../src/io/codec.js';
+
+/** A written checkpoint as a group's mirror copies it (read back from LevelDB into one object) and reads it back. */
+const throughMirror = async (store: CheckpointStore, written: CheckpointMeta): Promise<{ meta: unknown; chunks: MirrorChunk[] }> => {
+  const parts: Uint8Array[] = [];
+  for await (const p of mirrorObjectParts(written, store.chunksOf(written))) parts.push(p);
+  const bytes = new Uint8Array(parts.reduce((a, p) => a + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    bytes.set(p, at);
+    at += p.length;
+  }
+  const back = readMirrorObject(bytes, 'test');
+  return { meta: back.meta, chunks: [...back.chunks()] };
+};
 import { yieldToLoop } from '../../src/actors/slices.js';
 import type { OutMsg } from '../../src/actors/messages.js';
 
@@ -86,7 +102,18 @@ t.test('a chain written through the sink grouping and restored with pauses holds
             { t: 'barrier-part', from: 0, cp: i + 1, upserts: c.upserts.slice(0, half), deletes: c.deletes.slice(0, 3) },
             { t: 'barrier', from: 0, cp: i + 1, upserts: c.upserts.slice(half), deletes: c.deletes.slice(3), windows: model.size },
           ];
-          await store.write({ meta: meta(i + 1, i, i + 1), ...checkpointEntries(slices, KEY_GROUPS) }, yieldToLoop);
+          // Each slice goes into the checkpoint's batch as it arrives; odd checkpoints also go through a mirror object.
+          const keep = i % 2 === 1;
+          const entries = new CheckpointAssembly(store.begin(i + 1), KEY_GROUPS);
+          for (const s of slices) entries.add(s);
+          const written = await entries.finish(meta(i + 1, i, i + 1));
+          t.equal(written.entries, c.upserts.length + c.deletes.length);
+          if (keep) {
+            const back = await throughMirror(store, written);
+            t.same(back.meta, written, 'the mirror object keeps the meta');
+            t.same(back.chunks.flatMap((ch) => ch.u.flatMap(([kg, ws]) => ws.map((w) => [kg, idOf(w), w.acc, w.state, w.revision, w.n]))).sort(), c.upserts.map((w) => [keyGroupOf(w.key, KEY_GROUPS), idOf(w), w.acc, w.state, w.revision, w.n]).sort(), 'and every window under its key group');
+            t.same(back.chunks.flatMap((ch) => ch.d.map(([, d]) => d)).sort(), [...c.deletes].sort(), 'and every removal');
+          }
         }
         const r = await store.restore(undefined, yieldToLoop);
         if (!r) throw new Error('nothing restored');
@@ -136,8 +163,16 @@ t.test('a barrier leaves in slices of at most SNAPSHOT_SLICE windows and ids, an
   check(full, 'full');
   t.equal(full.reduce((a, m) => a + m.upserts.length, 0), n, 'every window once');
   t.equal(new Set(full.flatMap((m) => m.upserts.map(idOf))).size, n, 'no window twice');
+  // The sink's grouping, kept as a group's mirror gets it (the batch itself is dropped).
+  const store = await CheckpointStore.open(join(scratch.dir, `c${++dirs}`));
+  t.teardown(() => store.close());
+  const entriesOf = async (msgs: Barrier[], cp: number): Promise<MirrorChunk[]> => {
+    const a = new CheckpointAssembly(store.begin(cp), KEY_GROUPS);
+    for (const m of msgs) a.add(m);
+    return (await throughMirror(store, await a.finish(meta(cp, cp - 1, cp)))).chunks;
+  };
   let grouped = 0;
-  for (const [kg, ws] of checkpointEntries(full, KEY_GROUPS).upserts) for (const w of ws) grouped += keyGroupOf(w.key, KEY_GROUPS) === kg ? 1 : 0;
+  for (const ch of await entriesOf(full, 1)) for (const [kg, ws] of ch.u) for (const w of ws) grouped += keyGroupOf(w.key, KEY_GROUPS) === kg ? 1 : 0;
   t.equal(grouped, n, 'the sink puts every window under its key group');
 
   // The watermark passes the first minute: its windows close (lateness 0) and the delta removes them.
@@ -147,7 +182,7 @@ t.test('a barrier leaves in slices of at most SNAPSHOT_SLICE windows and ids, an
   check(delta, 'delta');
   const removed = delta.flatMap((m) => m.deletes);
   t.equal(removed.length, Math.ceil(n / 2), 'every closed window removed once');
-  t.same([...checkpointEntries(delta, KEY_GROUPS).deletes].map(([kg, id]) => kg === keyGroupOf(id.slice(0, id.indexOf('\u0000')), KEY_GROUPS)).filter((x) => !x), [], 'each removal under its key group');
+  t.same((await entriesOf(delta, 2)).flatMap((ch) => ch.d).map(([kg, id]) => kg === keyGroupOf(id.slice(0, id.indexOf('\u0000')), KEY_GROUPS)).filter((x) => !x), [], 'each removal under its key group');
   t.equal(delta.reduce((a, m) => a + m.upserts.length, 0), 0, 'and nothing else changed');
 });
 
@@ -210,4 +245,39 @@ t.test('a batch applied in slices (applyBatch) emits what it emits unsliced, in 
   t.same(ids, removed(whole), 'the same ids removed');
   t.same(ids, closed.map((d) => windowId(d.k, d.s, d.s + MIN)).sort(), 'each closed window by its id');
   t.same(removed(sliced), [], 'once');
+});
+
+t.test('a checkpoint begun and discarded leaves nothing; one begun later still writes', async (t) => {
+  const store = await CheckpointStore.open(join(scratch.dir, `c${++dirs}`));
+  t.teardown(() => store.close());
+  await store.write({ meta: meta(1, 0, 1), upserts: [[3, [win(1, 0, 2, false)]]], deletes: [] });
+  // Checkpoint 2's slices arrive, then the job stops before its last barrier.
+  const abandoned = new CheckpointAssembly(store.begin(2), KEY_GROUPS);
+  abandoned.add({ upserts: [win(2, 0, 5, false)], deletes: [idOf(win(1, 0, 2, false))] });
+  // Meanwhile checkpoint 3 (the next run's) is written in full.
+  const next = new CheckpointAssembly(store.begin(3), KEY_GROUPS);
+  next.add({ upserts: [win(4, 1, 1, true)], deletes: [] });
+  await abandoned.discard();
+  const m3 = await next.finish(meta(3, 0, 1));
+  t.equal(m3.entries, 1);
+  const r = await store.restore(undefined, yieldToLoop);
+  t.equal(r?.meta.id, 3);
+  t.same([...r!.windows.values()].flat().map(idOf), [idOf(win(4, 1, 1, true))], 'only checkpoint 3: nothing of the discarded one');
+  t.same((await store.list()).metas.map((m) => m.id).sort(), [1, 3], 'checkpoint 2 was never recorded');
+  await t.rejects(next.finish(meta(3, 0, 1)), /already finished/, 'a checkpoint is written once');
+  t.throws(() => next.writer.upsert(0, win(5, 0, 1, false)), /already finished/, 'and takes nothing after');
+});
+
+t.test('a mirror object of the format before chunks still reads; a damaged one is refused with its name', async (t) => {
+  const m = meta(7, 0, 1);
+  const legacy = encode({ meta: m, upserts: [[2, [win(1, 0, 3, false)]]], deletes: [[5, 'x']] });
+  const back = readMirrorObject(legacy, 'cp-7-e1');
+  t.same(back.meta, m);
+  t.same([...back.chunks()], [{ u: [[2, [win(1, 0, 3, false)]]], d: [[5, 'x']] }]);
+  const parts: Uint8Array[] = [];
+  for await (const p of mirrorObjectParts(m, [{ u: [], d: [] }])) parts.push(p);
+  const cut = new Uint8Array(parts[0]!.length + parts[1]!.length - 1);
+  cut.set(parts[0]!);
+  cut.set(parts[1]!.subarray(0, parts[1]!.length - 1), parts[0]!.length);
+  t.throws(() => readMirrorObject(cut, 'cp-7-e1'), /the checkpoint mirror's object cp-7-e1 is damaged \(a record runs past its end\)/);
 });
