@@ -794,15 +794,21 @@ export class PostgresSink implements Sink {
   /** Columns added since the last batch: ALTER the tables, rebuild the staging table (inside the open transaction). */
   private async syncSchema(c: pgModule.Client): Promise<void> {
     if (this.appliedVersion === this.schemaVersion) return;
+    // What this change covers, fixed before the await: a column discovered while the ALTER runs is
+    // another version, applied by the caller's next round (recording it here would let a COPY name a
+    // column the tables do not have yet).
+    const version = this.schemaVersion;
+    const extra = [...this.extra];
+    const columns = this.columns;
     const stmts: string[] = [];
     for (const t of this.targets) {
       const have = this.existing.get(t.table)!;
-      for (const x of this.extra) if (!have.has(x.name)) stmts.push(`ALTER TABLE ${t.table} ADD COLUMN IF NOT EXISTS ${q(x.name)} ${x.type}`);
+      for (const x of extra) if (!have.has(x.name)) stmts.push(`ALTER TABLE ${t.table} ADD COLUMN IF NOT EXISTS ${q(x.name)} ${x.type}`);
     }
-    stmts.push(`DROP TABLE IF EXISTS pg_temp.${this.stage}`, `CREATE TEMP TABLE ${this.stage} (${this.columns.map((k) => `${q(k.name)} ${k.type}`).join(', ')})`);
+    stmts.push(`DROP TABLE IF EXISTS pg_temp.${this.stage}`, `CREATE TEMP TABLE ${this.stage} (${columns.map((k) => `${q(k.name)} ${k.type}`).join(', ')})`);
     await c.query(stmts.join(';\n'));
-    for (const t of this.targets) for (const x of this.extra) this.existing.get(t.table)!.set(x.name, x.type);
-    this.appliedVersion = this.schemaVersion;
+    for (const t of this.targets) for (const x of extra) this.existing.get(t.table)!.set(x.name, x.type);
+    this.appliedVersion = version;
   }
 
   /**

@@ -244,6 +244,37 @@ t.test('epochs of many COPY batches: revisions of one window within and across b
   t.same(after.progress, [{ sink: 'results', checkpoint_id: '2' }], 'the progress row names the second commit');
 });
 
+t.test('a field that appears while the sink is adding an earlier one: each column is added before a COPY names it', async (t) => {
+  // The first records' fields make the sink ALTER its tables; records with a field of their own
+  // arrive at a spread of moments after, some of them while that ALTER is on its way.
+  const rec = (w: number, extra: Record<string, unknown> = {}) => {
+    const start = Date.UTC(2026, 0, 1) + w * 60_000;
+    return { id: `race/#k/${start}/${start + 60_000}/0`, job: 'race', key: '#k', window: { start, end: start + 60_000 }, count: w, revision: 0, final: true, watermark: start + 60_000, ...extra };
+  };
+  for (const delay of [0, 1, 2, 3, 5, 8, 13, 21]) {
+    const spec = parsePostgresSpec(pgs.url('tidemark', { prefix: `race${delay}_` }), '--sink');
+    const sink = new PostgresSink(spec, 'results', 'race');
+    await sink.open(undefined);
+    const first = Array.from({ length: 200 }, (_v, w) => rec(w));
+    const second = Array.from({ length: 200 }, (_v, w) => rec(200 + w, { note: `n${w}` }));
+    sink.write(first);
+    await new Promise((r) => setTimeout(r, delay));
+    sink.write(second);
+    t.same(await sink.snapshot(1), { checkpoint: 1 }, `new field ${delay} ms after the first records: committed`);
+    await sink.close();
+    const got = await readTables(pgs, 'race', `race${delay}_`);
+    t.equal(got.revisions.length, 400, 'every record once');
+    t.same(
+      got.revisions
+        .map((r) => (r as { note?: unknown }).note)
+        .filter((n) => n !== null && n !== undefined)
+        .sort(),
+      second.map((r) => (r as { note?: unknown }).note).sort(),
+      'the new field in its column',
+    );
+  }
+});
+
 for (const more of [true, false]) {
   t.test(`a connection dropped while idle inside an epoch, then ${more ? 'more records and' : 'only'} the barrier: the epoch is written again from its first record on a new connection`, async (t) => {
     // The late and dead-letter sinks get records now and then: between two barriers their transaction
