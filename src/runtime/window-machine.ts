@@ -1,6 +1,6 @@
 // Every window is its own xstate v5 machine: open → pending → closed (DESIGN.md §3).
 // The machine owns the lifecycle and the revisions; the arithmetic is the job's aggregate. Windows
-// are not running actors: the operator steps each one with the machine's pure transition.
+// are not running actors: the operator steps each one by the machine's transitions (window-step.ts).
 
 import { setup, assign, emit } from 'xstate';
 import { resultRecord, type ResultRecord } from './records.js';

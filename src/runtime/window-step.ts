@@ -1,5 +1,6 @@
-// Steps a window with its machine's pure transition (xstate v5 logic: transition(snapshot, event,
-// scope)) instead of a running actor: windows are virtual actors multiplexed on one scheduler.
+// Steps a window by its machine's definition instead of a running actor: windows are virtual actors
+// multiplexed on one scheduler. Two engines give the same steps: a table compiled once from the
+// machine's own transitions (the default), and xstate v5's pure transition(snapshot, event, scope).
 
 import { createActor } from 'xstate';
 import type { ResultRecord } from './records.js';
