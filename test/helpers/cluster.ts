@@ -22,7 +22,18 @@ export class NatsCluster {
 
   /** Starts `size` nodes routed to each other and waits until JetStream has a meta leader. */
   static async start(dir: string, size = 3): Promise<NatsCluster> {
-    const ports = await Promise.all(Array.from({ length: size }, async () => ({ client: await freePort(), route: await freePort(), monitor: await freePort() })));
+    // Each port once: ports asked for at the same time can come back equal (a node then fails to bind its route port).
+    const taken = new Set<number>();
+    const unique = async (): Promise<number> => {
+      for (;;) {
+        const p = await freePort();
+        if (taken.has(p)) continue;
+        taken.add(p);
+        return p;
+      }
+    };
+    const ports: Array<{ client: number; route: number; monitor: number }> = [];
+    for (let i = 0; i < size; i++) ports.push({ client: await unique(), route: await unique(), monitor: await unique() });
     const routes = ports.map((p) => `nats-route://127.0.0.1:${p.route}`);
     const nodes = ports.map((p, i): ClusterNode => {
       const name = `n${i + 1}`;
@@ -40,7 +51,13 @@ export class NatsCluster {
       return { name, port: p.client, url: `nats://127.0.0.1:${p.client}`, monitor: p.monitor, config, store: join(dir, `${name}-store`) };
     });
     const cluster = new NatsCluster(nodes);
-    await Promise.all(nodes.map((n) => cluster.startNode(n)));
+    const started = await Promise.allSettled(nodes.map((n) => cluster.startNode(n)));
+    const failed = started.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) {
+      // No node left running behind a cluster that did not start.
+      await Promise.all(nodes.map((n) => cluster.kill(n)));
+      throw failed.reason;
+    }
     await cluster.waitForJetStream();
     return cluster;
   }
