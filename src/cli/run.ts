@@ -4,6 +4,7 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { connectNats, redactUrl } from '../io/connect.js';
+import { stepEngineFromEnv } from '../runtime/window-step.js';
 import { TidemarkError } from '../errors.js';
 import { parseFlags, optionHelp, type OptionDef } from '../option-table.js';
 import { RUN_OPTIONS, resolveJobConfig, rawRunOptions } from '../host/run-options.js';
@@ -43,6 +44,8 @@ export async function run(argv: string[]): Promise<number> {
   const moduleFile = rawRunOptions(opts).jobModule;
   const definition = typeof moduleFile === 'string' ? (await loadJobModule(moduleFile)).definition : undefined;
   const cfg = resolveJobConfig(opts, definition);
+  // A bad TIDEMARK_WINDOW_STEP is named now, before anything starts.
+  stepEngineFromEnv();
   const log = createLogger(cfg.logLevel);
   let embedded: EmbeddedNats | undefined;
   let url = cfg.nats;

@@ -4,6 +4,7 @@
 
 import { createActor } from 'xstate';
 import type { ResultRecord } from './records.js';
+import { TidemarkError } from '../errors.js';
 import type { CompiledJob } from './compiled-job.js';
 import {
   createWindowMachine,
@@ -46,7 +47,7 @@ export function stepEngineFromEnv(env: NodeJS.ProcessEnv = process.env): StepEng
   const v = env.TIDEMARK_WINDOW_STEP;
   if (v === undefined || v === '' || v === 'compiled') return 'compiled';
   if (v === 'xstate') return 'xstate';
-  throw new Error(`TIDEMARK_WINDOW_STEP must be "compiled" or "xstate", not "${v}"`);
+  throw new TidemarkError('BAD_CONFIG', `TIDEMARK_WINDOW_STEP must be "compiled" or "xstate", not "${v}" (unset it for the default, compiled)`);
 }
 
 /** The stepper of a job's window machine. */

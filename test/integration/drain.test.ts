@@ -133,6 +133,14 @@ t.test('bad flags: one line naming the flag, exit code 2', async (t) => {
   }
 });
 
+t.test('a bad TIDEMARK_WINDOW_STEP: one line naming it and what is accepted, exit code 2, before anything starts', async (t) => {
+  const r = await runCli(['run', '--window', 'tumbling:1m', '--state-dir', join(scratch.dir, 'bad-step')], { env: { ...process.env, TIDEMARK_WINDOW_STEP: 'fast' } });
+  t.equal(r.code, 2);
+  t.match(r.stderr, /TIDEMARK_WINDOW_STEP must be "compiled" or "xstate", not "fast"/);
+  t.equal(r.stderr.trim().split('\n').length, 1, 'one line');
+  t.notMatch(r.stdout, /nats-server listening/, 'no server was started');
+});
+
 t.test('--help describes every option', async (t) => {
   const r = await runCli(['run', '--help']);
   t.equal(r.code, 0);
