@@ -1,6 +1,6 @@
 // Checkpoint and restore cost against state size, in process: the job's own WindowOperator,
 // partition and sink actor steps (the same functions the actors run: sendSnapshot, the sealed
-// msgpack channel, CheckpointAssembly, CheckpointStore.write/restore, restoreGroups, applyBatch) on
+// msgpack channel, CheckpointAssembly, the mirror's read-back, CheckpointStore.restore, restoreGroups, applyBatch) on
 // a real LevelDB directory, without NATS in between. For each size N:
 //   - a full checkpoint of N live windows (time of the LevelDB batch, bytes);
 //   - 1% of the windows receive posts, then an incremental checkpoint (time, bytes);
@@ -174,7 +174,7 @@ async function checkpoint(live: WindowOperator, ch: Channels, store: CheckpointS
   // records, as the object store takes them (the upload to NATS itself is not part of this).
   for await (const part of mirrorObjectParts(written, store.chunksOf(written))) {
     if (part.length === 0) throw new Error('an empty mirror record');
-    await new Promise<void>((r) => setImmediate(r));
+    await yieldToLoop();
   }
   return written;
 }

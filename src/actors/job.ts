@@ -6,7 +6,7 @@ import { pathToFileURL } from 'node:url';
 import type { NatsConnection, JetStreamManager } from 'nats';
 import { TidemarkError } from '../errors.js';
 import { FINGERPRINT_DEFAULTS, stateFingerprint, type JobConfig } from '../runtime/job-config.js';
-import { CheckpointStore, type CheckpointMeta, type CheckpointWrite, type EntryChunk, type GroupStamp } from '../io/checkpoint-store.js';
+import { CheckpointStore, type CheckpointMeta, type EntryChunk, type GroupStamp } from '../io/checkpoint-store.js';
 import { ensureStream, JetStreamSource } from '../io/jetstream-source.js';
 import { createSink } from '../io/sinks.js';
 import { groupProblems, waysOut } from '../io/state-damage.js';

@@ -275,24 +275,21 @@ export class SinkActor {
         const sinks: Record<string, SinkProgress> = {};
         for (const [key, p] of progress) sinks[key] = await p;
         faultPoint('checkpoint-before-write');
-        const write: Pick<CheckpointWrite, 'meta'> = {
-          meta: {
-            id: a.cp,
-            time: Date.now(),
-            seq: src.seq,
-            watermark: src.watermark,
-            sinks,
-            parent,
-            full: src.full,
-            depth: src.depth,
-            windows,
-            counters,
-            fingerprint: this.fingerprint,
-            ...(src.savepoint ? { savepoint: src.savepoint } : {}),
-            ...(this.stamp ? { group: this.stamp } : {}),
-          },
-        };
-        const meta = await entries.finish(write.meta);
+        const meta = await entries.finish({
+          id: a.cp,
+          time: Date.now(),
+          seq: src.seq,
+          watermark: src.watermark,
+          sinks,
+          parent,
+          full: src.full,
+          depth: src.depth,
+          windows,
+          counters,
+          fingerprint: this.fingerprint,
+          ...(src.savepoint ? { savepoint: src.savepoint } : {}),
+          ...(this.stamp ? { group: this.stamp } : {}),
+        });
         faultPoint('checkpoint-after-write');
         // A group's mirror copies the checkpoint as LevelDB now holds it, a few thousand entries at a time.
         if (this.mirror) await this.mirror(meta, this.store.chunksOf(meta));

@@ -42,7 +42,7 @@ export async function inspectMirror(opts: RawOptions, job: string): Promise<numb
       // The chain applied in order: the full checkpoint, then each delta's upserts and deletes.
       const live = new Map<string, PersistedWindow>();
       for (const w of chain) {
-        for (const c of w.chunks()) {
+        for (const c of w.chunks) {
           for (const [, ws] of c.u) for (const x of ws) live.set(x.id ?? windowId(x.key, x.start, x.end), x);
           for (const [, id] of c.d) live.delete(id);
         }

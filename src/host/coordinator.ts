@@ -216,21 +216,8 @@ export class Coordinator {
       if (mine && mine.hash === pointer.hash && mine.seq === pointer.seq && local.maxId === pointer.cp) return;
       const chain = await store.fetchChain(pointer);
       await local.reset();
-      for (const m of chain) {
-        // Chunk by chunk into the checkpoint's batch, a turn of the event loop between chunks.
-        const w = local.begin(m.meta.id);
-        try {
-          for (const c of m.chunks()) {
-            for (const [kg, ws] of c.u) for (const win of ws) w.upsert(kg, win);
-            for (const [kg, id] of c.d) w.remove(kg, id);
-            await yieldToLoop();
-          }
-        } catch (e) {
-          await w.discard();
-          throw e;
-        }
-        await w.finish(m.meta);
-      }
+      // Each chunk decoded as the store takes it, a turn of the event loop every few thousand entries.
+      for (const w of chain) await local.write(w, yieldToLoop);
       this.g.log.info({ checkpoint: pointer.cp, chain: chain.length }, `restored checkpoint ${pointer.cp} from the group's mirror in NATS (${chain.length} checkpoint(s) in its chain)`);
     } finally {
       await local.close();

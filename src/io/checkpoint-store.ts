@@ -48,18 +48,16 @@ export interface GroupStamp {
   owners: Array<[string, number, number]>;
 }
 
-export interface CheckpointWrite {
-  meta: Omit<CheckpointMeta, 'entries' | 'hash' | 'bytes'>;
-  /** key group → its changed (or, full, all) windows; read once, as the batch is built */
-  upserts: Iterable<readonly [number, readonly PersistedWindow[]]>;
-  /** key group and id of each removed window; read once */
-  deletes: Iterable<readonly [number, string]>;
-}
-
-/** Some of a checkpoint's entries as LevelDB holds them: windows by key group, and removed ids with their key group. */
+/** Some of a checkpoint's entries: windows by key group, and removed ids with their key group. */
 export interface EntryChunk {
   u: Array<[number, PersistedWindow[]]>;
   d: Array<[number, string]>;
+}
+
+export interface CheckpointWrite {
+  meta: Omit<CheckpointMeta, 'entries' | 'hash' | 'bytes'>;
+  /** its changed (or, full, all) windows and its removed ids, a chunk at a time; read once, as the batch is built */
+  chunks: Iterable<EntryChunk>;
 }
 
 export interface Restored {
@@ -244,7 +242,6 @@ export async function mergeChain(chain: readonly Pick<Verdict, 'windows' | 'dele
   return out;
 }
 
-/** The checkpoints of one job, in LevelDB under the state directory, with a manifest beside it. */
 /**
  * A checkpoint being written (`CheckpointStore.begin`): entries go into its batch as they come,
  * with their count, bytes and content hash; `finish` writes the batch and records the checkpoint,
@@ -306,6 +303,7 @@ export class CheckpointWriter {
   }
 }
 
+/** The checkpoints of one job, in LevelDB under the state directory, with a manifest beside it. */
 export class CheckpointStore {
   /** Set once LevelDB has failed reading its own files: the state needs `tidemark inspect --repair`. */
   levelDamage?: string;
@@ -480,16 +478,21 @@ export class CheckpointStore {
    */
   async write(cp: CheckpointWrite, pause?: () => Promise<void>): Promise<CheckpointMeta> {
     const w = this.begin(cp.meta.id);
+    const paused = async (): Promise<void> => {
+      if (w.entries % WRITE_SLICE === 0 && pause) await pause();
+    };
     try {
-      for (const [p, ws] of cp.upserts) {
-        for (const win of ws) {
-          w.upsert(p, win);
-          if (w.entries % WRITE_SLICE === 0 && pause) await pause();
+      for (const c of cp.chunks) {
+        for (const [p, ws] of c.u) {
+          for (const win of ws) {
+            w.upsert(p, win);
+            await paused();
+          }
         }
-      }
-      for (const [p, id] of cp.deletes) {
-        w.remove(p, id);
-        if (w.entries % WRITE_SLICE === 0 && pause) await pause();
+        for (const [p, id] of c.d) {
+          w.remove(p, id);
+          await paused();
+        }
       }
     } catch (e) {
       await w.discard();
@@ -501,10 +504,11 @@ export class CheckpointStore {
   /** Writes a finished writer's batch with the codec's shapes and the meta, then records it in the manifest. */
   private async commit(meta: CheckpointMeta, batch: ReturnType<Level<string, Uint8Array>['batch']>): Promise<void> {
     try {
+      const metaBytes = encode(meta);
       for (const [k, v] of this.codec.shapeEntries()) batch.put(k, v);
-      batch.put(metaKey(meta.id), encode(meta));
+      batch.put(metaKey(meta.id), metaBytes);
       await batch.write();
-      await this.manifest.add([manifestEntry(meta, encode(meta))]);
+      await this.manifest.add([manifestEntry(meta, metaBytes)]);
     } catch (e) {
       const hint = isLevelDamage(e) ? `: LevelDB reports damage in ${this.dir} (LevelDB: ${levelText(e)}); ${waysOut(this.ref, { repair: true })}` : `: ${(e as Error).message}`;
       throw new TidemarkError('STATE_WRITE_FAILED', `checkpoint ${meta.id} could not be written${hint}`, { cause: e });

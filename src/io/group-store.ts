@@ -10,17 +10,7 @@ import { encode, decode } from './codec.js';
 import { subjectsFor } from './subjects.js';
 import { apiErrorCode, boundedNats, WRONG_LAST_SEQUENCE } from './nats-errors.js';
 import { Lease, LeaseObserver, readJsonEntry, writeJsonEntry } from './lease.js';
-import type { CheckpointWrite } from './checkpoint-store.js';
-import type { CheckpointMeta, EntryChunk } from './checkpoint-store.js';
-
-/** One slice of a mirrored checkpoint's entries: windows by key group, and removed ids with their key group. */
-export type MirrorChunk = EntryChunk;
-
-/** A checkpoint read back from the mirror; `chunks()` decodes its entries one chunk at a time. */
-export interface MirroredCheckpoint {
-  meta: CheckpointWrite['meta'];
-  chunks(): Iterable<MirrorChunk>;
-}
+import type { CheckpointMeta, CheckpointWrite, EntryChunk } from './checkpoint-store.js';
 
 /**
  * "TMC2": a mirror object of records, each a u32 length and msgpack: the checkpoint's meta first,
@@ -41,36 +31,40 @@ function mirrorRecord(value: unknown, first = false): Uint8Array {
 }
 
 /** The bytes of a mirror object, in parts as they are made: magic and meta, then each chunk. */
-export async function* mirrorObjectParts(meta: CheckpointWrite['meta'], chunks: AsyncIterable<MirrorChunk> | Iterable<MirrorChunk>): AsyncGenerator<Uint8Array> {
+export async function* mirrorObjectParts(meta: CheckpointWrite['meta'], chunks: AsyncIterable<EntryChunk> | Iterable<EntryChunk>): AsyncGenerator<Uint8Array> {
   yield mirrorRecord(meta, true);
   for await (const c of chunks) yield mirrorRecord(c);
 }
 
 /** Reads a mirror object (either format); `name` only names it in an error. */
-export function readMirrorObject(bytes: Uint8Array, name: string): MirroredCheckpoint {
+export function readMirrorObject(bytes: Uint8Array, name: string): CheckpointWrite {
   if (!MIRROR_MAGIC.every((b, i) => bytes[i] === b)) {
     // Written by a version before chunked mirrors: one CheckpointWrite with its entries as arrays.
-    const w = decode<{ meta: CheckpointWrite['meta']; upserts: MirrorChunk['u']; deletes: MirrorChunk['d'] }>(bytes);
-    return { meta: w.meta, chunks: () => [{ u: w.upserts, d: w.deletes }] };
+    const w = decode<{ meta: CheckpointWrite['meta']; upserts: EntryChunk['u']; deletes: EntryChunk['d'] }>(bytes);
+    return { meta: w.meta, chunks: [{ u: w.upserts, d: w.deletes }] };
   }
+  const corrupt = (why: string): never => {
+    throw new TidemarkError('STATE_CORRUPT', `the checkpoint mirror's object ${name} is damaged (${why}); restore from a state directory, or --reset-state`);
+  };
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   // Every record's place, checked before anything is decoded: a cut object is refused whole.
   const records: Array<[number, number]> = [];
   for (let at = 4; at < bytes.length; ) {
-    const start = at + 4;
-    const end = start + (start <= bytes.length ? view.getUint32(at) : 0);
-    if (start > bytes.length || end > bytes.length) {
-      throw new TidemarkError('STATE_CORRUPT', `the checkpoint mirror's object ${name} is damaged (a record runs past its end); restore from a state directory, or --reset-state`);
-    }
-    records.push([start, end]);
+    if (at + 4 > bytes.length) corrupt('a record runs past its end');
+    const end = at + 4 + view.getUint32(at);
+    if (end > bytes.length) corrupt('a record runs past its end');
+    records.push([at + 4, end]);
     at = end;
   }
-  if (records.length === 0) throw new TidemarkError('STATE_CORRUPT', `the checkpoint mirror's object ${name} is damaged (no checkpoint in it); restore from a state directory, or --reset-state`);
+  if (records.length === 0) corrupt('no checkpoint in it');
   const [m0, m1] = records[0]!;
   return {
     meta: decode<CheckpointWrite['meta']>(bytes.subarray(m0, m1)),
-    *chunks() {
-      for (const [a, b] of records.slice(1)) yield decode<MirrorChunk>(bytes.subarray(a, b));
+    // Decoded one chunk at a time, as the reader takes them.
+    chunks: {
+      *[Symbol.iterator]() {
+        for (const [a, b] of records.slice(1)) yield decode<EntryChunk>(bytes.subarray(a, b));
+      },
     },
   };
 }
@@ -276,7 +270,7 @@ export class GroupStore {
    * Stores a complete checkpoint in the mirror and moves the pointer to it (revision-checked: a writer
    * whose epoch was superseded gets SupersededError and nothing changes for the others).
    */
-  async mirror(write: { meta: CheckpointMeta; chunks: AsyncIterable<MirrorChunk> }, epoch: number, previous: MirrorPointer | undefined): Promise<MirrorPointer> {
+  async mirror(write: { meta: CheckpointMeta; chunks: AsyncIterable<EntryChunk> }, epoch: number, previous: MirrorPointer | undefined): Promise<MirrorPointer> {
     const name = `cp-${write.meta.id}-e${epoch}`;
     const hash = write.meta.hash;
     await this.objects.put({ name }, partsStream(mirrorObjectParts(write.meta, write.chunks)));
@@ -298,8 +292,8 @@ export class GroupStore {
   }
 
   /** The checkpoint writes of the pointer's chain, full checkpoint first. */
-  async fetchChain(p: MirrorPointer): Promise<MirroredCheckpoint[]> {
-    const out: MirroredCheckpoint[] = [];
+  async fetchChain(p: MirrorPointer): Promise<CheckpointWrite[]> {
+    const out: CheckpointWrite[] = [];
     for (const name of p.chain) {
       // An object is read by an ordered consumer: bounded (a failover can leave it waiting for ever).
       const bytes = await boundedNats(this.objects.getBlob(name), FETCH_BOUND_MS, `reading ${name} of the checkpoint mirror`);

@@ -25,7 +25,7 @@ const freshDir = (): string => join(scratch.dir, `s${++dirs}`, 'checkpoints');
 async function writeFull(store: CheckpointStore, ids: number[], n = 50): Promise<void> {
   for (const id of ids) {
     const windows: PersistedWindow[] = Array.from({ length: n }, (_, i) => ({ key: `#k${i}`, start: 0, end: 60_000, state: 'open', acc: { count: id, positive: 1, negative: 0, neutral: 0, scoreSum: 1 }, revision: 0, n: id }));
-    await store.write({ meta: { id, time: Date.now(), seq: id * 10, watermark: { wm: 0, maxTs: [] }, sinks: {}, parent: 0, full: true, depth: 1, windows: n, counters: {}, fingerprint: {} }, upserts: [[0, windows]], deletes: [] });
+    await store.write({ meta: { id, time: Date.now(), seq: id * 10, watermark: { wm: 0, maxTs: [] }, sinks: {}, parent: 0, full: true, depth: 1, windows: n, counters: {}, fingerprint: {} }, chunks: [{ u: [[0, windows]], d: [] }] });
   }
 }
 

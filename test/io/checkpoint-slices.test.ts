@@ -8,7 +8,7 @@ import t from 'tap';
 import fc from 'fast-check';
 import { join } from 'node:path';
 import { scratchDir } from '../helpers/nats.js';
-import { CheckpointStore, fnvUtf8, type CheckpointMeta } from '../../src/io/checkpoint-store.js';
+import { CheckpointStore, fnvUtf8, type CheckpointMeta, type EntryChunk } from '../../src/io/checkpoint-store.js';
 import { WindowCodec } from '../../src/io/window-codec.js';
 import { WindowOperator, windowId, type DeltaItem, type Op, type PersistedWindow } from '../../src/runtime/window-operator.js';
 import { compileJob } from '../../src/runtime/compiled-job.js';
@@ -16,11 +16,11 @@ import { sentimentJob } from '../../src/runtime/sentiment-job.js';
 import { keyGroupOf } from '../../src/runtime/key-groups.js';
 import { OUTPUT_SLICE, SNAPSHOT_SLICE, applyBatch, sendSnapshot } from '../../src/actors/partition-actor.js';
 import { CheckpointAssembly } from '../../src/actors/sink-actor.js';
-import { mirrorObjectParts, readMirrorObject, type MirrorChunk } from '../../src/io/group-store.js';
+import { mirrorObjectParts, readMirrorObject } from '../../src/io/group-store.js';
 import { encode } from '../../src/io/codec.js';
 
 /** A written checkpoint as a group's mirror copies it (read back from LevelDB into one object) and reads it back. */
-const throughMirror = async (store: CheckpointStore, written: CheckpointMeta): Promise<{ meta: unknown; chunks: MirrorChunk[] }> => {
+const throughMirror = async (store: CheckpointStore, written: CheckpointMeta): Promise<{ meta: unknown; chunks: EntryChunk[] }> => {
   const parts: Uint8Array[] = [];
   for await (const p of mirrorObjectParts(written, store.chunksOf(written))) parts.push(p);
   const bytes = new Uint8Array(parts.reduce((a, p) => a + p.length, 0));
@@ -30,7 +30,7 @@ const throughMirror = async (store: CheckpointStore, written: CheckpointMeta): P
     at += p.length;
   }
   const back = readMirrorObject(bytes, 'test');
-  return { meta: back.meta, chunks: [...back.chunks()] };
+  return { meta: back.meta, chunks: [...back.chunks] };
 };
 import { yieldToLoop } from '../../src/actors/slices.js';
 import type { OutMsg } from '../../src/actors/messages.js';
@@ -166,7 +166,7 @@ t.test('a barrier leaves in slices of at most SNAPSHOT_SLICE windows and ids, an
   // The sink's grouping, kept as a group's mirror gets it (the batch itself is dropped).
   const store = await CheckpointStore.open(join(scratch.dir, `c${++dirs}`));
   t.teardown(() => store.close());
-  const entriesOf = async (msgs: Barrier[], cp: number): Promise<MirrorChunk[]> => {
+  const entriesOf = async (msgs: Barrier[], cp: number): Promise<EntryChunk[]> => {
     const a = new CheckpointAssembly(store.begin(cp), KEY_GROUPS);
     for (const m of msgs) a.add(m);
     return (await throughMirror(store, await a.finish(meta(cp, cp - 1, cp)))).chunks;
@@ -250,7 +250,7 @@ t.test('a batch applied in slices (applyBatch) emits what it emits unsliced, in 
 t.test('a checkpoint begun and discarded leaves nothing; one begun later still writes', async (t) => {
   const store = await CheckpointStore.open(join(scratch.dir, `c${++dirs}`));
   t.teardown(() => store.close());
-  await store.write({ meta: meta(1, 0, 1), upserts: [[3, [win(1, 0, 2, false)]]], deletes: [] });
+  await store.write({ meta: meta(1, 0, 1), chunks: [{ u: [[3, [win(1, 0, 2, false)]]], d: [] }] });
   // Checkpoint 2's slices arrive, then the job stops before its last barrier.
   const abandoned = new CheckpointAssembly(store.begin(2), KEY_GROUPS);
   abandoned.add({ upserts: [win(2, 0, 5, false)], deletes: [idOf(win(1, 0, 2, false))] });
@@ -273,7 +273,7 @@ t.test('a mirror object of the format before chunks still reads; a damaged one i
   const legacy = encode({ meta: m, upserts: [[2, [win(1, 0, 3, false)]]], deletes: [[5, 'x']] });
   const back = readMirrorObject(legacy, 'cp-7-e1');
   t.same(back.meta, m);
-  t.same([...back.chunks()], [{ u: [[2, [win(1, 0, 3, false)]]], d: [[5, 'x']] }]);
+  t.same([...back.chunks], [{ u: [[2, [win(1, 0, 3, false)]]], d: [[5, 'x']] }]);
   const parts: Uint8Array[] = [];
   for await (const p of mirrorObjectParts(m, [{ u: [], d: [] }])) parts.push(p);
   const cut = new Uint8Array(parts[0]!.length + parts[1]!.length - 1);
